@@ -1,0 +1,167 @@
+//! The command-line grammar.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use decnet_core::fleet::{CliFleet, Mode};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "decnet",
+    version,
+    about = "DECNET: a native honeynet of fake LAN hosts (deckies)",
+    propagate_version = true
+)]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    pub(crate) global: Global,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// Options every command shares.
+#[derive(Debug, Args)]
+pub(crate) struct Global {
+    /// Persistent state: desired fleet, fleet seed, database.
+    #[arg(
+        long,
+        global = true,
+        env = "DECNET_STATE_DIR",
+        default_value = "/var/lib/decnet",
+        value_name = "DIR"
+    )]
+    pub(crate) state_dir: PathBuf,
+    /// Runtime files: the engine's control socket, PID file.
+    #[arg(
+        long,
+        global = true,
+        env = "DECNET_RUN_DIR",
+        default_value = "/run/decnet",
+        value_name = "DIR"
+    )]
+    pub(crate) run_dir: PathBuf,
+    /// Event logs (decnet.log, decnet.json).
+    #[arg(
+        long,
+        global = true,
+        env = "DECNET_LOG_DIR",
+        default_value = "/var/log/decnet",
+        value_name = "DIR"
+    )]
+    pub(crate) log_dir: PathBuf,
+    /// Load personas from this directory instead of the copy built into the binary.
+    #[arg(long, global = true, env = "DECNET_PERSONAS", value_name = "DIR")]
+    pub(crate) personas: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// List the services deckies can run, with their ports and persona keys.
+    Services(ListArgs),
+    /// List the Linux distributions deckies can imitate.
+    Distros(ListArgs),
+    /// List machine archetypes (services + OS family + distros in one slug).
+    Archetypes(ListArgs),
+    /// Deploy deckies (with --dry-run: print the plan and change nothing).
+    Deploy(Box<DeployArgs>),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ListArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum ModeArg {
+    Unihost,
+    Swarm,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DeployArgs {
+    /// Fleet description (INI). Flags below override its [general] section.
+    #[arg(short = 'c', long, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+    /// Number of deckies (without --config).
+    #[arg(short = 'n', long, value_name = "N")]
+    pub(crate) deckies: Option<u32>,
+    /// Services for every decky, e.g. ssh,http.
+    #[arg(long, value_name = "SLUGS")]
+    pub(crate) services: Option<String>,
+    /// Give each decky 1-3 random services.
+    #[arg(long)]
+    pub(crate) randomize_services: bool,
+    /// Distros, cycled over the deckies, e.g. debian,rocky9.
+    #[arg(long, value_name = "SLUGS")]
+    pub(crate) distro: Option<String>,
+    /// Give each decky a random distro.
+    #[arg(long)]
+    pub(crate) randomize_distros: bool,
+    /// Machine archetype: sets services, OS family and distros.
+    #[arg(short = 'a', long, value_name = "SLUG")]
+    pub(crate) archetype: Option<String>,
+    /// OS family (TCP/IP personality): linux, windows, windows_server, bsd, embedded, cisco.
+    #[arg(long = "nmap-os", value_name = "FAMILY")]
+    pub(crate) nmap_os: Option<String>,
+    /// Host NIC the deckies attach to (default: the default route's).
+    #[arg(short = 'i', long, value_name = "IFACE")]
+    pub(crate) interface: Option<String>,
+    /// LAN subnet, e.g. 192.168.1.0/24 (default: the interface's).
+    #[arg(long, value_name = "CIDR")]
+    pub(crate) subnet: Option<String>,
+    /// Gateway of the subnet (default: the default route's, else the first address).
+    #[arg(long, value_name = "IP")]
+    pub(crate) gateway: Option<String>,
+    /// First address to hand out.
+    #[arg(long, value_name = "IP")]
+    pub(crate) ip_start: Option<String>,
+    /// Remote syslog receiver: host:port (UDP), or tcp:// or tls:// host:port.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub(crate) log_target: Option<String>,
+    /// Also write the event log to this file.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) log_file: Option<PathBuf>,
+    /// Use IPvlan L2 links (the host's MAC) instead of macvlan.
+    #[arg(long)]
+    pub(crate) ipvlan: bool,
+    /// unihost: every decky on this host; swarm: sharded over sensors.
+    #[arg(short = 'm', long, value_enum, default_value = "unihost")]
+    pub(crate) mode: ModeArg,
+    /// Fleet seed: any text; pins MACs, hostnames and every seeded choice.
+    #[arg(long, env = "DECNET_SEED", value_name = "TEXT", hide_env_values = true)]
+    pub(crate) seed: Option<String>,
+    /// Print the plan and change nothing (needs no root).
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    /// With --dry-run: print the plan as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+impl DeployArgs {
+    pub(crate) fn fleet_flags(&self) -> CliFleet {
+        CliFleet {
+            deckies: self.deckies,
+            services: self.services.clone(),
+            randomize_services: self.randomize_services,
+            distro: self.distro.clone(),
+            randomize_distros: self.randomize_distros,
+            archetype: self.archetype.clone(),
+            nmap_os: self.nmap_os.clone(),
+            interface: self.interface.clone(),
+            subnet: self.subnet.clone(),
+            gateway: self.gateway.clone(),
+            ip_start: self.ip_start.clone(),
+            log_target: self.log_target.clone(),
+            log_file: self.log_file.clone(),
+            ipvlan: self.ipvlan,
+            mode: match self.mode {
+                ModeArg::Unihost => Mode::Unihost,
+                ModeArg::Swarm => Mode::Swarm,
+            },
+            seed: self.seed.clone(),
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! `decnet`: the command line. Each command parses its flags into a library type
+//! and calls into a library crate; this file only dispatches and reports errors.
+
+#![forbid(unsafe_code)]
+
+mod catalogue_cmd;
+mod cli;
+mod deploy_cmd;
+mod output;
+
+use std::io;
+use std::process::ExitCode;
+
+use clap::Parser;
+use decnet_core::{CatalogueError, ConfigError};
+
+use crate::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    if let Err(err) = load_env_files() {
+        eprintln!("decnet: {err:#}");
+        return ExitCode::from(2);
+    }
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) => report(&err),
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Services(args) => catalogue_cmd::services(&cli.global, &args),
+        Command::Distros(args) => catalogue_cmd::distros(&cli.global, &args),
+        Command::Archetypes(args) => catalogue_cmd::archetypes(&cli.global, &args),
+        Command::Deploy(args) => deploy_cmd::deploy(&cli.global, &args),
+    }
+}
+
+/// Bad input the operator must fix; exits 2 like clap's usage errors.
+#[derive(Debug)]
+pub(crate) struct BadInput(pub(crate) String);
+
+impl std::fmt::Display for BadInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BadInput {}
+
+/// Prints the error once, with its causes, and picks the exit status: 2 for bad
+/// input, 0 for a closed pipe (`decnet … | head`), 1 for everything else.
+fn report(err: &anyhow::Error) -> ExitCode {
+    let broken_pipe = err.chain().any(|c| {
+        c.downcast_ref::<io::Error>()
+            .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+    });
+    if broken_pipe {
+        return ExitCode::SUCCESS;
+    }
+    eprintln!("decnet: {err:#}");
+    let bad_input = err.chain().any(|c| {
+        c.downcast_ref::<ConfigError>().is_some()
+            || c.downcast_ref::<CatalogueError>().is_some()
+            || c.downcast_ref::<BadInput>().is_some()
+    });
+    ExitCode::from(if bad_input { 2 } else { 1 })
+}
+
+/// Loads `.env.local` then `.env` from the working directory, as the original
+/// did; variables already in the environment win, then `.env.local`, then `.env`.
+fn load_env_files() -> anyhow::Result<()> {
+    for name in [".env.local", ".env"] {
+        match dotenvy::from_filename(name) {
+            Ok(_) => {}
+            Err(dotenvy::Error::Io(e)) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => anyhow::bail!(BadInput(format!("{name}: {e}"))),
+        }
+    }
+    Ok(())
+}
