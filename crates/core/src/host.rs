@@ -44,10 +44,20 @@ impl HostFacts {
 }
 
 fn read_interfaces() -> Vec<HostInterface> {
+    // Every interface, with or without an address (a lab's veth has none).
+    let mut out: Vec<HostInterface> = std::fs::read_dir("/sys/class/net")
+        .map(|dir| {
+            dir.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .map(|name| HostInterface {
+                    name,
+                    addrs: Vec::new(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
-        return Vec::new();
+        return out;
     };
-    let mut out: Vec<HostInterface> = Vec::new();
     for ifa in addrs {
         let (Some(addr), Some(mask)) = (
             ifa.address.as_ref().and_then(|a| a.as_sockaddr_in()).map(|a| a.ip()),

@@ -63,6 +63,32 @@ impl FleetSeed {
         }
     }
 
+    /// The installation's seed, created (random, mode 0600) if there is none
+    /// yet. Called by the first real deploy.
+    pub fn ensure_installation(state_dir: &std::path::Path) -> std::io::Result<Self> {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let path = state_dir.join(FLEET_SEED_FILE);
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            return Self::from_hex(&text).ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{} is not a fleet seed (64 hex digits)", path.display()),
+                )
+            });
+        }
+        std::fs::create_dir_all(state_dir)?;
+        let seed = Self::random()?;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)?;
+        writeln!(file, "{}", seed.to_hex())?;
+        file.sync_all()?;
+        Ok(seed)
+    }
+
     /// The seed of the decky called `name` in this fleet.
     pub fn decky(&self, name: &str) -> DeckySeed {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC accepts any key length");

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use decnet_core::fleet::{CliFleet, Mode};
+use decnet_engine::EngineConfig;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -22,7 +23,7 @@ pub(crate) struct Cli {
 /// Options every command shares.
 #[derive(Debug, Args)]
 pub(crate) struct Global {
-    /// Persistent state: desired fleet, fleet seed, database.
+    /// Persistent state: desired fleet, fleet seed, lab.
     #[arg(
         long,
         global = true,
@@ -31,7 +32,7 @@ pub(crate) struct Global {
         value_name = "DIR"
     )]
     pub(crate) state_dir: PathBuf,
-    /// Runtime files: the engine's control socket, PID file.
+    /// Runtime files: the engine's control socket, PID and lock files.
     #[arg(
         long,
         global = true,
@@ -40,7 +41,7 @@ pub(crate) struct Global {
         value_name = "DIR"
     )]
     pub(crate) run_dir: PathBuf,
-    /// Event logs (decnet.log, decnet.json).
+    /// Event logs (decnet.json) and the engine's own log.
     #[arg(
         long,
         global = true,
@@ -52,6 +53,27 @@ pub(crate) struct Global {
     /// Load personas from this directory instead of the copy built into the binary.
     #[arg(long, global = true, env = "DECNET_PERSONAS", value_name = "DIR")]
     pub(crate) personas: Option<PathBuf>,
+    /// Instance name: prefixes every namespace and link this instance creates.
+    #[arg(
+        long,
+        global = true,
+        env = "DECNET_PREFIX",
+        default_value = "decnet",
+        value_name = "NAME"
+    )]
+    pub(crate) prefix: String,
+}
+
+impl Global {
+    pub(crate) fn engine_config(&self) -> Result<EngineConfig, crate::BadInput> {
+        EngineConfig::check_prefix(&self.prefix).map_err(|m| crate::BadInput(format!("--prefix: {m}")))?;
+        Ok(EngineConfig {
+            state_dir: self.state_dir.clone(),
+            run_dir: self.run_dir.clone(),
+            log_dir: self.log_dir.clone(),
+            prefix: self.prefix.clone(),
+        })
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -64,6 +86,16 @@ pub(crate) enum Command {
     Archetypes(ListArgs),
     /// Deploy deckies (with --dry-run: print the plan and change nothing).
     Deploy(Box<DeployArgs>),
+    /// Show every decky, its services and ports, and the engine's health.
+    Status(ListArgs),
+    /// Remove deckies: one (--id) or all of them (--all).
+    Teardown(TeardownArgs),
+    /// The engine process.
+    #[command(subcommand)]
+    Engine(EngineCommand),
+    /// A private lab LAN on this machine, with an attacker namespace.
+    #[command(subcommand)]
+    Lab(LabCommand),
 }
 
 #[derive(Debug, Args)]
@@ -73,15 +105,48 @@ pub(crate) struct ListArgs {
     pub(crate) json: bool,
 }
 
+#[derive(Debug, Subcommand)]
+pub(crate) enum EngineCommand {
+    /// Run the engine in the foreground (what systemd starts; `deploy` starts one when none runs).
+    Run,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum LabCommand {
+    /// Create the lab LAN (if needed) and deploy a fleet on it (default: the built-in lab fleet).
+    Up(Box<FleetArgs>),
+    /// Run a command in the attacker namespace, e.g. `decnet lab exec -- nmap -n -sV 10.213.0.0/24`.
+    Exec {
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
+    /// Open a shell in the attacker namespace.
+    Shell,
+    /// Remove the lab's deckies, its LAN and its attacker namespace, and stop the engine.
+    Down,
+}
+
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub(crate) struct TeardownArgs {
+    /// Remove every decky, the hairpin and the desired fleet.
+    #[arg(long)]
+    pub(crate) all: bool,
+    /// Remove one decky.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) id: Option<String>,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub(crate) enum ModeArg {
     Unihost,
     Swarm,
 }
 
+/// What to deploy (shared by `deploy` and `lab up`).
 #[derive(Debug, Args)]
-pub(crate) struct DeployArgs {
-    /// Fleet description (INI). Flags below override its [general] section.
+pub(crate) struct FleetArgs {
+    /// Fleet description (INI). Flags override its [general] section.
     #[arg(short = 'c', long, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
     /// Number of deckies (without --config).
@@ -105,15 +170,6 @@ pub(crate) struct DeployArgs {
     /// OS family (TCP/IP personality): linux, windows, windows_server, bsd, embedded, cisco.
     #[arg(long = "nmap-os", value_name = "FAMILY")]
     pub(crate) nmap_os: Option<String>,
-    /// Host NIC the deckies attach to (default: the default route's).
-    #[arg(short = 'i', long, value_name = "IFACE")]
-    pub(crate) interface: Option<String>,
-    /// LAN subnet, e.g. 192.168.1.0/24 (default: the interface's).
-    #[arg(long, value_name = "CIDR")]
-    pub(crate) subnet: Option<String>,
-    /// Gateway of the subnet (default: the default route's, else the first address).
-    #[arg(long, value_name = "IP")]
-    pub(crate) gateway: Option<String>,
     /// First address to hand out.
     #[arg(long, value_name = "IP")]
     pub(crate) ip_start: Option<String>,
@@ -123,24 +179,40 @@ pub(crate) struct DeployArgs {
     /// Also write the event log to this file.
     #[arg(long, value_name = "PATH")]
     pub(crate) log_file: Option<PathBuf>,
+    /// Fleet seed: any text; pins MACs, hostnames and every seeded choice.
+    #[arg(long, env = "DECNET_SEED", value_name = "TEXT", hide_env_values = true)]
+    pub(crate) seed: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DeployArgs {
+    #[command(flatten)]
+    pub(crate) fleet: FleetArgs,
+    /// Host NIC the deckies attach to (default: the default route's).
+    #[arg(short = 'i', long, value_name = "IFACE")]
+    pub(crate) interface: Option<String>,
+    /// LAN subnet, e.g. 192.168.1.0/24 (default: the interface's).
+    #[arg(long, value_name = "CIDR")]
+    pub(crate) subnet: Option<String>,
+    /// Gateway of the subnet (default: the default route's, else the first address).
+    #[arg(long, value_name = "IP")]
+    pub(crate) gateway: Option<String>,
     /// Use IPvlan L2 links (the host's MAC) instead of macvlan.
     #[arg(long)]
     pub(crate) ipvlan: bool,
     /// unihost: every decky on this host; swarm: sharded over sensors.
     #[arg(short = 'm', long, value_enum, default_value = "unihost")]
     pub(crate) mode: ModeArg,
-    /// Fleet seed: any text; pins MACs, hostnames and every seeded choice.
-    #[arg(long, env = "DECNET_SEED", value_name = "TEXT", hide_env_values = true)]
-    pub(crate) seed: Option<String>,
     /// Print the plan and change nothing (needs no root).
     #[arg(long)]
     pub(crate) dry_run: bool,
-    /// With --dry-run: print the plan as JSON.
+    /// Print JSON (the plan with --dry-run, else the deploy report).
     #[arg(long)]
     pub(crate) json: bool,
 }
 
-impl DeployArgs {
+impl FleetArgs {
+    /// The fleet flags, without any network flag.
     pub(crate) fn fleet_flags(&self) -> CliFleet {
         CliFleet {
             deckies: self.deckies,
@@ -150,18 +222,27 @@ impl DeployArgs {
             randomize_distros: self.randomize_distros,
             archetype: self.archetype.clone(),
             nmap_os: self.nmap_os.clone(),
-            interface: self.interface.clone(),
-            subnet: self.subnet.clone(),
-            gateway: self.gateway.clone(),
             ip_start: self.ip_start.clone(),
             log_target: self.log_target.clone(),
             log_file: self.log_file.clone(),
+            seed: self.seed.clone(),
+            ..CliFleet::default()
+        }
+    }
+}
+
+impl DeployArgs {
+    pub(crate) fn fleet_flags(&self) -> CliFleet {
+        CliFleet {
+            interface: self.interface.clone(),
+            subnet: self.subnet.clone(),
+            gateway: self.gateway.clone(),
             ipvlan: self.ipvlan,
             mode: match self.mode {
                 ModeArg::Unihost => Mode::Unihost,
                 ModeArg::Swarm => Mode::Swarm,
             },
-            seed: self.seed.clone(),
+            ..self.fleet.fleet_flags()
         }
     }
 }

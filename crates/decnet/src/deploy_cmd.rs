@@ -1,42 +1,82 @@
 //! `decnet deploy`: plan the fleet from flags or an INI file; with `--dry-run`,
-//! print the plan and touch nothing.
+//! print the plan and touch nothing; else hand it to the engine.
 
 use std::io::{self, Write};
+use std::net::Ipv4Addr;
+use std::path::Path;
 use std::process::ExitCode;
 
-use decnet_core::fleet::{self, FleetRequest, FleetSpec, PlanOptions, SeedSource};
+use decnet_core::fleet::{self, CliFleet, FleetRequest, FleetSpec, PlanOptions, SeedSource};
 use decnet_core::host::HostFacts;
 use decnet_core::persona::PersonaValue;
 use decnet_core::seed::FleetSeed;
 use decnet_core::{Catalogue, ini};
+use decnet_engine::status::DeployReport;
 
 use crate::BadInput;
 use crate::catalogue_cmd::{self, ports};
 use crate::cli::{DeployArgs, Global};
 use crate::output::{Table, print_json};
+use crate::{engine_cmd, status_cmd};
 
 pub(crate) fn deploy(global: &Global, args: &DeployArgs) -> anyhow::Result<ExitCode> {
     let catalogue = catalogue_cmd::load(global)?;
-    let spec = plan(global, args, &catalogue)?;
-    for warning in &spec.warnings {
-        eprintln!("warning: {warning}");
+    if args.dry_run {
+        let seed = FleetSeed::read_installation(&global.state_dir)?;
+        let spec = plan(
+            args.fleet.config.as_deref(),
+            &args.fleet_flags(),
+            &catalogue,
+            seed,
+            Vec::new(),
+        )?;
+        warn(&spec);
+        if args.json {
+            print_json(&spec)?;
+        } else {
+            print_plan(&spec, global)?;
+        }
+        return Ok(ExitCode::SUCCESS);
     }
-    if !args.dry_run {
-        anyhow::bail!(
-            "deploying needs the decky engine, which this build does not include yet; use --dry-run to see the plan"
-        );
-    }
+    let config = global.engine_config()?;
+    decnet_net::require_network_admin()?;
+    let seed = FleetSeed::ensure_installation(&global.state_dir)?;
+    let spec = plan(
+        args.fleet.config.as_deref(),
+        &args.fleet_flags(),
+        &catalogue,
+        Some(seed),
+        Vec::new(),
+    )?;
+    warn(&spec);
+    let runtime = engine_cmd::client_runtime()?;
+    let (report, status) = runtime.block_on(async {
+        let client = engine_cmd::ensure(global, &config).await?;
+        let report = client.deploy(&spec).await?;
+        anyhow::Ok((report, client.status().await?))
+    })?;
     if args.json {
-        print_json(&spec)?;
+        print_json(&report)?;
     } else {
-        print_plan(&spec, global)?;
+        print_report(&report)?;
+        status_cmd::print_status(&status)?;
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(if report.failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
-/// Flags (+ INI) → request → resolved fleet.
-pub(crate) fn plan(global: &Global, args: &DeployArgs, catalogue: &Catalogue) -> anyhow::Result<FleetSpec> {
-    let doc = match &args.config {
+/// INI (if any) + flags → a resolved fleet.
+pub(crate) fn plan(
+    config: Option<&Path>,
+    flags: &CliFleet,
+    catalogue: &Catalogue,
+    installation_seed: Option<FleetSeed>,
+    reserved: Vec<Ipv4Addr>,
+) -> anyhow::Result<FleetSpec> {
+    let doc = match config {
         Some(path) => {
             let name = path.display().to_string();
             let text = std::fs::read_to_string(path).map_err(|e| BadInput(format!("{name}: cannot read: {e}")))?;
@@ -44,12 +84,61 @@ pub(crate) fn plan(global: &Global, args: &DeployArgs, catalogue: &Catalogue) ->
         }
         None => None,
     };
-    let request = FleetRequest::build(&args.fleet_flags(), doc.as_ref(), catalogue)?;
+    plan_document(doc.as_ref(), flags, catalogue, installation_seed, reserved)
+}
+
+/// A parsed INI document (if any) + flags → a resolved fleet.
+pub(crate) fn plan_document(
+    doc: Option<&ini::IniDocument>,
+    flags: &CliFleet,
+    catalogue: &Catalogue,
+    installation_seed: Option<FleetSeed>,
+    reserved: Vec<Ipv4Addr>,
+) -> anyhow::Result<FleetSpec> {
+    let request = FleetRequest::build(flags, doc, catalogue)?;
     let options = PlanOptions {
-        installation_seed: FleetSeed::read_installation(&global.state_dir)?,
-        reserved: Vec::new(),
+        installation_seed,
+        reserved,
     };
     Ok(fleet::plan(&request, catalogue, &HostFacts::detect(), &options)?)
+}
+
+pub(crate) fn warn(spec: &FleetSpec) {
+    for warning in &spec.warnings {
+        eprintln!("warning: {warning}");
+    }
+}
+
+pub(crate) fn print_report(report: &DeployReport) -> anyhow::Result<()> {
+    let mut out = io::stdout().lock();
+    let parts = [
+        ("created", report.created.len()),
+        ("adopted", report.adopted.len()),
+        ("recreated", report.recreated.len()),
+        ("re-bound", report.rebound.len()),
+        ("removed", report.removed.len()),
+        ("unchanged", report.unchanged.len()),
+        ("failed", report.failed.len()),
+    ];
+    let summary: Vec<String> = parts
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(w, n)| format!("{n} {w}"))
+        .collect();
+    writeln!(
+        out,
+        "Deployed: {}",
+        if summary.is_empty() {
+            "nothing to do".into()
+        } else {
+            summary.join(", ")
+        }
+    )?;
+    for failure in &report.failed {
+        writeln!(out, "  {}: {}", failure.decky, failure.reason)?;
+    }
+    writeln!(out)?;
+    Ok(())
 }
 
 fn print_plan(spec: &FleetSpec, global: &Global) -> anyhow::Result<()> {

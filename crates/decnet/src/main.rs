@@ -6,15 +6,19 @@
 mod catalogue_cmd;
 mod cli;
 mod deploy_cmd;
+mod engine_cmd;
+mod lab_cmd;
 mod output;
+mod status_cmd;
 
 use std::io;
 use std::process::ExitCode;
 
 use clap::Parser;
 use decnet_core::{CatalogueError, ConfigError};
+use decnet_engine::ClientError;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, EngineCommand, LabCommand};
 
 fn main() -> ExitCode {
     if let Err(err) = load_env_files() {
@@ -29,11 +33,19 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let g = &cli.global;
     match cli.command {
-        Command::Services(args) => catalogue_cmd::services(&cli.global, &args),
-        Command::Distros(args) => catalogue_cmd::distros(&cli.global, &args),
-        Command::Archetypes(args) => catalogue_cmd::archetypes(&cli.global, &args),
-        Command::Deploy(args) => deploy_cmd::deploy(&cli.global, &args),
+        Command::Services(args) => catalogue_cmd::services(g, &args),
+        Command::Distros(args) => catalogue_cmd::distros(g, &args),
+        Command::Archetypes(args) => catalogue_cmd::archetypes(g, &args),
+        Command::Deploy(args) => deploy_cmd::deploy(g, &args),
+        Command::Status(args) => status_cmd::status(g, &args),
+        Command::Teardown(args) => status_cmd::teardown(g, &args),
+        Command::Engine(EngineCommand::Run) => engine_cmd::run(g),
+        Command::Lab(LabCommand::Up(args)) => lab_cmd::up(g, &args),
+        Command::Lab(LabCommand::Exec { command }) => lab_cmd::exec(g, &command),
+        Command::Lab(LabCommand::Shell) => lab_cmd::shell(g),
+        Command::Lab(LabCommand::Down) => lab_cmd::down(g),
     }
 }
 
@@ -64,6 +76,7 @@ fn report(err: &anyhow::Error) -> ExitCode {
         c.downcast_ref::<ConfigError>().is_some()
             || c.downcast_ref::<CatalogueError>().is_some()
             || c.downcast_ref::<BadInput>().is_some()
+            || matches!(c.downcast_ref::<ClientError>(), Some(ClientError::Rejected(_)))
     });
     ExitCode::from(if bad_input { 2 } else { 1 })
 }

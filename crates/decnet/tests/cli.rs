@@ -19,12 +19,16 @@ fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
 }
 
-/// `decnet` with a private, empty state directory, run from a clean directory
-/// (so no stray `.env` is picked up).
+/// `decnet` with private, empty state, run and log directories and its own
+/// instance prefix (so nothing here can touch a real installation), run from a
+/// clean directory (so no stray `.env` is picked up).
 fn decnet(state: &tempfile::TempDir) -> Command {
     let mut cmd = Command::cargo_bin("decnet").expect("binary built");
     cmd.current_dir(state.path())
         .env("DECNET_STATE_DIR", state.path().join("state"))
+        .env("DECNET_RUN_DIR", state.path().join("run"))
+        .env("DECNET_LOG_DIR", state.path().join("log"))
+        .env("DECNET_PREFIX", "clitest")
         .env_remove("DECNET_PERSONAS")
         .env_remove("DECNET_SEED");
     cmd
@@ -315,13 +319,24 @@ fn bad_input_exits_2_with_a_located_message() {
 }
 
 #[test]
-fn deploy_without_dry_run_needs_the_engine() {
+fn an_invalid_instance_prefix_is_refused() {
     let dir = tmp();
     decnet(&dir)
-        .args(["deploy", "-n", "1", "--services", "ssh", "--subnet", "10.0.0.0/24"])
+        .args([
+            "--prefix",
+            "Bad-One",
+            "deploy",
+            "-n",
+            "1",
+            "--services",
+            "ssh",
+            "--subnet",
+            "10.0.0.0/24",
+        ])
         .assert()
-        .code(1)
-        .stderr(predicate::str::contains("--dry-run"));
+        .code(2)
+        .stderr(predicate::str::contains("--prefix: `Bad-One` is not a valid prefix"));
+    assert!(!dir.path().join("state").exists(), "nothing may be created");
 }
 
 #[test]

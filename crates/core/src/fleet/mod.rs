@@ -11,6 +11,7 @@ mod network;
 mod plan;
 mod request;
 
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
@@ -58,6 +59,8 @@ pub struct DeckySpec {
     pub hostname: String,
     pub distro: String,
     pub os_family: String,
+    /// The OS family's per-namespace sysctls, resolved.
+    pub sysctls: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub archetype: Option<String>,
     pub services: Vec<ServiceSpec>,

@@ -544,6 +544,7 @@ impl<'a> Context<'a> {
             hostname,
             distro: distro.slug.clone(),
             os_family: family.slug.clone(),
+            sysctls: family.sysctls.clone(),
             archetype: archetype.map(|a| a.slug.clone()),
             services: specs,
             mutate_interval: g

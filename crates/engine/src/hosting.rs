@@ -1,0 +1,434 @@
+//! Hosting a decky's services: one accept loop per TCP port and one receive
+//! loop per UDP port, each session in its own task with the limits of
+//! [`Limits`]. A panicking emulator ends its own session only: the panic is
+//! caught, counted and logged as an `error` event.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use decnet_core::catalogue::Transport;
+use decnet_core::fleet::DeckySpec;
+use decnet_emu_sdk::{
+    Close, Conn, DeckyInfo, DeckyNet, Emulator, Kind, Limits, ServeError, Service, ServiceCounters, ServiceInfo,
+    SessionCx, UdpFlow, fields,
+};
+use decnet_events::Emitter;
+use futures_util::FutureExt as _;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::mpsc;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_util::sync::CancellationToken;
+
+use crate::fallback::Fallback;
+use crate::registry::Registry;
+use crate::status::{PortState, PortStatus, ServiceStatus};
+
+/// What hosting needs from the engine.
+#[derive(Clone)]
+pub struct Host {
+    pub registry: Arc<Registry>,
+    pub emitter: Emitter,
+    pub limits: Limits,
+}
+
+/// The running services of one decky.
+pub struct Services {
+    services: Vec<RunningService>,
+    cancel: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+struct RunningService {
+    slug: String,
+    emulator: Option<String>,
+    ports: Vec<PortStatus>,
+    counters: Arc<ServiceCounters>,
+}
+
+/// Sessions open on one decky, for the per-decky and per-source limits.
+struct Admission {
+    limits: Limits,
+    decky: AtomicUsize,
+    per_source: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// Held by a session; releases its place in every limit when dropped.
+struct Permit {
+    admission: Arc<Admission>,
+    counters: Arc<ServiceCounters>,
+    source: IpAddr,
+}
+
+impl Admission {
+    fn admit(self: &Arc<Self>, counters: &Arc<ServiceCounters>, source: IpAddr) -> Option<Permit> {
+        let limits = self.limits;
+        let mut per_source = self.per_source.lock().unwrap_or_else(|e| e.into_inner());
+        let from_source = per_source.get(&source).copied().unwrap_or(0);
+        let refused = self.decky.load(Ordering::Relaxed) >= limits.per_decky
+            || counters.active.load(Ordering::Relaxed) as usize >= limits.per_service
+            || from_source >= limits.per_source;
+        if refused {
+            counters.rejected.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        per_source.insert(source, from_source + 1);
+        self.decky.fetch_add(1, Ordering::Relaxed);
+        counters.active.fetch_add(1, Ordering::Relaxed);
+        counters.connections.fetch_add(1, Ordering::Relaxed);
+        Some(Permit {
+            admission: Arc::clone(self),
+            counters: Arc::clone(counters),
+            source,
+        })
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.counters.active.fetch_sub(1, Ordering::Relaxed);
+        self.admission.decky.fetch_sub(1, Ordering::Relaxed);
+        let mut per_source = self.admission.per_source.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = per_source.get_mut(&self.source) {
+            *n -= 1;
+            if *n == 0 {
+                per_source.remove(&self.source);
+            }
+        }
+    }
+}
+
+impl Services {
+    /// Binds every port of every service of `spec` inside the decky and starts
+    /// serving. A port that cannot be bound is reported, not fatal.
+    pub async fn start(spec: &DeckySpec, net: DeckyNet, host: &Host) -> Self {
+        let decky = Arc::new(DeckyInfo {
+            name: spec.name.clone(),
+            hostname: spec.hostname.clone(),
+            ip: spec.ip,
+            mac: spec.mac.0,
+            os_family: spec.os_family.clone(),
+            distro: spec.distro.clone(),
+            seed: spec.seed,
+        });
+        let admission = Arc::new(Admission {
+            limits: host.limits,
+            decky: AtomicUsize::new(0),
+            per_source: Mutex::default(),
+        });
+        let cancel = CancellationToken::new();
+        let mut services = Vec::new();
+        let mut tasks = Vec::new();
+        for svc in &spec.services {
+            let info = Arc::new(ServiceInfo {
+                decky: Arc::clone(&decky),
+                slug: svc.slug.clone(),
+                ports: svc.ports.clone(),
+                persona: svc.persona.clone(),
+            });
+            let counters = Arc::new(ServiceCounters::default());
+            let Prepared {
+                emulator,
+                service: prepared,
+            } = prepare(host.registry.get(&svc.slug), &info, svc.custom.is_some());
+            let mut ports = Vec::new();
+            for port in &svc.ports {
+                let state = match (&prepared, &emulator) {
+                    (Err(reason), _) => PortState::Failed { reason: reason.clone() },
+                    (Ok(_), Some(e)) if !e.serves(port) => PortState::Failed {
+                        reason: format!("the {} emulator does not serve {port}", e.slug()),
+                    },
+                    (Ok(service), _) => {
+                        let session = Session {
+                            service: Arc::clone(service),
+                            info: Arc::clone(&info),
+                            counters: Arc::clone(&counters),
+                            admission: Arc::clone(&admission),
+                            emitter: host.emitter.clone(),
+                            net: net.clone(),
+                            cancel: cancel.clone(),
+                        };
+                        match bind(&net, port.number, port.transport, session).await {
+                            Ok(task) => {
+                                tasks.push(task);
+                                PortState::Listening
+                            }
+                            Err(reason) => PortState::Failed { reason },
+                        }
+                    }
+                };
+                ports.push(PortStatus { port: *port, state });
+            }
+            services.push(RunningService {
+                slug: svc.slug.clone(),
+                emulator: emulator.map(|e| e.slug().to_string()),
+                ports,
+                counters,
+            });
+        }
+        Self {
+            services,
+            cancel,
+            tasks,
+        }
+    }
+
+    /// Stops every listener and session and waits (briefly) for them to end,
+    /// so the decky's sockets are closed before its namespace goes.
+    pub async fn stop(self) {
+        self.cancel.cancel();
+        for task in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
+    }
+
+    pub fn status(&self) -> Vec<ServiceStatus> {
+        self.services
+            .iter()
+            .map(|s| ServiceStatus {
+                slug: s.slug.clone(),
+                emulator: s.emulator.clone(),
+                ports: s.ports.clone(),
+                connections: s.counters.connections.load(Ordering::Relaxed),
+                active: s.counters.active.load(Ordering::Relaxed),
+                rejected: s.counters.rejected.load(Ordering::Relaxed),
+                events: s.counters.events.load(Ordering::Relaxed),
+                panics: s.counters.panics.load(Ordering::Relaxed),
+            })
+            .collect()
+    }
+}
+
+/// The emulator of a service (if it has one) and the service prepared for
+/// this decky (or why it cannot run).
+struct Prepared {
+    emulator: Option<Arc<dyn Emulator>>,
+    service: Result<Arc<dyn Service>, String>,
+}
+
+/// The service to run: the emulator's, or the fallback when there is none.
+fn prepare(emulator: Option<Arc<dyn Emulator>>, info: &ServiceInfo, custom: bool) -> Prepared {
+    if custom {
+        let reason = "bring-your-own services need the OCI runner, which this build does not have yet";
+        return Prepared {
+            emulator: None,
+            service: Err(reason.into()),
+        };
+    }
+    match emulator {
+        Some(e) => Prepared {
+            service: e
+                .prepare(info)
+                .map_err(|err| format!("the {} emulator refused this persona: {err}", e.slug())),
+            emulator: Some(e),
+        },
+        None => Prepared {
+            emulator: None,
+            service: Ok(Arc::new(Fallback)),
+        },
+    }
+}
+
+/// Everything a session of one service port needs.
+#[derive(Clone)]
+struct Session {
+    service: Arc<dyn Service>,
+    info: Arc<ServiceInfo>,
+    counters: Arc<ServiceCounters>,
+    admission: Arc<Admission>,
+    emitter: Emitter,
+    net: DeckyNet,
+    cancel: CancellationToken,
+}
+
+impl Session {
+    fn cx(&self, peer: SocketAddr, local: SocketAddr) -> SessionCx {
+        SessionCx::new(
+            Arc::clone(&self.info),
+            peer,
+            local,
+            self.emitter.clone(),
+            Arc::clone(&self.counters),
+            self.net.clone(),
+            self.admission.limits,
+        )
+    }
+}
+
+async fn bind(net: &DeckyNet, port: u16, transport: Transport, session: Session) -> Result<JoinHandle<()>, String> {
+    match transport {
+        Transport::Tcp => {
+            let listener = net.tcp_listener(port).await.map_err(|e| e.to_string())?;
+            Ok(tokio::spawn(accept_loop(listener, session)))
+        }
+        Transport::Udp => {
+            let socket = net.udp_socket(port).await.map_err(|e| e.to_string())?;
+            Ok(tokio::spawn(receive_loop(Arc::new(socket), session)))
+        }
+    }
+}
+
+async fn accept_loop(listener: TcpListener, session: Session) {
+    let mut sessions = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = session.cancel.cancelled() => break,
+            Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let Some(permit) = session.admission.admit(&session.counters, peer.ip()) else {
+                        // Over a limit: close at once (RST, so nothing lingers in TIME_WAIT).
+                        let _ = stream.set_zero_linger();
+                        continue;
+                    };
+                    let local = stream.local_addr().unwrap_or(peer);
+                    let limits = session.admission.limits;
+                    let conn = Conn::new(stream, peer, local, limits.idle_timeout, limits.max_bytes_read);
+                    sessions.spawn(run_tcp(conn, session.clone(), permit));
+                }
+                Err(error) => {
+                    tracing::warn!(message = "Accept failed.", decky = %session.info.decky.name, service = %session.info.slug, %error);
+                    // Out of file descriptors: give sessions time to end.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+    sessions.abort_all();
+}
+
+async fn run_tcp(conn: Conn, session: Session, permit: Permit) {
+    let cx = session.cx(conn.peer(), conn.local());
+    let stats = conn.stats();
+    let started = Instant::now();
+    cx.emit(Kind::Connect, fields! {});
+    let serve = Arc::clone(&session.service).serve_tcp(conn, cx.clone());
+    let total = session.admission.limits.total_timeout;
+    let outcome = AssertUnwindSafe(tokio::time::timeout(total, serve))
+        .catch_unwind()
+        .await;
+    let reason = match outcome {
+        Err(panic) => report_panic(&cx, &session, panic),
+        Ok(Err(_elapsed)) => Close::Timeout.reason().to_string(),
+        Ok(Ok(result)) => outcome_reason(&session, result),
+    };
+    cx.emit(
+        Kind::Disconnect,
+        fields! {
+            "reason" => reason,
+            "duration_ms" => started.elapsed().as_millis() as u64,
+            "bytes_in" => stats.bytes_in.load(Ordering::Relaxed),
+            "bytes_out" => stats.bytes_out.load(Ordering::Relaxed),
+        },
+    );
+    drop(permit);
+}
+
+/// The datagrams arriving on one UDP port, routed to one flow per peer.
+async fn receive_loop(socket: Arc<UdpSocket>, session: Session) {
+    let limits = session.admission.limits;
+    let mut flows: HashMap<SocketAddr, mpsc::Sender<Bytes>> = HashMap::new();
+    let mut tasks: JoinSet<SocketAddr> = JoinSet::new();
+    let mut buf = vec![0u8; 65536];
+    loop {
+        tokio::select! {
+            _ = session.cancel.cancelled() => break,
+            Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                if let Ok(peer) = done {
+                    flows.remove(&peer);
+                }
+            }
+            received = socket.recv_from(&mut buf) => {
+                let (n, peer) = match received {
+                    Ok(r) => r,
+                    // ICMP errors from earlier replies surface here; they are not fatal.
+                    Err(_) => continue,
+                };
+                let datagram = Bytes::copy_from_slice(&buf[..n]);
+                if let Some(flow) = flows.get(&peer) {
+                    if flow.try_send(datagram).is_err() {
+                        session.counters.rejected.fetch_add(1, Ordering::Relaxed);
+                    }
+                    continue;
+                }
+                if flows.len() >= limits.udp_flows {
+                    session.counters.rejected.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                let Some(permit) = session.admission.admit(&session.counters, peer.ip()) else { continue };
+                let (tx, rx) = mpsc::channel(limits.udp_queue);
+                let _ = tx.try_send(datagram);
+                flows.insert(peer, tx);
+                let local = socket.local_addr().unwrap_or(peer);
+                let flow = UdpFlow::new(rx, Arc::clone(&socket), peer, limits.idle_timeout);
+                let session = session.clone();
+                tasks.spawn(async move {
+                    run_udp(flow, local, session, permit).await;
+                    peer
+                });
+            }
+        }
+    }
+    tasks.abort_all();
+}
+
+async fn run_udp(flow: UdpFlow, local: SocketAddr, session: Session, permit: Permit) {
+    let cx = session.cx(flow.peer(), local);
+    let serve = Arc::clone(&session.service).serve_udp(flow, cx.clone());
+    let total = session.admission.limits.total_timeout;
+    match AssertUnwindSafe(tokio::time::timeout(total, serve))
+        .catch_unwind()
+        .await
+    {
+        Err(panic) => {
+            report_panic(&cx, &session, panic);
+        }
+        Ok(Ok(result)) => {
+            outcome_reason(&session, result);
+        }
+        Ok(Err(_elapsed)) => {}
+    }
+    drop(permit);
+}
+
+fn outcome_reason(session: &Session, result: Result<Close, ServeError>) -> String {
+    match result {
+        Ok(close) => close.reason().to_string(),
+        Err(ServeError::Io(e)) if Close::from_io(&e).is_some() => {
+            Close::from_io(&e).map(|c| c.reason().to_string()).unwrap_or_default()
+        }
+        Err(error) => {
+            tracing::warn!(
+                message = "Session failed.",
+                decky = %session.info.decky.name,
+                service = %session.info.slug,
+                %error
+            );
+            "error".to_string()
+        }
+    }
+}
+
+fn report_panic(cx: &SessionCx, session: &Session, panic: Box<dyn std::any::Any + Send>) -> String {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into());
+    session.counters.panics.fetch_add(1, Ordering::Relaxed);
+    tracing::error!(
+        message = "Emulator panicked; the session was closed.",
+        decky = %session.info.decky.name,
+        service = %session.info.slug,
+        panic = %message
+    );
+    cx.emit(
+        Kind::Error,
+        fields! { "msg" => format!("emulator panicked: {message}") },
+    );
+    "panic".to_string()
+}

@@ -1,0 +1,171 @@
+//! `decnet engine run`: the engine process. One per instance (a lock file
+//! enforces it), systemd-friendly (sd_notify READY, watchdog, STOPPING), and
+//! a clean exit on SIGTERM that leaves the namespaces for the next start to
+//! adopt.
+
+use std::fs::{self, File};
+use std::io::Write as _;
+use std::os::unix::fs::PermissionsExt as _;
+use std::sync::Arc;
+
+use decnet_emu_sdk::Limits;
+use decnet_events::Pipeline;
+use nix::fcntl::{Flock, FlockArg};
+use sd_notify::NotifyState;
+use tokio::net::UnixListener;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::EngineConfig;
+use crate::control;
+use crate::engine::{Engine, EngineError};
+use crate::registry::Registry;
+
+/// Events queued between emulators and the sinks before any is shed.
+const EVENT_QUEUE: usize = 65_536;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Privilege(#[from] decnet_net::NetError),
+    #[error("an engine already runs for this instance (pid {pid}, lock {lock})")]
+    AlreadyRunning { pid: String, lock: String },
+    #[error("{op}: {source}")]
+    Io {
+        op: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+fn io(op: impl Into<String>) -> impl FnOnce(std::io::Error) -> RunError {
+    let op = op.into();
+    move |source| RunError::Io { op, source }
+}
+
+/// Runs the engine until SIGTERM, SIGINT or a shutdown request.
+pub async fn run(config: EngineConfig, registry: Registry) -> Result<(), RunError> {
+    decnet_net::require_network_admin()?;
+    for (dir, mode) in [
+        (&config.state_dir, 0o700),
+        (&config.run_dir, 0o755),
+        (&config.log_dir, 0o750),
+    ] {
+        fs::create_dir_all(dir).map_err(io(format!("create {}", dir.display())))?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(mode)).map_err(io(format!("chmod {}", dir.display())))?;
+    }
+    let _lock = lock(&config)?;
+    fs::write(config.pid_path(), format!("{}\n", std::process::id())).map_err(io("write the pid file"))?;
+    raise_fd_limit();
+
+    let pipeline = Pipeline::start(&config.log_dir, EVENT_QUEUE).map_err(io("start the event log"))?;
+    let engine = Arc::new(Engine::new(
+        config.clone(),
+        registry,
+        pipeline.emitter(),
+        Limits::default(),
+    ));
+    match engine.recover().await {
+        Ok(report) if !report.failed.is_empty() => {
+            tracing::error!(message = "Some deckies could not be restored.", failed = ?report.failed);
+        }
+        Ok(report) => tracing::info!(
+            message = "Fleet restored.",
+            adopted = report.adopted.len(),
+            created = report.created.len(),
+            removed = report.removed.len()
+        ),
+        Err(error) => tracing::error!(message = "Restoring the fleet failed.", %error),
+    }
+
+    let socket = config.socket_path();
+    let _ = fs::remove_file(&socket);
+    let listener = UnixListener::bind(&socket).map_err(io(format!("listen on {}", socket.display())))?;
+    fs::set_permissions(&socket, fs::Permissions::from_mode(0o660)).map_err(io("chmod the control socket"))?;
+    let shutdown = CancellationToken::new();
+    let server = axum::serve(listener, control::router(Arc::clone(&engine), shutdown.clone()))
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let server = tokio::spawn(async move { server.await });
+
+    let _ = sd_notify::notify(&[NotifyState::Ready, NotifyState::Status("serving")]);
+    if let Some(interval) = sd_notify::watchdog_enabled() {
+        let token = shutdown.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval / 2);
+            while !token.is_cancelled() {
+                tick.tick().await;
+                let _ = sd_notify::notify(&[NotifyState::Watchdog]);
+            }
+        });
+    }
+    tracing::info!(message = "Engine ready.", socket = %socket.display(), pid = std::process::id());
+
+    wait_for_stop(&shutdown).await;
+    let _ = sd_notify::notify(&[NotifyState::Stopping]);
+    tracing::info!(message = "Stopping: closing every listener; namespaces stay for the next start.");
+    shutdown.cancel();
+    engine.stop().await;
+    let _ = server.await;
+    drop(engine);
+    pipeline.shutdown().await;
+    let _ = fs::remove_file(&socket);
+    let _ = fs::remove_file(config.pid_path());
+    Ok(())
+}
+
+/// Takes the instance lock, or says which engine holds it.
+fn lock(config: &EngineConfig) -> Result<Flock<File>, RunError> {
+    let path = config.lock_path();
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io(format!("open {}", path.display())))?;
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(mut lock) => {
+            let _ = lock.set_len(0);
+            let _ = writeln!(lock, "{}", std::process::id());
+            Ok(lock)
+        }
+        Err((_, _)) => Err(RunError::AlreadyRunning {
+            pid: fs::read_to_string(config.pid_path())
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+            lock: path.display().to_string(),
+        }),
+    }
+}
+
+async fn wait_for_stop(shutdown: &CancellationToken) {
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        shutdown.cancelled().await;
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => return,
+            _ = int.recv() => return,
+            // A lost terminal must not stop the engine.
+            _ = hup.recv() => continue,
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// Every session holds a socket: raise the open-file limit as far as allowed.
+fn raise_fd_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+    {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
+}

@@ -1,0 +1,246 @@
+//! The engine on a lab LAN: deckies answer as their OS family with their own
+//! MACs, serve their ports, log what attackers do, survive `kill -9`, converge
+//! on redeploy, and leave nothing behind.
+
+use std::collections::BTreeSet;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::{Lab, can_run, stdout};
+
+fn deckies(status: &Value) -> &Vec<Value> {
+    status["deckies"].as_array().unwrap()
+}
+
+/// Whether `ip:port` accepts a TCP connection from the attacker.
+fn accepts(lab: &Lab, ip: &str, port: u16) -> bool {
+    lab.attack(&["nc", "-z", "-w", "2", ip, &port.to_string()])
+        .status
+        .success()
+}
+
+fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !ok() {
+        assert!(start.elapsed() < limit, "{what} did not happen within {limit:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    start.elapsed()
+}
+
+#[test]
+fn lab_deckies_answer_as_their_os_family_with_their_own_macs() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::up_ok(&[]);
+    let status = lab.status();
+    assert_eq!(status["running"], true);
+    let list = deckies(&status);
+    assert_eq!(list.len(), 5, "{status:#}");
+    for d in list {
+        assert_eq!(d["state"], "running", "{d:#}");
+        for s in d["services"].as_array().unwrap() {
+            for p in s["ports"].as_array().unwrap() {
+                assert_eq!(p["state"], "listening", "{d:#}");
+            }
+        }
+    }
+
+    for d in list {
+        let ip = d["ip"].as_str().unwrap();
+        let out = lab.attack(&["ping", "-c", "1", "-W", "2", ip]);
+        assert!(out.status.success(), "ping {ip}: {}", lab.explain(&out));
+        let ttl = match d["os_family"].as_str().unwrap() {
+            "windows" | "windows_server" => 128,
+            "embedded" | "cisco" => 255,
+            _ => 64,
+        };
+        assert!(
+            stdout(&out).contains(&format!("ttl={ttl} ")),
+            "{ip} ({}): {}",
+            d["os_family"],
+            stdout(&out)
+        );
+    }
+
+    // The attacker's neighbour table shows each decky's own (planned) MAC.
+    let neigh = stdout(&lab.attack(&["ip", "neigh", "show"]));
+    let mut macs = BTreeSet::new();
+    for d in list {
+        let line = neigh
+            .lines()
+            .find(|l| l.starts_with(&format!("{} ", d["ip"].as_str().unwrap())))
+            .unwrap_or_else(|| panic!("{} not in the neighbour table:\n{neigh}", d["ip"]));
+        assert!(line.contains(d["mac"].as_str().unwrap()), "{line} vs {}", d["mac"]);
+        macs.insert(d["mac"].as_str().unwrap().to_string());
+    }
+    assert_eq!(macs.len(), 5);
+
+    // A TCP service accepts, and the connection is an event from the attacker.
+    let db = list.iter().find(|d| d["name"] == "db01").unwrap();
+    let db_ip = db["ip"].as_str().unwrap();
+    assert!(accepts(&lab, db_ip, 3306));
+    let connect = lab.wait_for_event(|e| e["decky"] == "db01" && e["service"] == "mysql" && e["kind"] == "connect");
+    assert_eq!(connect["src_ip"], lab.attacker.as_str());
+    lab.wait_for_event(|e| e["decky"] == "db01" && e["kind"] == "disconnect");
+
+    // The host itself reaches its deckies through the hairpin.
+    let hairpin = status["hairpin"]["name"].as_str().unwrap().to_string();
+    assert!(lab.leftovers().contains(&hairpin));
+    let from_host = Command::new("nc")
+        .args(["-z", "-w", "2", db_ip, "5432"])
+        .status()
+        .unwrap();
+    assert!(from_host.success(), "the host cannot reach {db_ip} through {hairpin}");
+
+    // Status counts it.
+    let status = lab.status();
+    let db = deckies(&status).iter().find(|d| d["name"] == "db01").unwrap();
+    let connections: u64 = db["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["connections"].as_u64().unwrap())
+        .sum();
+    assert!(connections >= 2, "{db:#}");
+}
+
+#[test]
+fn teardown_removes_what_it_made_and_is_idempotent() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::up_ok(&["-n", "2", "--services", "ssh"]);
+    assert_eq!(lab.leftovers().iter().filter(|n| n.contains("-decky-")).count(), 2);
+    assert!(
+        lab.decnet_ok(&["teardown", "--id", "decky-01"])
+            .contains("Removed: decky-01")
+    );
+    let left = lab.leftovers();
+    assert!(!left.iter().any(|n| n.ends_with("-decky-01")), "{left:?}");
+    assert!(left.iter().any(|n| n.ends_with("-decky-02")), "{left:?}");
+    assert!(lab.decnet_ok(&["teardown", "--all"]).contains("Removed: decky-02"));
+    let left = lab.leftovers();
+    assert!(
+        !left.iter().any(|n| n.contains("-decky-") || n.ends_with(".hp")),
+        "{left:?}"
+    );
+    assert!(lab.decnet_ok(&["teardown", "--all"]).contains("Nothing to remove."));
+    assert!(
+        lab.decnet_ok(&["teardown", "--id", "decky-01"])
+            .contains("Nothing to remove.")
+    );
+    assert!(lab.decnet_ok(&["lab", "down"]).contains("Lab down"));
+    assert_eq!(lab.leftovers(), Vec::<String>::new());
+}
+
+#[test]
+fn kill_9_then_deploy_or_engine_run_serves_again() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::up_ok(&["-n", "3", "--services", "ssh,http"]);
+    let ips: Vec<String> = deckies(&lab.status())
+        .iter()
+        .map(|d| d["ip"].as_str().unwrap().to_string())
+        .collect();
+    let before = lab.leftovers();
+    let kill = |lab: &Lab| {
+        let pid = lab.engine_pid().unwrap();
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+        wait_until("the engine to die", Duration::from_secs(5), || {
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err()
+        });
+    };
+
+    kill(&lab);
+    assert!(
+        !accepts(&lab, &ips[0], 22),
+        "nothing should serve while the engine is dead"
+    );
+    let status = lab.status();
+    assert_eq!(status["running"], false);
+    assert!(deckies(&status).iter().all(|d| d["state"] == "stopped"), "{status:#}");
+    // A new deploy starts an engine that adopts the three deckies.
+    let out = lab.decnet_ok(&["lab", "up", "-n", "3", "--services", "ssh,http"]);
+    assert!(out.contains("Deployed: 3 unchanged"), "{out}");
+    for ip in &ips {
+        assert!(
+            accepts(&lab, ip, 22) && accepts(&lab, ip, 80),
+            "{ip} does not serve after recovery"
+        );
+    }
+    assert_eq!(lab.leftovers(), before, "recovery duplicated or lost links");
+
+    // Again, this time with `engine run` started by hand (as systemd would).
+    kill(&lab);
+    let mut engine = lab
+        .command()
+        .args(["engine", "run"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let took = wait_until("every decky to serve again", Duration::from_secs(10), || {
+        ips.iter().all(|ip| accepts(&lab, ip, 80))
+    });
+    eprintln!("recovered in {took:?}");
+    // Status answers once the engine has converged.
+    assert!(deckies(&lab.status()).iter().all(|d| d["state"] == "running"));
+    assert_eq!(lab.leftovers(), before);
+    lab.decnet_ok(&["lab", "down"]);
+    assert!(
+        engine.wait().unwrap().success(),
+        "the engine must exit cleanly on shutdown"
+    );
+}
+
+#[test]
+fn redeploys_are_idempotent_and_converge() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::up_ok(&["-n", "3", "--services", "ssh"]);
+    let out = lab.decnet_ok(&["lab", "up", "-n", "3", "--services", "ssh"]);
+    assert!(out.contains("Deployed: 3 unchanged"), "{out}");
+    let out = lab.decnet_ok(&["lab", "up", "-n", "2", "--services", "ssh,http"]);
+    assert!(out.contains("2 re-bound, 1 removed"), "{out}");
+    let status = lab.status();
+    let list = deckies(&status);
+    assert_eq!(list.len(), 2);
+    for d in list {
+        let slugs: Vec<&str> = d["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["slug"].as_str().unwrap())
+            .collect();
+        assert_eq!(slugs, ["ssh", "http"]);
+        assert!(accepts(&lab, d["ip"].as_str().unwrap(), 80));
+    }
+    assert!(!lab.leftovers().iter().any(|n| n.ends_with("-decky-03")));
+}
+
+#[test]
+fn the_engine_removes_stray_namespaces_at_start() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::up_ok(&["-n", "1", "--services", "ssh"]);
+    let ghost = format!("{}-ghost", lab.prefix);
+    assert!(
+        Command::new("ip")
+            .args(["netns", "add", &ghost])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let pid = lab.engine_pid().unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    lab.decnet_ok(&["lab", "up", "-n", "1", "--services", "ssh"]);
+    assert!(!lab.leftovers().contains(&ghost), "{:?}", lab.leftovers());
+}
