@@ -109,17 +109,7 @@ fn an_address_someone_answers_for_is_never_taken() {
         .unwrap();
     assert!(added.success());
     let fleet = lab.write("fleet.ini", &format!("[victim]\nip = {taken}\nservices = ssh\n"));
-    let out = lab.decnet(&[
-        "deploy",
-        "-c",
-        fleet.to_str().unwrap(),
-        "-i",
-        &format!("{}.lan", lab.prefix),
-        "--subnet",
-        &lab.subnet,
-        "--gateway",
-        &lab.attacker,
-    ]);
+    let out = lab.deploy_on_lan(&["-c", fleet.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2), "{}", lab.explain(&out));
     assert!(
         stderr(&out).contains(&format!("address already in use on the LAN: {taken} (answered by")),
@@ -143,20 +133,7 @@ fn ipvlan_works_or_is_refused_clearly() {
     }
     let lab = Lab::up_ok(&["-n", "1", "--services", "ssh"]);
     let before = lab.leftovers();
-    let out = lab.decnet(&[
-        "deploy",
-        "--ipvlan",
-        "-n",
-        "1",
-        "--services",
-        "ssh",
-        "-i",
-        &format!("{}.lan", lab.prefix),
-        "--subnet",
-        &lab.subnet,
-        "--gateway",
-        &lab.attacker,
-    ]);
+    let out = lab.deploy_on_lan(&["--ipvlan", "-n", "1", "--services", "ssh"]);
     if out.status.success() {
         let status = lab.status();
         assert_eq!(status["deckies"][0]["state"], "running", "{status:#}");

@@ -10,4 +10,5 @@ mod support;
 
 mod engine;
 mod errors;
+mod floods;
 mod tftp;

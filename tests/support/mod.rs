@@ -190,6 +190,26 @@ impl Lab {
         )
     }
 
+    /// Deploy flags that put a fleet on this lab's LAN (as `lab up` does).
+    pub(crate) fn network_flags(&self) -> Vec<String> {
+        vec![
+            "-i".into(),
+            format!("{}.lan", self.prefix),
+            "--subnet".into(),
+            self.subnet.clone(),
+            "--gateway".into(),
+            self.attacker.clone(),
+        ]
+    }
+
+    /// `decnet deploy` with `args` on this lab's LAN.
+    pub(crate) fn deploy_on_lan(&self, args: &[&str]) -> Output {
+        let mut full: Vec<String> = vec!["deploy".into()];
+        full.extend(args.iter().map(|a| a.to_string()));
+        full.extend(self.network_flags());
+        self.command().args(&full).output().unwrap()
+    }
+
     /// An address of the lab subnet (`host(10)` → `x.y.z.10`).
     pub(crate) fn host(&self, last: u8) -> String {
         let base = self.subnet.split('/').next().unwrap();

@@ -2,6 +2,11 @@
 //!
 //! - `ci`: what CI runs after installing tools: format check, clippy, every test.
 //! - `test`: every test of the workspace.
+//! - `bench deploy [--deckies N]`: deploy N deckies (default 1000) with three TCP
+//!   services each on a lab LAN; report time until every port accepts, teardown
+//!   time, engine RSS and kernel memory per decky, against the targets.
+
+mod bench;
 
 use std::process::{Command, ExitCode};
 
@@ -12,8 +17,9 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci(),
         Some("test") => test(&args[1..]),
+        Some("bench") => bench::run(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <ci | test [cargo test args]>");
+            eprintln!("usage: cargo xtask <ci | test [cargo test args] | bench deploy [--deckies N]>");
             return ExitCode::from(2);
         }
     };
@@ -37,7 +43,28 @@ fn ci() -> anyhow::Result<()> {
         "-D",
         "warnings",
     ])?;
+    emulator_rules_are_enforced()?;
     test(&[])
+}
+
+/// clippy must reject the canary's direct `bind`, or emulators/clippy.toml is
+/// not being read and the rule that keeps sockets inside deckies is not enforced.
+fn emulator_rules_are_enforced() -> anyhow::Result<()> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = Command::new(env!("CARGO"))
+        .args(["clippy", "--quiet", "--manifest-path"])
+        .arg(root.join("emulators/clippy-canary/Cargo.toml"))
+        .arg("--target-dir")
+        .arg(root.join("target/clippy-canary"))
+        .args(["--", "-D", "warnings"])
+        .output()
+        .context("running clippy on the canary")?;
+    let said = String::from_utf8_lossy(&out.stderr);
+    if out.status.success() || !said.contains("use of a disallowed method `std::net::UdpSocket::bind`") {
+        bail!("clippy did not enforce emulators/clippy.toml on the canary:\n{said}");
+    }
+    eprintln!("+ emulators/clippy.toml is enforced (the canary's direct bind was rejected)");
+    Ok(())
 }
 
 fn test(extra: &[String]) -> anyhow::Result<()> {
@@ -46,7 +73,7 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
     cargo(&args)
 }
 
-fn cargo(args: &[&str]) -> anyhow::Result<()> {
+pub(crate) fn cargo(args: &[&str]) -> anyhow::Result<()> {
     eprintln!("+ cargo {}", args.join(" "));
     let status = Command::new(env!("CARGO"))
         .args(args)

@@ -114,7 +114,7 @@ pub(crate) enum EngineCommand {
 #[derive(Debug, Subcommand)]
 pub(crate) enum LabCommand {
     /// Create the lab LAN (if needed) and deploy a fleet on it (default: the built-in lab fleet).
-    Up(Box<FleetArgs>),
+    Up(Box<LabUpArgs>),
     /// Run a command in the attacker namespace, e.g. `decnet lab exec -- nmap -n -sV 10.213.0.0/24`.
     Exec {
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
@@ -124,6 +124,16 @@ pub(crate) enum LabCommand {
     Shell,
     /// Remove the lab's deckies, its LAN and its attacker namespace, and stop the engine.
     Down,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LabUpArgs {
+    #[command(flatten)]
+    pub(crate) fleet: FleetArgs,
+    /// Prefix length of the lab's subnet, when the lab is created (a /24 holds
+    /// 252 deckies; a /21, 2044).
+    #[arg(long, value_name = "LEN", default_value_t = 24, value_parser = clap::value_parser!(u8).range(16..=28))]
+    pub(crate) lan_prefix: u8,
 }
 
 #[derive(Debug, Args)]

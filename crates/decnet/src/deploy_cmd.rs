@@ -49,12 +49,7 @@ pub(crate) fn deploy(global: &Global, args: &DeployArgs) -> anyhow::Result<ExitC
         Vec::new(),
     )?;
     warn(&spec);
-    let runtime = engine_cmd::client_runtime()?;
-    let (report, status) = runtime.block_on(async {
-        let client = engine_cmd::ensure(global, &config).await?;
-        let report = client.deploy(&spec).await?;
-        anyhow::Ok((report, client.status().await?))
-    })?;
+    let (report, status) = engine_cmd::deploy(global, &config, &spec)?;
     if args.json {
         print_json(&report)?;
     } else {

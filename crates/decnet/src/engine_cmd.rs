@@ -5,6 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use decnet_core::fleet::FleetSpec;
+use decnet_engine::status::{DeployReport, EngineStatus};
 use decnet_engine::{ClientError, EngineClient, EngineConfig, Registry};
 
 use crate::cli::Global;
@@ -38,6 +40,20 @@ pub(crate) fn client_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .context("starting the async runtime")
+}
+
+/// Hands `fleet` to the engine (started first if none runs); returns what the
+/// deploy did and the engine's status afterwards.
+pub(crate) fn deploy(
+    global: &Global,
+    config: &EngineConfig,
+    fleet: &FleetSpec,
+) -> anyhow::Result<(DeployReport, EngineStatus)> {
+    client_runtime()?.block_on(async {
+        let client = ensure(global, config).await?;
+        let report = client.deploy(fleet).await?;
+        anyhow::Ok((report, client.status().await?))
+    })
 }
 
 /// The running engine, or `None`.

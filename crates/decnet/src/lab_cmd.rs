@@ -13,17 +13,18 @@ use decnet_engine::offline;
 use decnet_engine::status::TeardownRequest;
 use decnet_net::Netns;
 
-use crate::cli::{FleetArgs, Global};
+use crate::cli::{Global, LabUpArgs};
 use crate::{BadInput, catalogue_cmd, deploy_cmd, engine_cmd, status_cmd};
 
 /// The lab fleet compiled in, used when `lab up` is given no fleet.
 const LAB_INI: &str = include_str!("../../../config/examples/lab.ini");
 
-pub(crate) fn up(global: &Global, args: &FleetArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn up(global: &Global, up: &LabUpArgs) -> anyhow::Result<ExitCode> {
+    let args = &up.fleet;
     let config = global.engine_config()?;
     let catalogue = catalogue_cmd::load(global)?;
     decnet_net::require_network_admin()?;
-    let lab = lab::ensure(&config)?;
+    let lab = lab::ensure(&config, up.lan_prefix)?;
     let seed = FleetSeed::ensure_installation(&global.state_dir)?;
     let flags = CliFleet {
         interface: Some(lab.lan.clone()),
@@ -39,12 +40,7 @@ pub(crate) fn up(global: &Global, args: &FleetArgs) -> anyhow::Result<ExitCode> 
         (path, _) => deploy_cmd::plan(path.as_deref(), &flags, &catalogue, Some(seed), lab.reserved())?,
     };
     deploy_cmd::warn(&spec);
-    let runtime = engine_cmd::client_runtime()?;
-    let (report, status) = runtime.block_on(async {
-        let client = engine_cmd::ensure(global, &config).await?;
-        let report = client.deploy(&spec).await?;
-        anyhow::Ok((report, client.status().await?))
-    })?;
+    let (report, status) = engine_cmd::deploy(global, &config, &spec)?;
     deploy_cmd::print_report(&report)?;
     status_cmd::print_status(&status)?;
     print_how_to(&lab, global)?;

@@ -89,7 +89,10 @@ struct Parent {
 
 impl Engine {
     pub fn new(config: EngineConfig, registry: Registry, emitter: Emitter, limits: Limits) -> Self {
-        let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 8);
+        // Namespace work waits on the kernel (RCU, mounts) more than it computes.
+        let threads = std::thread::available_parallelism()
+            .map_or(2, |n| n.get() * 2)
+            .clamp(4, 8);
         Self {
             config,
             executor: NetnsExecutor::start(threads),
@@ -113,16 +116,26 @@ impl Engine {
         let desired = state::load(&self.config.fleet_path())?;
         let mut inner = self.inner.lock().await;
         inner.desired = desired;
-        self.converge(&mut inner).await
+        self.converge(&mut inner, None).await
     }
 
     /// Makes `fleet` the desired fleet and converges to it.
     pub async fn deploy(&self, fleet: FleetSpec) -> Result<DeployReport, EngineError> {
         let mut inner = self.inner.lock().await;
-        self.validate(&fleet, &inner).await?;
+        let started = Instant::now();
+        let busy = self.validate(&fleet, &inner).await?;
+        let validated = started.elapsed();
         state::save(&self.config.fleet_path(), Some(&fleet))?;
         inner.desired = Some(fleet);
-        self.converge(&mut inner).await
+        let report = self.converge(&mut inner, Some(busy)).await?;
+        tracing::info!(
+            message = "Deployed.",
+            validate_ms = validated.as_millis() as u64,
+            total_ms = started.elapsed().as_millis() as u64,
+            created = report.created.len(),
+            failed = report.failed.len()
+        );
+        Ok(report)
     }
 
     /// Removes one decky, or all of them (and the hairpin).
@@ -139,7 +152,7 @@ impl Engine {
             (_, current) => current,
         };
         state::save(&self.config.fleet_path(), inner.desired.as_ref())?;
-        let report = self.converge(&mut inner).await?;
+        let report = self.converge(&mut inner, None).await?;
         Ok(TeardownReport {
             removed: report.removed,
             hairpin_removed: had_hairpin && inner.hairpin.is_none(),
@@ -193,7 +206,9 @@ impl Engine {
     }
 
     /// Checks a fleet against this host before anything changes.
-    async fn validate(&self, fleet: &FleetSpec, inner: &Inner) -> Result<(), EngineError> {
+    /// Returns the hairpin candidates that something on the LAN answered for,
+    /// probed together with the fleet's new addresses.
+    async fn validate(&self, fleet: &FleetSpec, inner: &Inner) -> Result<BTreeSet<Ipv4Addr>, EngineError> {
         let interface = fleet.interface.clone().ok_or_else(|| {
             EngineError::BadInput("no interface: pass --interface or set `interface =` in [general]".into())
         })?;
@@ -233,7 +248,17 @@ impl Engine {
             .map(|d| d.ip)
             .filter(|ip| !ours.contains(ip))
             .collect();
-        let conflicts = self.probe(fleet, fresh).await?;
+        let candidates = hairpin_candidates(fleet);
+        let mut answered = self
+            .probe(fleet, fresh.iter().chain(&candidates).copied().collect())
+            .await?;
+        let busy: BTreeSet<Ipv4Addr> = candidates
+            .iter()
+            .filter(|ip| answered.contains_key(ip))
+            .copied()
+            .collect();
+        answered.retain(|ip, _| fresh.contains(ip));
+        let conflicts = answered;
         if !conflicts.is_empty() {
             let list: Vec<String> = conflicts
                 .iter()
@@ -244,7 +269,7 @@ impl Engine {
                 list.join(", ")
             )));
         }
-        Ok(())
+        Ok(busy)
     }
 
     async fn parent(&self, interface: &str) -> Result<Parent, EngineError> {
@@ -289,8 +314,9 @@ impl Engine {
             .await?)
     }
 
-    /// Takes the running fleet to `inner.desired`.
-    async fn converge(&self, inner: &mut Inner) -> Result<DeployReport, EngineError> {
+    /// Takes the running fleet to `inner.desired`. `busy`: hairpin candidates
+    /// already probed and found taken (`None`: probe them here if needed).
+    async fn converge(&self, inner: &mut Inner, busy: Option<BTreeSet<Ipv4Addr>>) -> Result<DeployReport, EngineError> {
         let mut report = DeployReport::default();
         let namespaces: BTreeSet<String> = Netns::list(&self.config.netns_prefix())?
             .iter()
@@ -357,12 +383,26 @@ impl Engine {
             return Ok(report);
         }
         let parent = self.parent(fleet.interface.as_deref().unwrap_or_default()).await?;
+        let deckies = fleet.deckies.len();
+        let raised = self
+            .executor
+            .run(None, move || decnet_net::sysctl::size_neighbour_tables(deckies))
+            .await?;
+        if !raised.is_empty() {
+            tracing::info!(message = "Raised the host's neighbour-table limits for the fleet.", sysctls = ?raised);
+        }
+        let building = Instant::now();
         let built = join_all(
             to_build
                 .iter()
                 .map(|(spec, adopt)| self.build(fleet, spec, &parent, *adopt)),
         )
         .await;
+        tracing::info!(
+            message = "Built deckies.",
+            deckies = built.len(),
+            ms = building.elapsed().as_millis() as u64
+        );
         for ((spec, _), result) in to_build.iter().zip(built) {
             match result {
                 Ok(decky) => {
@@ -378,7 +418,9 @@ impl Engine {
                 }
             }
         }
-        self.ensure_hairpin(inner, fleet, &parent).await?;
+        let hairpin = Instant::now();
+        self.ensure_hairpin(inner, fleet, &parent, busy).await?;
+        tracing::info!(message = "Hairpin ready.", ms = hairpin.elapsed().as_millis() as u64);
         Ok(report)
     }
 
@@ -457,7 +499,13 @@ impl Engine {
 
     /// The hairpin: the highest free address of the subnet that no decky
     /// uses and nothing answers for; a /32 route to every running decky.
-    async fn ensure_hairpin(&self, inner: &mut Inner, fleet: &FleetSpec, parent: &Parent) -> Result<(), EngineError> {
+    async fn ensure_hairpin(
+        &self,
+        inner: &mut Inner,
+        fleet: &FleetSpec,
+        parent: &Parent,
+        busy: Option<BTreeSet<Ipv4Addr>>,
+    ) -> Result<(), EngineError> {
         let used: BTreeSet<Ipv4Addr> = fleet.deckies.iter().map(|d| d.ip).collect();
         let usable = |ip: &Ipv4Addr| fleet.subnet.contains(ip) && !used.contains(ip) && *ip != fleet.gateway;
         let current = match &inner.hairpin {
@@ -470,15 +518,12 @@ impl Engine {
             Some(ip) => ip,
             None => {
                 self.remove_hairpin(inner).await?;
-                let candidates: Vec<Ipv4Addr> = fleet
-                    .subnet
-                    .hosts()
-                    .rev()
-                    .filter(|ip| !used.contains(ip) && *ip != fleet.gateway)
-                    .take(8)
-                    .collect();
-                let answered = self.probe(fleet, candidates.clone()).await?;
-                match candidates.into_iter().find(|ip| !answered.contains_key(ip)) {
+                let candidates = hairpin_candidates(fleet);
+                let busy = match busy {
+                    Some(busy) => busy,
+                    None => self.probe(fleet, candidates.clone()).await?.into_keys().collect(),
+                };
+                match candidates.into_iter().find(|ip| !busy.contains(ip)) {
                     Some(ip) => ip,
                     None => {
                         tracing::warn!(
@@ -561,6 +606,19 @@ fn check_ipvlan(rtnl: &mut Rtnl, parent: u32, probe: &str) -> Result<(), NetErro
         )),
         Err(e) => Err(NetError::io("probe ipvlan support", e)),
     }
+}
+
+/// Where the hairpin may go: the highest addresses of the subnet that are not
+/// a decky's or the gateway.
+fn hairpin_candidates(fleet: &FleetSpec) -> Vec<Ipv4Addr> {
+    let used: BTreeSet<Ipv4Addr> = fleet.deckies.iter().map(|d| d.ip).collect();
+    fleet
+        .subnet
+        .hosts()
+        .rev()
+        .filter(|ip| !used.contains(ip) && *ip != fleet.gateway)
+        .take(8)
+        .collect()
 }
 
 fn spec_of<'a>(fleet: &'a Option<FleetSpec>, name: &str) -> &'a DeckySpec {

@@ -8,8 +8,11 @@ use std::time::Duration;
 use decnet_emu_sdk::{BoxFuture, Close, Conn, Kind, ServeError, Service, SessionCx, UdpFlow, fields};
 use tokio::io::AsyncReadExt;
 
-/// How long a fallback port waits for the peer to speak.
+/// How long a fallback port waits for the peer to speak first.
 const LISTEN_FOR: Duration = Duration::from_secs(5);
+/// Once it has spoken, how long a pause ends its turn (a scanner's probe is
+/// one burst; waiting longer only slows every scan down).
+const PAUSE: Duration = Duration::from_millis(500);
 /// How much of what the peer says is kept in the event.
 const KEEP: usize = 256;
 
@@ -21,8 +24,10 @@ impl Service for Fallback {
             let mut seen = Vec::new();
             let mut buf = [0u8; 1024];
             let close = loop {
-                match tokio::time::timeout(LISTEN_FOR, conn.read(&mut buf)).await {
-                    Err(_) => break Close::Timeout,
+                let wait = if seen.is_empty() { LISTEN_FOR } else { PAUSE };
+                match tokio::time::timeout(wait, conn.read(&mut buf)).await {
+                    Err(_) if seen.is_empty() => break Close::Timeout,
+                    Err(_) => break Close::Done,
                     Ok(Ok(0)) => break Close::PeerEof,
                     Ok(Ok(n)) => {
                         let room = KEEP.saturating_sub(seen.len());

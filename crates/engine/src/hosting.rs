@@ -364,7 +364,7 @@ async fn receive_loop(socket: Arc<UdpSocket>, session: Session) {
                 let _ = tx.try_send(datagram);
                 flows.insert(peer, tx);
                 let local = socket.local_addr().unwrap_or(peer);
-                let flow = UdpFlow::new(rx, Arc::clone(&socket), peer, limits.idle_timeout);
+                let flow = UdpFlow::new(rx, Arc::clone(&socket), peer, limits.udp_idle_timeout);
                 let session = session.clone();
                 tasks.spawn(async move {
                     run_udp(flow, local, session, permit).await;

@@ -60,8 +60,9 @@ pub fn load(config: &EngineConfig) -> Result<Option<Lab>, EngineError> {
 }
 
 /// Makes sure the lab LAN exists: the recorded one if any (re-created if its
-/// links are gone), else a new one on a subnet no route of the host uses.
-pub fn ensure(config: &EngineConfig) -> Result<Lab, EngineError> {
+/// links are gone), else a new one of `/prefix_len` on a subnet no route of the
+/// host uses.
+pub fn ensure(config: &EngineConfig, prefix_len: u8) -> Result<Lab, EngineError> {
     decnet_net::require_network_admin()?;
     // Choosing a free subnet and taking it must be one step for every lab on
     // this host, or two labs made at once could pick the same subnet.
@@ -70,10 +71,10 @@ pub fn ensure(config: &EngineConfig) -> Result<Lab, EngineError> {
     let lab = match load(config)? {
         Some(lab) => lab,
         None => {
-            let subnet = lab::free_subnet(&[])?;
+            let subnet = lab::free_subnet(prefix_len, &[])?;
             let mut hosts = subnet.hosts();
-            let attacker_ip = hosts.next().expect("a /24 has hosts");
-            let hairpin_ip = hosts.next_back().expect("a /24 has hosts");
+            let attacker_ip = hosts.next().expect("a lab subnet (/30 or larger) has hosts");
+            let hairpin_ip = hosts.next_back().expect("a lab subnet (/30 or larger) has hosts");
             Lab {
                 subnet,
                 attacker_ip,

@@ -30,9 +30,10 @@ pub fn save(path: &Path, fleet: Option<&FleetSpec>) -> io::Result<()> {
         std::fs::create_dir_all(dir)?;
     }
     let tmp = path.with_extension("json.tmp");
-    let mut file = std::fs::File::create(&tmp)?;
-    serde_json::to_writer_pretty(&mut file, fleet)?;
-    file.write_all(b"\n")?;
+    let mut out = io::BufWriter::new(std::fs::File::create(&tmp)?);
+    serde_json::to_writer_pretty(&mut out, fleet)?;
+    out.write_all(b"\n")?;
+    let file = out.into_inner().map_err(io::IntoInnerError::into_error)?;
     file.sync_all()?;
     std::fs::rename(&tmp, path)?;
     if let Some(dir) = path.parent() {

@@ -96,9 +96,10 @@ pub fn destroy(names: &LabNames, subnet: Option<Ipv4Net>) -> Result<(), NetError
     Ok(())
 }
 
-/// The first /24 of 10.213.0.0/16 (then 172.31.0.0/16) that overlaps no route
-/// and no address of the host, nor any of `avoid`.
-pub fn free_subnet(avoid: &[Ipv4Net]) -> Result<Ipv4Net, NetError> {
+/// The first subnet of length `prefix_len` in 10.213.0.0/16 (then
+/// 172.31.0.0/16) that overlaps no route and no address of the host, nor any of
+/// `avoid`.
+pub fn free_subnet(prefix_len: u8, avoid: &[Ipv4Net]) -> Result<Ipv4Net, NetError> {
     let mut host = Rtnl::new().op(|| "open netlink".into())?;
     let mut taken: Vec<Ipv4Net> = avoid.to_vec();
     for (ip, prefix) in host.route_destinations().op(|| "list routes".into())? {
@@ -110,19 +111,22 @@ pub fn free_subnet(avoid: &[Ipv4Net]) -> Result<Ipv4Net, NetError> {
     for (ip, prefix) in host.all_addresses().op(|| "list addresses".into())? {
         taken.extend(Ipv4Net::new(ip, prefix).ok().map(|n| n.trunc()));
     }
-    let candidates = (0..=255u8)
-        .map(|i| Ipv4Net::new(Ipv4Addr::new(10, 213, i, 0), 24))
-        .chain((0..=255u8).map(|i| Ipv4Net::new(Ipv4Addr::new(172, 31, i, 0), 24)))
-        .filter_map(Result::ok);
-    for net in candidates {
-        if !taken
-            .iter()
-            .any(|t| t.contains(&net.network()) || net.contains(&t.network()))
-        {
-            return Ok(net);
+    let pools = [Ipv4Addr::new(10, 213, 0, 0), Ipv4Addr::new(172, 31, 0, 0)];
+    for pool in pools {
+        let Ok(pool) = Ipv4Net::new(pool, 16) else { continue };
+        let Ok(candidates) = pool.subnets(prefix_len.clamp(16, 30)) else {
+            continue;
+        };
+        for net in candidates {
+            if !taken
+                .iter()
+                .any(|t| t.contains(&net.network()) || net.contains(&t.network()))
+            {
+                return Ok(net);
+            }
         }
     }
-    Err(NetError::Conflict(
-        "no free /24 in 10.213.0.0/16 or 172.31.0.0/16 for the lab".into(),
-    ))
+    Err(NetError::Conflict(format!(
+        "no free /{prefix_len} in 10.213.0.0/16 or 172.31.0.0/16 for the lab"
+    )))
 }

@@ -228,18 +228,35 @@ impl Rtnl {
 
     /// IPv4 addresses of a link, with their prefix lengths.
     pub fn addresses(&mut self, index: u32) -> io::Result<Vec<(Ipv4Addr, u8)>> {
+        Ok(self
+            .ipv4_addresses()?
+            .into_iter()
+            .filter(|(link, _, _)| *link == index)
+            .map(|(_, ip, prefix)| (ip, prefix))
+            .collect())
+    }
+
+    /// Every IPv4 address of every link, with its prefix length.
+    pub fn all_addresses(&mut self) -> io::Result<Vec<(Ipv4Addr, u8)>> {
+        Ok(self
+            .ipv4_addresses()?
+            .into_iter()
+            .map(|(_, ip, prefix)| (ip, prefix))
+            .collect())
+    }
+
+    /// (link index, address, prefix length) of every IPv4 address.
+    fn ipv4_addresses(&mut self) -> io::Result<Vec<(u32, Ipv4Addr, u8)>> {
         let mut msg = AddressMessage::default();
         msg.header.family = AddressFamily::Inet;
         let replies = self.request(RouteNetlinkMessage::GetAddress(msg), NLM_F_DUMP)?;
         Ok(replies
             .into_iter()
             .filter_map(|m| match m {
-                RouteNetlinkMessage::NewAddress(a) if a.header.index == index => {
-                    a.attributes.iter().find_map(|attr| match attr {
-                        AddressAttribute::Local(IpAddr::V4(ip)) => Some((*ip, a.header.prefix_len)),
-                        _ => None,
-                    })
-                }
+                RouteNetlinkMessage::NewAddress(a) => a.attributes.iter().find_map(|attr| match attr {
+                    AddressAttribute::Local(IpAddr::V4(ip)) => Some((a.header.index, *ip, a.header.prefix_len)),
+                    _ => None,
+                }),
                 _ => None,
             })
             .collect())
@@ -274,35 +291,12 @@ impl Rtnl {
             .collect())
     }
 
-    /// Every IPv4 address of every link, with its prefix length.
-    pub fn all_addresses(&mut self) -> io::Result<Vec<(Ipv4Addr, u8)>> {
-        let mut msg = AddressMessage::default();
-        msg.header.family = AddressFamily::Inet;
-        let replies = self.request(RouteNetlinkMessage::GetAddress(msg), NLM_F_DUMP)?;
-        Ok(replies
-            .into_iter()
-            .filter_map(|m| match m {
-                RouteNetlinkMessage::NewAddress(a) => a.attributes.iter().find_map(|attr| match attr {
-                    AddressAttribute::Local(IpAddr::V4(ip)) => Some((*ip, a.header.prefix_len)),
-                    _ => None,
-                }),
-                _ => None,
-            })
-            .collect())
-    }
-
     /// Adds an `unreachable` route for `destination/prefix`: packets to it fail
     /// at once instead of following the default route.
     pub fn add_unreachable(&mut self, destination: Ipv4Addr, prefix: u8) -> io::Result<()> {
-        let mut msg = RouteMessage::default();
-        msg.header.address_family = AddressFamily::Inet;
-        msg.header.destination_prefix_length = prefix;
-        msg.header.table = RouteHeader::RT_TABLE_MAIN;
+        let mut msg = route_message(destination, prefix, RouteType::Unreachable);
         msg.header.protocol = RouteProtocol::Boot;
         msg.header.scope = RouteScope::Universe;
-        msg.header.kind = RouteType::Unreachable;
-        msg.attributes
-            .push(RouteAttribute::Destination(RouteAddress::Inet(destination)));
         self.request(
             RouteNetlinkMessage::NewRoute(msg),
             NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
@@ -312,29 +306,18 @@ impl Rtnl {
 
     /// Removes an `unreachable` route; absent is fine.
     pub fn delete_unreachable(&mut self, destination: Ipv4Addr, prefix: u8) -> io::Result<()> {
-        let mut msg = RouteMessage::default();
-        msg.header.address_family = AddressFamily::Inet;
-        msg.header.destination_prefix_length = prefix;
-        msg.header.table = RouteHeader::RT_TABLE_MAIN;
-        msg.header.kind = RouteType::Unreachable;
-        msg.attributes
-            .push(RouteAttribute::Destination(RouteAddress::Inet(destination)));
-        match self.request(RouteNetlinkMessage::DelRoute(msg), NLM_F_ACK) {
-            Err(e) if e.raw_os_error() == Some(nix::libc::ESRCH) => Ok(()),
-            other => other.map(|_| ()),
-        }
+        self.delete_route_message(route_message(destination, prefix, RouteType::Unreachable))
     }
 
     /// Removes the route to `destination/prefix` on link `oif`; absent is fine.
     pub fn delete_route(&mut self, destination: Ipv4Addr, prefix: u8, oif: u32) -> io::Result<()> {
-        let mut msg = RouteMessage::default();
-        msg.header.address_family = AddressFamily::Inet;
-        msg.header.destination_prefix_length = prefix;
-        msg.header.table = RouteHeader::RT_TABLE_MAIN;
+        let mut msg = route_message(destination, prefix, RouteType::Unspec);
         msg.header.scope = RouteScope::NoWhere;
-        msg.attributes
-            .push(RouteAttribute::Destination(RouteAddress::Inet(destination)));
         msg.attributes.push(RouteAttribute::Oif(oif));
+        self.delete_route_message(msg)
+    }
+
+    fn delete_route_message(&mut self, msg: RouteMessage) -> io::Result<()> {
         match self.request(RouteNetlinkMessage::DelRoute(msg), NLM_F_ACK) {
             Err(e) if e.raw_os_error() == Some(nix::libc::ESRCH) => Ok(()),
             other => other.map(|_| ()),
@@ -350,21 +333,13 @@ impl Rtnl {
         gateway: Option<Ipv4Addr>,
         oif: u32,
     ) -> io::Result<()> {
-        let mut msg = RouteMessage::default();
-        msg.header.address_family = AddressFamily::Inet;
-        msg.header.destination_prefix_length = prefix;
-        msg.header.table = RouteHeader::RT_TABLE_MAIN;
+        let mut msg = route_message(destination, prefix, RouteType::Unicast);
         msg.header.protocol = RouteProtocol::Boot;
         msg.header.scope = if gateway.is_some() {
             RouteScope::Universe
         } else {
             RouteScope::Link
         };
-        msg.header.kind = RouteType::Unicast;
-        if prefix > 0 {
-            msg.attributes
-                .push(RouteAttribute::Destination(RouteAddress::Inet(destination)));
-        }
         if let Some(gw) = gateway {
             msg.attributes.push(RouteAttribute::Gateway(RouteAddress::Inet(gw)));
         }
@@ -375,6 +350,21 @@ impl Rtnl {
         )?;
         Ok(())
     }
+}
+
+/// A main-table IPv4 route message for `destination/prefix` (no destination
+/// attribute for the default route).
+fn route_message(destination: Ipv4Addr, prefix: u8, kind: RouteType) -> RouteMessage {
+    let mut msg = RouteMessage::default();
+    msg.header.address_family = AddressFamily::Inet;
+    msg.header.destination_prefix_length = prefix;
+    msg.header.table = RouteHeader::RT_TABLE_MAIN;
+    msg.header.kind = kind;
+    if prefix > 0 {
+        msg.attributes
+            .push(RouteAttribute::Destination(RouteAddress::Inet(destination)));
+    }
+    msg
 }
 
 fn ns_fd(ns: &Netns) -> i32 {

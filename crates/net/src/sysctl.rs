@@ -14,6 +14,27 @@ pub fn apply<'a>(sysctls: impl IntoIterator<Item = (&'a str, &'a str)>) -> Resul
     Ok(())
 }
 
+/// Makes the host's neighbour (ARP and NDP) tables big enough for `deckies`.
+/// The tables are shared by every namespace and their limits exist only in
+/// the host's, so a large fleet overflows the defaults (1024 entries): each
+/// decky resolves its peers and each peer the decky. Only ever raises.
+/// Returns the sysctls it changed. Runs in the host's namespace.
+pub fn size_neighbour_tables(deckies: usize) -> Result<Vec<(String, String)>, NetError> {
+    let wanted = [("gc_thresh2", 4 * deckies + 512), ("gc_thresh3", 8 * deckies + 1024)];
+    let mut changed = Vec::new();
+    for family in ["ipv4", "ipv6"] {
+        for (name, value) in wanted {
+            let key = format!("net.{family}.neigh.default.{name}");
+            let current: usize = read(&key)?.parse().unwrap_or(0);
+            if current < value {
+                apply([(key.as_str(), value.to_string().as_str())])?;
+                changed.push((key, value.to_string()));
+            }
+        }
+    }
+    Ok(changed)
+}
+
 /// Reads one sysctl in the calling thread's namespace.
 pub fn read(key: &str) -> Result<String, NetError> {
     let path = path_of(key)?;

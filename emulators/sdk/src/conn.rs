@@ -130,6 +130,7 @@ impl AsyncWrite for Conn {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // Tests stand in for the engine, which binds.
 mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;

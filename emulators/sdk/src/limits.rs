@@ -20,6 +20,9 @@ pub struct Limits {
     pub max_bytes_read: u64,
     /// Live UDP flows per service of a decky.
     pub udp_flows: usize,
+    /// A UDP flow whose peer sends nothing for this long ends (datagram
+    /// services answer at once; peers that retry do so within seconds).
+    pub udp_idle_timeout: Duration,
     /// Datagrams queued per UDP flow before further ones are dropped (and counted).
     pub udp_queue: usize,
 }
@@ -34,6 +37,7 @@ impl Default for Limits {
             total_timeout: Duration::from_secs(30 * 60),
             max_bytes_read: 64 * 1024 * 1024,
             udp_flows: 1024,
+            udp_idle_timeout: Duration::from_secs(5),
             udp_queue: 16,
         }
     }

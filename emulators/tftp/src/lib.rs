@@ -1,8 +1,9 @@
 //! TFTP (UDP 69), as a locked-down tftpd: every read request is answered
 //! "File not found", every write request "Access violation", from a fresh
-//! port (the server's transfer ID) as a real tftpd does. Each request is logged
-//! as a `request` event (`op`, `filename`, `mode`, `options`); anything else as
-//! `unknown_opcode`. Persona keys: none.
+//! port (the server's transfer ID) as a real tftpd does; the exchange then
+//! belongs to that port, so the flow on port 69 ends after one answer. Each
+//! request is logged as a `request` event (`op`, `filename`, `mode`,
+//! `options`); anything else as `unknown_opcode`. Persona keys: none.
 
 #![forbid(unsafe_code)]
 
@@ -38,13 +39,13 @@ struct TftpService;
 impl Service for TftpService {
     fn serve_udp(self: Arc<Self>, mut flow: UdpFlow, cx: SessionCx) -> BoxFuture<'static, Result<Close, ServeError>> {
         Box::pin(async move {
-            while let Some(datagram) = flow.recv().await {
-                let reply = answer(&datagram, &cx);
-                if let Some(reply) = reply {
-                    // A new socket, a new port: the server's transfer ID (RFC 1350 §4).
-                    let transfer = cx.net().udp_socket(0).await?;
-                    transfer.send_to(&reply, flow.peer()).await?;
-                }
+            let Some(datagram) = flow.recv().await else {
+                return Ok(Close::Timeout);
+            };
+            if let Some(reply) = answer(&datagram, &cx) {
+                // A new socket, a new port: the server's transfer ID (RFC 1350 §4).
+                let transfer = cx.net().udp_socket(0).await?;
+                transfer.send_to(&reply, flow.peer()).await?;
             }
             Ok(Close::Done)
         })
