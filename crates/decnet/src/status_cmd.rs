@@ -70,12 +70,27 @@ pub(crate) fn print_status(status: &EngineStatus) -> anyhow::Result<()> {
             .map(|h| format!("; hairpin {} {}", h.name, h.ip))
             .unwrap_or_default()
     )?;
-    let e = status.events;
-    writeln!(
-        out,
-        "Events: {} emitted, {} written, {} dropped, {} lost to write errors",
-        e.emitted, e.written, e.dropped, e.write_errors
-    )?;
+    let e = &status.events;
+    let sinks: Vec<String> = e
+        .sinks
+        .iter()
+        .map(|s| {
+            let mut line = format!("{} {} delivered", s.name, s.delivered);
+            if s.spooled > 0 {
+                line += &format!(", {} spooled", s.spooled);
+            }
+            if s.dropped + s.failed > 0 {
+                line += &format!(
+                    ", {} LOST ({} shed, {} failed)",
+                    s.dropped + s.failed,
+                    s.dropped,
+                    s.failed
+                );
+            }
+            line
+        })
+        .collect();
+    writeln!(out, "Events: {} emitted; {}", e.emitted, sinks.join("; "))?;
     if status.deckies.is_empty() {
         writeln!(out, "No deckies.")?;
         return Ok(());

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use decnet_emu_sdk::Limits;
 use decnet_events::Pipeline;
+use decnet_events::file::{FileLog, FileLogConfig};
 use nix::fcntl::{Flock, FlockArg};
 use sd_notify::NotifyState;
 use tokio::net::UnixListener;
@@ -60,7 +61,11 @@ pub async fn run(config: EngineConfig, registry: Registry) -> Result<(), RunErro
     fs::write(config.pid_path(), format!("{}\n", std::process::id())).map_err(io("write the pid file"))?;
     raise_fd_limit();
 
-    let pipeline = Pipeline::start(&config.log_dir, EVENT_QUEUE).map_err(io("start the event log"))?;
+    let pipeline = Pipeline::new();
+    let counters = Arc::default();
+    let file_log =
+        FileLog::open(&FileLogConfig::new(&config.log_dir), Arc::clone(&counters)).map_err(io("open the event log"))?;
+    pipeline.add_sink_with_counters("file", file_log, EVENT_QUEUE, counters);
     let engine = Arc::new(Engine::new(
         config.clone(),
         registry,

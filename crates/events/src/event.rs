@@ -1,6 +1,7 @@
 //! The Event and Credential contracts of DESIGN.md.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::time::SystemTime;
 
@@ -22,6 +23,8 @@ pub struct Event {
     pub decky: String,
     pub service: String,
     pub kind: Kind,
+    #[serde(default)]
+    pub severity: Severity,
     pub src_ip: IpAddr,
     pub src_port: u16,
     /// The connection (or UDP flow) this event belongs to.
@@ -31,24 +34,317 @@ pub struct Event {
     pub fields: Fields,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credential: Option<Credential>,
+    /// Free text (the RFC 5424 MSG part), for the original's text-only events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
-/// A captured secret, kept losslessly.
+/// Bounds on what one event may carry, so a hostile peer cannot make one
+/// event (and one log line) arbitrarily large.
+pub mod limits {
+    /// Longest string value of a field, in bytes.
+    pub const FIELD_BYTES: usize = 16 * 1024;
+    /// All fields together, as JSON.
+    pub const FIELDS_BYTES: usize = 64 * 1024;
+    /// The message and the credential's secret and challenge.
+    pub const MESSAGE_BYTES: usize = 16 * 1024;
+}
+
+impl Event {
+    /// A new event now, with a fresh id and the kind's default severity.
+    pub fn new(decky: &str, service: &str, kind: Kind, src_ip: IpAddr, src_port: u16) -> Self {
+        Self {
+            id: Uuid::now_v7(),
+            time: SystemTime::now(),
+            decky: decky.to_string(),
+            service: service.to_string(),
+            kind,
+            severity: kind.default_severity(),
+            src_ip,
+            src_port,
+            session: None,
+            fields: Fields::new(),
+            credential: None,
+            message: None,
+        }
+    }
+
+    /// Cuts what exceeds [`limits`]: long strings are truncated (on a character
+    /// boundary, marked `…[+N bytes]`), and if the fields are still too big the
+    /// largest are dropped; the names of everything cut are listed in the field
+    /// `truncated`.
+    pub fn bounded(mut self) -> Self {
+        let mut cut: Vec<String> = Vec::new();
+        for (key, value) in self.fields.iter_mut() {
+            if bound_value(value, limits::FIELD_BYTES) {
+                cut.push(key.clone());
+            }
+        }
+        let size = |f: &Fields| serde_json::to_vec(f).map(|v| v.len()).unwrap_or(usize::MAX);
+        while size(&self.fields) > limits::FIELDS_BYTES {
+            let Some(largest) = self
+                .fields
+                .iter()
+                .max_by_key(|(_, v)| serde_json::to_vec(v).map(|v| v.len()).unwrap_or(0))
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            self.fields.remove(&largest);
+            cut.push(largest);
+        }
+        if let Some(message) = &mut self.message
+            && truncate_string(message, limits::MESSAGE_BYTES)
+        {
+            cut.push("message".into());
+        }
+        if let Some(c) = &mut self.credential {
+            if c.secret.len() > limits::MESSAGE_BYTES {
+                c.secret.truncate(limits::MESSAGE_BYTES);
+                cut.push("secret".into());
+            }
+            if let Some(ch) = &mut c.challenge
+                && ch.len() > limits::MESSAGE_BYTES
+            {
+                ch.truncate(limits::MESSAGE_BYTES);
+                cut.push("challenge".into());
+            }
+        }
+        if !cut.is_empty() {
+            cut.sort();
+            cut.dedup();
+            self.fields.insert("truncated".into(), serde_json::Value::from(cut));
+        }
+        self
+    }
+}
+
+/// Truncates strings (recursively) longer than `max`; whole arrays and objects
+/// bigger than `max` become a truncated string of their JSON. Returns whether
+/// anything was cut.
+fn bound_value(value: &mut serde_json::Value, max: usize) -> bool {
+    match value {
+        serde_json::Value::String(s) => truncate_string(s, max),
+        serde_json::Value::Array(_) | serde_json::Value::Object(_) => {
+            let text = value.to_string();
+            if text.len() <= max {
+                return false;
+            }
+            let mut text = text;
+            truncate_string(&mut text, max);
+            *value = serde_json::Value::String(text);
+            true
+        }
+        _ => false,
+    }
+}
+
+fn truncate_string(s: &mut String, max: usize) -> bool {
+    if s.len() <= max {
+        return false;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    let dropped = s.len() - end;
+    s.truncate(end);
+    let _ = write!(s, "…[+{dropped} bytes]");
+    true
+}
+
+/// Syslog severities (RFC 5424 §6.2.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Emergency,
+    Alert,
+    Critical,
+    Error,
+    Warning,
+    Notice,
+    #[default]
+    Info,
+    Debug,
+}
+
+impl Severity {
+    /// The numeric code (0 emergency … 7 debug).
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    pub fn from_code(code: u8) -> Option<Self> {
+        use Severity::*;
+        [Emergency, Alert, Critical, Error, Warning, Notice, Info, Debug]
+            .get(usize::from(code))
+            .copied()
+    }
+}
+
+/// A captured secret, kept losslessly, with what cracking it offline needs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Credential {
+    /// The account (for NTLM `DOMAIN\user`, as the original wrote it).
     pub principal: Option<String>,
     pub secret_kind: SecretKind,
-    /// The raw secret bytes, base64 in JSON.
+    /// The raw secret: the password, or the client's response.
     #[serde(with = "b64")]
     pub secret: Vec<u8>,
+    /// The server's challenge or salt, for challenge–response kinds.
+    #[serde(default, with = "b64_opt", skip_serializing_if = "Option::is_none")]
+    pub challenge: Option<Vec<u8>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<Outcome>,
 }
 
-/// How a secret is encoded (the original's `secret_kind` values).
+/// Whether the emulated service let the attempt in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Success,
+    Failure,
+}
+
+/// How a secret is encoded, with the original DECNET's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum SecretKind {
     Plaintext,
+    /// MySQL `mysql_native_password`: 20-byte SHA1 scramble; challenge = 20-byte salt.
+    MysqlNativePassword,
+    /// PostgreSQL MD5: `md5` + 32 hex digits; challenge = 4-byte salt.
+    PostgresMd5Challenge,
+    /// NTLMv1 (24-byte NT response); challenge = 8-byte server challenge; secret = LM ‖ NT response.
+    NtlmsspV1,
+    /// NTLMv2 (NTProofStr ‖ blob); challenge = 8-byte server challenge.
+    NtlmsspV2,
+    ScramSha1,
+    ScramSha256,
+    ScramUnknown,
+    /// VNC authentication: 16-byte DES response; challenge = 16 bytes.
+    VncDesResponse,
+    SnmpCommunity,
+    HttpBasic,
+    HttpBearer,
+    HttpDigestMd5,
+}
+
+impl SecretKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SecretKind::Plaintext => "plaintext",
+            SecretKind::MysqlNativePassword => "mysql_native_password",
+            SecretKind::PostgresMd5Challenge => "postgres_md5_challenge",
+            SecretKind::NtlmsspV1 => "ntlmssp_v1",
+            SecretKind::NtlmsspV2 => "ntlmssp_v2",
+            SecretKind::ScramSha1 => "scram_sha1",
+            SecretKind::ScramSha256 => "scram_sha256",
+            SecretKind::ScramUnknown => "scram_unknown",
+            SecretKind::VncDesResponse => "vnc_des_response",
+            SecretKind::SnmpCommunity => "snmp_community",
+            SecretKind::HttpBasic => "http_basic",
+            SecretKind::HttpBearer => "http_bearer",
+            SecretKind::HttpDigestMd5 => "http_digest_md5",
+        }
+    }
+}
+
+impl std::str::FromStr for SecretKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        serde_json::from_value(serde_json::Value::String(s.to_string()))
+            .map_err(|_| format!("unknown secret kind `{s}`"))
+    }
+}
+
+impl Credential {
+    /// A password seen in the clear.
+    pub fn plaintext(principal: Option<&str>, secret: &[u8]) -> Self {
+        Self {
+            principal: principal.map(String::from),
+            secret_kind: SecretKind::Plaintext,
+            secret: secret.to_vec(),
+            challenge: None,
+            outcome: None,
+        }
+    }
+
+    /// The secret with bytes outside printable ASCII shown as `?` (the
+    /// original's `secret_printable`).
+    pub fn secret_printable(&self) -> String {
+        self.secret
+            .iter()
+            .map(|b| if (0x20..0x7f).contains(b) { *b as char } else { '?' })
+            .collect()
+    }
+
+    /// The credential in hashcat's input format, for the kinds hashcat cracks
+    /// (modes 11200, 11100, 5500, 5600); `None` for the others or when a part
+    /// is missing.
+    pub fn hashcat(&self) -> Option<String> {
+        let challenge = self.challenge.as_deref();
+        match self.secret_kind {
+            // -m 11200: $mysqlna$<salt>*<scramble>
+            SecretKind::MysqlNativePassword => {
+                let salt = challenge.filter(|c| c.len() == 20)?;
+                (self.secret.len() == 20).then(|| format!("$mysqlna${}*{}", hex(salt), hex(&self.secret)))
+            }
+            // -m 11100: $postgres$<user>*<salt>*<md5 of the response, without "md5">
+            SecretKind::PostgresMd5Challenge => {
+                let salt = challenge.filter(|c| c.len() == 4)?;
+                let response = std::str::from_utf8(&self.secret).ok()?.strip_prefix("md5")?;
+                let valid = response.len() == 32 && response.bytes().all(|b| b.is_ascii_hexdigit());
+                valid.then(|| {
+                    format!(
+                        "$postgres${}*{}*{}",
+                        self.principal.as_deref().unwrap_or(""),
+                        hex(salt),
+                        response
+                    )
+                })
+            }
+            // -m 5500: user::domain:<LM response>:<NT response>:<challenge>
+            SecretKind::NtlmsspV1 => {
+                let challenge = challenge.filter(|c| c.len() == 8)?;
+                let (domain, user) = self.ntlm_principal();
+                (self.secret.len() == 48).then(|| {
+                    format!(
+                        "{user}::{domain}:{}:{}:{}",
+                        hex(&self.secret[..24]),
+                        hex(&self.secret[24..]),
+                        hex(challenge)
+                    )
+                })
+            }
+            // -m 5600: user::domain:<challenge>:<NTProofStr>:<blob>
+            SecretKind::NtlmsspV2 => {
+                let challenge = challenge.filter(|c| c.len() == 8)?;
+                let (domain, user) = self.ntlm_principal();
+                (self.secret.len() > 16).then(|| {
+                    format!(
+                        "{user}::{domain}:{}:{}:{}",
+                        hex(challenge),
+                        hex(&self.secret[..16]),
+                        hex(&self.secret[16..])
+                    )
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// `DOMAIN\user` → (`DOMAIN`, `user`).
+    fn ntlm_principal(&self) -> (&str, &str) {
+        let p = self.principal.as_deref().unwrap_or("");
+        p.split_once('\\').unwrap_or(("", p))
+    }
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 mod rfc3339 {
@@ -66,12 +362,12 @@ mod rfc3339 {
     }
 }
 
-mod b64 {
+pub(crate) mod b64 {
     use serde::{Deserialize, Deserializer, Serializer};
 
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-    pub(super) fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn encode(bytes: &[u8]) -> String {
         let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
         for chunk in bytes.chunks(3) {
             let n = chunk
@@ -86,18 +382,14 @@ mod b64 {
                 }
             }
         }
-        s.serialize_str(&out)
+        out
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        let text = String::deserialize(d)?;
-        let mut out = Vec::new();
+    pub(crate) fn decode(text: &str) -> Option<Vec<u8>> {
+        let mut out = Vec::with_capacity(text.len() * 3 / 4);
         let (mut acc, mut bits) = (0u32, 0);
         for c in text.bytes().filter(|c| *c != b'=') {
-            let v = ALPHABET
-                .iter()
-                .position(|a| *a == c)
-                .ok_or_else(|| serde::de::Error::custom("invalid base64"))? as u32;
+            let v = ALPHABET.iter().position(|a| *a == c)? as u32;
             acc = (acc << 6) | v;
             bits += 6;
             if bits >= 8 {
@@ -105,7 +397,33 @@ mod b64 {
                 out.push((acc >> bits) as u8);
             }
         }
-        Ok(out)
+        Some(out)
+    }
+
+    pub(super) fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&encode(bytes))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        decode(&text).ok_or_else(|| serde::de::Error::custom("invalid base64"))
+    }
+}
+
+mod b64_opt {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(bytes: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        match bytes {
+            Some(b) => s.serialize_str(&super::b64::encode(b)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+        let text = Option::<String>::deserialize(d)?;
+        text.map(|t| super::b64::decode(&t).ok_or_else(|| serde::de::Error::custom("invalid base64")))
+            .transpose()
     }
 }
 
@@ -113,27 +431,114 @@ mod b64 {
 mod tests {
     use super::*;
 
+    fn unhex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    fn credential(kind: SecretKind, principal: &str, secret: Vec<u8>, challenge: &str) -> Credential {
+        Credential {
+            principal: Some(principal.into()),
+            secret_kind: kind,
+            secret,
+            challenge: Some(unhex(challenge)),
+            outcome: None,
+        }
+    }
+
     #[test]
     fn json_round_trip() {
-        let event = Event {
-            id: Uuid::now_v7(),
-            time: SystemTime::UNIX_EPOCH + std::time::Duration::from_micros(1_700_000_000_123_456),
-            decky: "web01".into(),
-            service: "ssh".into(),
-            kind: Kind::AuthAttempt,
-            src_ip: "10.0.0.9".parse().unwrap(),
-            src_port: 51234,
-            session: Some(Uuid::now_v7()),
-            fields: Fields::from([("username".into(), "root".into())]),
-            credential: Some(Credential {
-                principal: Some("root".into()),
-                secret_kind: SecretKind::Plaintext,
-                secret: b"to\xffor".to_vec(),
-            }),
-        };
+        let mut event = Event::new("web01", "ssh", Kind::AuthAttempt, "10.0.0.9".parse().unwrap(), 51234);
+        event.time = SystemTime::UNIX_EPOCH + std::time::Duration::from_micros(1_700_000_000_123_456);
+        event.session = Some(Uuid::now_v7());
+        event.fields.insert("username".into(), "root".into());
+        event.credential = Some(Credential::plaintext(Some("root"), b"to\xffor"));
         let json = serde_json::to_string(&event).unwrap();
         assert!(json.contains("\"time\":\"2023-11-14T22:13:20.123456Z\""), "{json}");
         assert!(json.contains("\"kind\":\"auth_attempt\""));
         assert_eq!(serde_json::from_str::<Event>(&json).unwrap(), event);
+    }
+
+    /// hashcat's published example hashes, taken apart into credentials and
+    /// put back together by `hashcat()`.
+    #[test]
+    fn hashcat_formats_match_the_published_examples() {
+        let mysql = credential(
+            SecretKind::MysqlNativePassword,
+            "root",
+            unhex("437e93572f18ae44d9e779160c2505271f85821d"),
+            "1c24ab8d0ee94d70ab1f2e814d8f0948a14d10b9",
+        );
+        assert_eq!(
+            mysql.hashcat().unwrap(),
+            "$mysqlna$1c24ab8d0ee94d70ab1f2e814d8f0948a14d10b9*437e93572f18ae44d9e779160c2505271f85821d"
+        );
+        let postgres = credential(
+            SecretKind::PostgresMd5Challenge,
+            "postgres",
+            b"md52091bb7d4725d1ca85e8de6ec349baf6".to_vec(),
+            "f0784ea5",
+        );
+        assert_eq!(
+            postgres.hashcat().unwrap(),
+            "$postgres$postgres*f0784ea5*2091bb7d4725d1ca85e8de6ec349baf6"
+        );
+        let v1 = credential(
+            SecretKind::NtlmsspV1,
+            "kNS\\u4-netntlm",
+            unhex(
+                "338d08f8e26de93300000000000000000000000000000000\
+                   9526fb8c23a90751cdd619b6cea564742e1e4bf33006ba41",
+            ),
+            "cb8086049ec4736c",
+        );
+        assert_eq!(
+            v1.hashcat().unwrap(),
+            "u4-netntlm::kNS:338d08f8e26de93300000000000000000000000000000000:9526fb8c23a90751cdd619b6cea564742e1e4bf33006ba41:cb8086049ec4736c"
+        );
+        let v2 = credential(
+            SecretKind::NtlmsspV2,
+            "N46iSNekpT\\admin",
+            unhex(
+                "88dcbe4446168966a153a0064958dac6\
+                   5c7830315c7830310000000000000b45c67103d07d7b95acd12ffa11230e0000000052920b85f78d013c31cdb3b92f5d765c783030",
+            ),
+            "08ca45b7d7ea58ee",
+        );
+        assert_eq!(
+            v2.hashcat().unwrap(),
+            "admin::N46iSNekpT:08ca45b7d7ea58ee:88dcbe4446168966a153a0064958dac6:5c7830315c7830310000000000000b45c67103d07d7b95acd12ffa11230e0000000052920b85f78d013c31cdb3b92f5d765c783030"
+        );
+        assert_eq!(Credential::plaintext(Some("root"), b"toor").hashcat(), None);
+        let mut short = mysql.clone();
+        short.challenge = None;
+        assert_eq!(short.hashcat(), None);
+    }
+
+    #[test]
+    fn printable_secret_hides_control_bytes() {
+        assert_eq!(
+            Credential::plaintext(None, b"a\x00b\xffc ~").secret_printable(),
+            "a?b?c ~"
+        );
+    }
+
+    #[test]
+    fn oversized_events_are_bounded_and_say_so() {
+        let mut event = Event::new("d", "http", Kind::Request, "10.0.0.1".parse().unwrap(), 1);
+        event.fields.insert("body".into(), "é".repeat(600_000).into());
+        event.fields.insert("path".into(), "/".into());
+        for i in 0..10 {
+            event.fields.insert(format!("h{i}"), "x".repeat(15_000).into());
+        }
+        let event = event.bounded();
+        let body = event.fields.get("body").map(|v| v.as_str().unwrap().len());
+        assert!(body.is_none_or(|n| n <= limits::FIELD_BYTES + 32));
+        assert!(serde_json::to_vec(&event.fields).unwrap().len() <= limits::FIELDS_BYTES + 1024);
+        let truncated = event.fields["truncated"].as_array().unwrap();
+        assert!(truncated.contains(&"body".into()));
+        assert_eq!(event.fields["path"], "/");
     }
 }

@@ -148,11 +148,13 @@ impl SessionCx {
             decky: self.service.decky.name.clone(),
             service: self.service.slug.clone(),
             kind,
+            severity: kind.default_severity(),
             src_ip: self.peer.ip(),
             src_port: self.peer.port(),
             session: Some(self.session),
             fields,
             credential,
+            message: None,
         });
     }
 }
