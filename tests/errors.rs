@@ -60,6 +60,12 @@ fn an_unknown_interface_changes_nothing() {
     );
     assert_eq!(lab.leftovers(), before);
     assert_eq!(lab.status()["deckies"].as_array().unwrap().len(), 1);
+
+    // Swarm mode is named, not silently deployed here.
+    let out = lab.deploy_on_lan(&["-n", "2", "--services", "ssh", "--mode", "swarm"]);
+    assert_eq!(out.status.code(), Some(2), "{}", lab.explain(&out));
+    assert!(stderr(&out).contains("--mode swarm"), "{}", stderr(&out));
+    assert_eq!(lab.leftovers(), before);
 }
 
 #[test]

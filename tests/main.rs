@@ -11,4 +11,6 @@ mod support;
 mod engine;
 mod errors;
 mod floods;
+mod store;
+mod syslog;
 mod tftp;

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub(crate) mod rsyslog;
+
 /// Whether this process may build labs; under CI it must.
 pub(crate) fn can_run() -> bool {
     let root = nix::unistd::geteuid().is_root();

@@ -5,6 +5,8 @@
 //! - `bench deploy [--deckies N]`: deploy N deckies (default 1000) with three TCP
 //!   services each on a lab LAN; report time until every port accepts, teardown
 //!   time, engine RSS and kernel memory per decky, against the targets.
+//! - `bench events`: the event pipeline's throughput (format + file sink,
+//!   SQLite ingestion) and emit → stored latency, against the targets.
 
 mod bench;
 
@@ -19,7 +21,7 @@ fn main() -> ExitCode {
         Some("test") => test(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <ci | test [cargo test args] | bench deploy [--deckies N]>");
+            eprintln!("usage: cargo xtask <ci | test [cargo test args] | bench deploy [--deckies N] | bench events>");
             return ExitCode::from(2);
         }
     };

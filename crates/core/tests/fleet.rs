@@ -515,12 +515,15 @@ fn flags_override_the_general_section() {
         subnet: Some("172.20.0.0/16".into()),
         interface: Some("veth3".into()),
         log_target: Some("tls://siem:6514".into()),
+        log_tls_ca: Some("/etc/decnet/ca.pem".into()),
         ..CliFleet::default()
     };
     let spec = plan_with(Some(text), flags, &HostFacts::default()).unwrap();
     assert_eq!(spec.subnet.to_string(), "172.20.0.0/16");
     assert_eq!(spec.interface.as_deref(), Some("veth3"));
-    assert_eq!(spec.log_target.unwrap().to_string(), "tls://siem:6514");
+    let target = spec.log_target.unwrap();
+    assert_eq!(target.to_string(), "tls://siem:6514");
+    assert_eq!(target.tls.unwrap().ca, std::path::Path::new("/etc/decnet/ca.pem"));
     assert!(
         spec.warnings
             .iter()
@@ -611,4 +614,86 @@ mod properties {
             prop_assert_eq!(first, second);
         }
     }
+}
+
+#[test]
+fn plaintext_syslog_over_a_network_must_be_asked_for() {
+    let ini = |general: &str| format!("[general]\nnet = 10.0.0.0/24\n{general}\n[d]\nservices = ssh\n");
+    let plan = |general: &str, flags: CliFleet| plan_with(Some(&ini(general)), flags, &HostFacts::default()).unwrap();
+    // The seed's plain `ip:port` is UDP in clear text: planned (the original's
+    // files load unchanged) with a warning naming the key, and marked refused.
+    let spec = plan("log_target = 10.0.0.200:514", CliFleet::default());
+    let refusal = spec.log_target.as_ref().unwrap().plaintext_refusal().unwrap();
+    assert!(refusal.contains("--insecure-syslog"), "{refusal}");
+    assert!(
+        spec.warnings
+            .iter()
+            .any(|w| w.starts_with("t.ini:3: [general] log_target:") && w.contains("a deploy will refuse it")),
+        "{:?}",
+        spec.warnings
+    );
+    let spec = plan(
+        "",
+        CliFleet {
+            log_target: Some("tcp://siem:514".into()),
+            ..CliFleet::default()
+        },
+    );
+    assert!(spec.log_target.unwrap().plaintext_refusal().is_some());
+    // Allowed when asked for, by flag or key, and always to this host.
+    for (general, flags) in [
+        (
+            "log_target = 10.0.0.200:514",
+            CliFleet {
+                insecure_syslog: true,
+                ..CliFleet::default()
+            },
+        ),
+        (
+            "log_target = 10.0.0.200:514\ninsecure_syslog = yes",
+            CliFleet::default(),
+        ),
+        ("log_target = 127.0.0.1:514", CliFleet::default()),
+        ("log_target = tcp://localhost:514", CliFleet::default()),
+    ] {
+        let spec = plan(general, flags);
+        assert!(spec.warnings.is_empty(), "{general}: {:?}", spec.warnings);
+        assert_eq!(spec.log_target.unwrap().plaintext_refusal(), None, "{general}");
+    }
+    let e = plan_with(
+        Some(&ini("log_target = 10.0.0.200:514\ninsecure_syslog = maybe")),
+        CliFleet::default(),
+        &HostFacts::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("insecure_syslog: `maybe` is not a boolean"), "{e}");
+}
+
+#[test]
+fn tls_syslog_needs_its_files_and_only_tls_takes_them() {
+    let ini = |general: &str| format!("[general]\nnet = 10.0.0.0/24\n{general}\n[d]\nservices = ssh\n");
+    let plan = |general: &str| plan_with(Some(&ini(general)), CliFleet::default(), &HostFacts::default());
+    let e = plan("log_target = tls://siem:6514").unwrap_err().to_string();
+    assert!(e.contains("log_target: a tls:// log target needs the CA"), "{e}");
+    let e = plan("log_target = tls://siem:6514\nlog_tls_ca = ca.pem\nlog_tls_cert = me.pem")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("needs its key"), "{e}");
+    let e = plan("log_target = udp://127.0.0.1:514\nlog_tls_ca = ca.pem")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("t.ini:4: [general] log_tls_ca: TLS files given but the log target"),
+        "{e}"
+    );
+    let e = plan("log_tls_ca = ca.pem").unwrap_err().to_string();
+    assert!(e.contains("no log target"), "{e}");
+    // Paths in an INI file are relative to the file.
+    let spec =
+        plan("log_target = tls://siem:6514\nlog_tls_ca = ca.pem\nlog_tls_cert = me.pem\nlog_tls_key = /k/me.key")
+            .unwrap();
+    let tls = spec.log_target.unwrap().tls.unwrap();
+    assert!(tls.ca.is_absolute() && tls.ca.ends_with("ca.pem"), "{tls:?}");
+    assert_eq!(tls.key.unwrap(), std::path::Path::new("/k/me.key"));
 }

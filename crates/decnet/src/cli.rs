@@ -90,12 +90,78 @@ pub(crate) enum Command {
     Status(ListArgs),
     /// Remove deckies: one (--id) or all of them (--all).
     Teardown(TeardownArgs),
+    /// Events from the store, newest last; --follow streams new ones live.
+    Logs(LogsArgs),
+    /// Source addresses that touched a decky, with what they did.
+    Attackers(AttackersArgs),
+    /// Credentials attackers tried, deduplicated, with attempt counts.
+    Creds(CredsArgs),
     /// The engine process.
     #[command(subcommand)]
     Engine(EngineCommand),
     /// A private lab LAN on this machine, with an attacker namespace.
     #[command(subcommand)]
     Lab(LabCommand),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LogsArgs {
+    /// Keep printing new events as they happen (needs the engine).
+    #[arg(short = 'f', long)]
+    pub(crate) follow: bool,
+    /// Only this decky's events.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) decky: Option<String>,
+    /// Only this service's events (e.g. ssh).
+    #[arg(long, value_name = "SLUG")]
+    pub(crate) service: Option<String>,
+    /// Only events of this kind (e.g. auth_attempt, command, request).
+    #[arg(long, value_name = "KIND")]
+    pub(crate) kind: Option<String>,
+    /// Only events from this source address.
+    #[arg(long, value_name = "IP")]
+    pub(crate) src: Option<String>,
+    /// Only events since a time (2026-11-23T10:00:00Z) or for a duration back (15m, 2h, 7d).
+    #[arg(long, value_name = "WHEN")]
+    pub(crate) since: Option<String>,
+    /// How many past events to show.
+    #[arg(short = 'n', long, default_value_t = 50, value_name = "N")]
+    pub(crate) limit: u32,
+    /// One JSON event per line.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AttackersArgs {
+    /// How many, most recently seen first.
+    #[arg(short = 'n', long, default_value_t = 100, value_name = "N")]
+    pub(crate) limit: u32,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CredsArgs {
+    /// Only credentials tried on this decky.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) decky: Option<String>,
+    /// Only credentials tried on this service.
+    #[arg(long, value_name = "SLUG")]
+    pub(crate) service: Option<String>,
+    /// Only credentials from this source address.
+    #[arg(long, value_name = "IP")]
+    pub(crate) src: Option<String>,
+    /// How many, most recently tried first.
+    #[arg(short = 'n', long, default_value_t = 100, value_name = "N")]
+    pub(crate) limit: u32,
+    /// Only hashcat input lines (challenge-response captures), for offline cracking.
+    #[arg(long, conflicts_with = "json")]
+    pub(crate) hashcat: bool,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -186,9 +252,21 @@ pub(crate) struct FleetArgs {
     /// Remote syslog receiver: host:port (UDP), or tcp:// or tls:// host:port.
     #[arg(long, value_name = "HOST:PORT")]
     pub(crate) log_target: Option<String>,
-    /// Also write the event log to this file.
+    /// Also write the event log (RFC 5424) to this file.
     #[arg(long, value_name = "PATH")]
     pub(crate) log_file: Option<PathBuf>,
+    /// For a tls:// log target: the CA that signed the receiver's certificate (PEM).
+    #[arg(long, value_name = "PEM")]
+    pub(crate) log_tls_ca: Option<PathBuf>,
+    /// For mutual TLS: our client certificate (PEM).
+    #[arg(long, value_name = "PEM", requires = "log_tls_key")]
+    pub(crate) log_tls_cert: Option<PathBuf>,
+    /// For mutual TLS: the client certificate's private key (PEM).
+    #[arg(long, value_name = "PEM", requires = "log_tls_cert")]
+    pub(crate) log_tls_key: Option<PathBuf>,
+    /// Allow a plaintext (udp:// or tcp://) log target on another host.
+    #[arg(long)]
+    pub(crate) insecure_syslog: bool,
     /// Fleet seed: any text; pins MACs, hostnames and every seeded choice.
     #[arg(long, env = "DECNET_SEED", value_name = "TEXT", hide_env_values = true)]
     pub(crate) seed: Option<String>,
@@ -235,6 +313,10 @@ impl FleetArgs {
             ip_start: self.ip_start.clone(),
             log_target: self.log_target.clone(),
             log_file: self.log_file.clone(),
+            log_tls_ca: self.log_tls_ca.clone(),
+            log_tls_cert: self.log_tls_cert.clone(),
+            log_tls_key: self.log_tls_key.clone(),
+            insecure_syslog: self.insecure_syslog,
             seed: self.seed.clone(),
             ..CliFleet::default()
         }

@@ -49,7 +49,24 @@ pub(crate) fn deploy(
     config: &EngineConfig,
     fleet: &FleetSpec,
 ) -> anyhow::Result<(DeployReport, EngineStatus)> {
+    if let Some(why) = fleet.log_target.as_ref().and_then(|t| t.plaintext_refusal()) {
+        return Err(crate::BadInput(why).into());
+    }
+    if fleet.mode == decnet_core::fleet::Mode::Swarm {
+        return Err(crate::BadInput(
+            "--mode swarm shards deckies over enrolled sensors, which this version cannot do yet; use --mode unihost"
+                .into(),
+        )
+        .into());
+    }
     client_runtime()?.block_on(async {
+        if let Some(target) = &fleet.log_target {
+            // As the original did: say so before deploying; events spool until it answers.
+            let syslog = decnet_engine::sinks::syslog_target(target);
+            if let Err(why) = decnet_events::syslog::probe(&syslog, Duration::from_secs(3)).await {
+                eprintln!("warning: log target {target} does not answer ({why}); events will wait in the spool");
+            }
+        }
         let client = ensure(global, config).await?;
         let report = client.deploy(fleet).await?;
         anyhow::Ok((report, client.status().await?))

@@ -10,6 +10,7 @@ mod engine_cmd;
 mod lab_cmd;
 mod output;
 mod status_cmd;
+mod store_cmd;
 
 use std::io;
 use std::process::ExitCode;
@@ -41,6 +42,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Deploy(args) => deploy_cmd::deploy(g, &args),
         Command::Status(args) => status_cmd::status(g, &args),
         Command::Teardown(args) => status_cmd::teardown(g, &args),
+        Command::Logs(args) => store_cmd::logs(g, &args),
+        Command::Attackers(args) => store_cmd::attackers(g, &args),
+        Command::Creds(args) => store_cmd::creds(g, &args),
         Command::Engine(EngineCommand::Run) => engine_cmd::run(g),
         Command::Lab(LabCommand::Up(args)) => lab_cmd::up(g, &args),
         Command::Lab(LabCommand::Exec { command }) => lab_cmd::exec(g, &command),

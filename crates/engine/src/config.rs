@@ -68,6 +68,21 @@ impl EngineConfig {
         self.run_dir.join("engine.pid")
     }
 
+    /// The bus broker's socket (`decnet logs --follow`, the API and workers subscribe there).
+    pub fn bus_socket_path(&self) -> PathBuf {
+        self.run_dir.join("bus.sock")
+    }
+
+    /// The event store (SQLite).
+    pub fn db_path(&self) -> PathBuf {
+        self.state_dir.join("decnet.db")
+    }
+
+    /// Where events wait while a syslog target is down.
+    pub fn spool_dir(&self) -> PathBuf {
+        self.state_dir.join("spool")
+    }
+
     /// The desired fleet, persisted.
     pub fn fleet_path(&self) -> PathBuf {
         self.state_dir.join("fleet.json")

@@ -6,10 +6,11 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use decnet_core::fleet::{DeckySpec, FleetSpec, LinkDriver};
+use decnet_core::fleet::{DeckySpec, FleetSpec, LinkDriver, Mode};
 use decnet_emu_sdk::Limits;
 use decnet_events::Emitter;
 use decnet_net::{ChildKind, DeckyLink, DeckyNet, NetError, Netns, NetnsExecutor, Rtnl, arp, hairpin};
+use decnet_store::IngestCounters;
 use futures_util::future::join_all;
 use tokio::sync::Mutex;
 
@@ -17,6 +18,7 @@ use crate::config::EngineConfig;
 use crate::hosting::{Host, Services};
 use crate::reconcile::{Action, NetIdentity, Running, plan};
 use crate::registry::Registry;
+use crate::sinks::EventSinks;
 use crate::state;
 use crate::status::{
     DeckyState, DeckyStatus, DeployReport, EngineStatus, Failure, HairpinStatus, TeardownReport, TeardownRequest,
@@ -53,6 +55,10 @@ impl EngineError {
 
 pub struct Engine {
     config: EngineConfig,
+    /// The fleet's syslog target and log file follow each deploy.
+    sinks: Option<Arc<EventSinks>>,
+    /// The store's ingester, for status.
+    ingest: Option<Arc<IngestCounters>>,
     executor: NetnsExecutor,
     host: Host,
     started: Instant,
@@ -95,6 +101,8 @@ impl Engine {
             .clamp(4, 8);
         Self {
             config,
+            sinks: None,
+            ingest: None,
             executor: NetnsExecutor::start(threads),
             host: Host {
                 registry: Arc::new(registry),
@@ -110,10 +118,32 @@ impl Engine {
         &self.config
     }
 
+    /// Lets deploys configure the event sinks (the fleet's log target and file).
+    pub fn with_sinks(mut self, sinks: Arc<EventSinks>) -> Self {
+        self.sinks = Some(sinks);
+        self
+    }
+
+    /// Reports the store's ingestion in status.
+    pub fn with_ingest(mut self, counters: Arc<IngestCounters>) -> Self {
+        self.ingest = Some(counters);
+        self
+    }
+
+    async fn apply_sinks(&self, fleet: Option<&FleetSpec>) -> Result<(), EngineError> {
+        match &self.sinks {
+            Some(sinks) => sinks.apply(fleet).await.map_err(EngineError::BadInput),
+            None => Ok(()),
+        }
+    }
+
     /// At start-up: serve the persisted desired fleet again, adopting the
     /// namespaces that survived and removing leftovers nothing wants.
     pub async fn recover(&self) -> Result<DeployReport, EngineError> {
         let desired = state::load(&self.config.fleet_path())?;
+        if let Err(error) = self.apply_sinks(desired.as_ref()).await {
+            tracing::error!(message = "The fleet's log target could not start; events stay in the local log.", %error);
+        }
         let mut inner = self.inner.lock().await;
         inner.desired = desired;
         self.converge(&mut inner, None).await
@@ -121,9 +151,19 @@ impl Engine {
 
     /// Makes `fleet` the desired fleet and converges to it.
     pub async fn deploy(&self, fleet: FleetSpec) -> Result<DeployReport, EngineError> {
+        if fleet.mode == Mode::Swarm {
+            return Err(EngineError::BadInput(
+                "swarm mode shards deckies over enrolled sensors, which this engine cannot do yet: deploy with --mode unihost"
+                    .into(),
+            ));
+        }
+        if let Some(why) = fleet.log_target.as_ref().and_then(|t| t.plaintext_refusal()) {
+            return Err(EngineError::BadInput(why));
+        }
         let mut inner = self.inner.lock().await;
         let started = Instant::now();
         let busy = self.validate(&fleet, &inner).await?;
+        self.apply_sinks(Some(&fleet)).await?;
         let validated = started.elapsed();
         state::save(&self.config.fleet_path(), Some(&fleet))?;
         inner.desired = Some(fleet);
@@ -201,6 +241,8 @@ impl Engine {
                 ip: h.ip,
             }),
             events: self.host.emitter.stats(),
+            bus: self.sinks.as_ref().map(|s| s.bus().stats()),
+            store: self.ingest.as_ref().map(|c| c.stats()),
             deckies,
         }
     }

@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+mod announce;
 pub mod client;
 pub mod config;
 pub mod control;
@@ -17,6 +18,7 @@ pub mod offline;
 pub mod reconcile;
 pub mod registry;
 pub mod run;
+pub mod sinks;
 pub mod state;
 pub mod status;
 

@@ -39,6 +39,8 @@ pub fn status(config: &EngineConfig) -> Result<EngineStatus, EngineError> {
         subnet: fleet.as_ref().map(|f| f.subnet.to_string()),
         hairpin: None,
         events: PipelineStats::default(),
+        bus: None,
+        store: None,
         deckies,
     })
 }

@@ -9,8 +9,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::sync::Arc;
 
 use decnet_emu_sdk::Limits;
-use decnet_events::Pipeline;
-use decnet_events::file::{FileLog, FileLogConfig};
+use decnet_store::{Ingester, Store};
 use nix::fcntl::{Flock, FlockArg};
 use sd_notify::NotifyState;
 use tokio::net::UnixListener;
@@ -21,9 +20,7 @@ use crate::config::EngineConfig;
 use crate::control;
 use crate::engine::{Engine, EngineError};
 use crate::registry::Registry;
-
-/// Events queued between emulators and the sinks before any is shed.
-const EVENT_QUEUE: usize = 65_536;
+use crate::sinks::EventSinks;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -61,17 +58,27 @@ pub async fn run(config: EngineConfig, registry: Registry) -> Result<(), RunErro
     fs::write(config.pid_path(), format!("{}\n", std::process::id())).map_err(io("write the pid file"))?;
     raise_fd_limit();
 
-    let pipeline = Pipeline::new();
-    let counters = Arc::default();
-    let file_log =
-        FileLog::open(&FileLogConfig::new(&config.log_dir), Arc::clone(&counters)).map_err(io("open the event log"))?;
-    pipeline.add_sink_with_counters("file", file_log, EVENT_QUEUE, counters);
-    let engine = Arc::new(Engine::new(
-        config.clone(),
-        registry,
-        pipeline.emitter(),
-        Limits::default(),
-    ));
+    let sinks = Arc::new(EventSinks::start(&config).map_err(io("open the event log"))?);
+    // The store is fed from decnet.json, so a store that cannot open loses
+    // nothing: the engine serves on, and a later start ingests the backlog.
+    let store = match Store::open_sqlite(&config.db_path()).await {
+        Ok(store) => Some(store),
+        Err(error) => {
+            tracing::error!(message = "The event store did not open; events stay in the log files.", %error);
+            None
+        }
+    };
+    let ingest_stop = CancellationToken::new();
+    let ingester = store
+        .as_ref()
+        .map(|store| Ingester::new(store.clone(), &config.log_dir));
+    let mut engine =
+        Engine::new(config.clone(), registry, sinks.emitter(), Limits::default()).with_sinks(Arc::clone(&sinks));
+    if let Some(ingester) = &ingester {
+        engine = engine.with_ingest(ingester.counters());
+    }
+    let engine = Arc::new(engine);
+    let ingester = ingester.map(|i| tokio::spawn(i.run(sinks.written(), ingest_stop.clone())));
     match engine.recover().await {
         Ok(report) if !report.failed.is_empty() => {
             tracing::error!(message = "Some deckies could not be restored.", failed = ?report.failed);
@@ -94,6 +101,21 @@ pub async fn run(config: EngineConfig, registry: Registry) -> Result<(), RunErro
         .with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let server = tokio::spawn(async move { server.await });
 
+    let bus_socket = config.bus_socket_path();
+    let broker = decnet_bus::Broker::bind(sinks.bus().clone(), &bus_socket)
+        .await
+        .map_err(|e| RunError::Io {
+            op: "start the bus".into(),
+            source: std::io::Error::other(e),
+        })?;
+    let broker = tokio::spawn(broker.run(shutdown.clone().cancelled_owned()));
+    tokio::spawn(crate::announce::run(
+        Arc::clone(&engine),
+        sinks.bus().clone(),
+        store.clone(),
+        shutdown.clone(),
+    ));
+
     let _ = sd_notify::notify(&[NotifyState::Ready, NotifyState::Status("serving")]);
     if let Some(interval) = sd_notify::watchdog_enabled() {
         let token = shutdown.clone();
@@ -107,14 +129,26 @@ pub async fn run(config: EngineConfig, registry: Registry) -> Result<(), RunErro
     }
     tracing::info!(message = "Engine ready.", socket = %socket.display(), pid = std::process::id());
 
-    wait_for_stop(&shutdown).await;
+    wait_for_stop(&shutdown, || sinks.reopen()).await;
     let _ = sd_notify::notify(&[NotifyState::Stopping]);
     tracing::info!(message = "Stopping: closing every listener; namespaces stay for the next start.");
     shutdown.cancel();
     engine.stop().await;
     let _ = server.await;
+    let _ = broker.await;
     drop(engine);
-    pipeline.shutdown().await;
+    match Arc::try_unwrap(sinks) {
+        Ok(sinks) => sinks.shutdown().await,
+        Err(sinks) => sinks.pipeline().clone().shutdown().await,
+    }
+    // Last: the store takes in what the sinks wrote while stopping.
+    ingest_stop.cancel();
+    if let Some(task) = ingester {
+        let _ = task.await;
+    }
+    if let Some(store) = store {
+        store.close().await;
+    }
     let _ = fs::remove_file(&socket);
     let _ = fs::remove_file(config.pid_path());
     Ok(())
@@ -145,7 +179,8 @@ fn lock(config: &EngineConfig) -> Result<Flock<File>, RunError> {
     }
 }
 
-async fn wait_for_stop(shutdown: &CancellationToken) {
+/// Waits for SIGTERM, SIGINT or a shutdown request; SIGHUP reopens the logs.
+async fn wait_for_stop(shutdown: &CancellationToken, on_hangup: impl Fn()) {
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
@@ -158,8 +193,11 @@ async fn wait_for_stop(shutdown: &CancellationToken) {
         tokio::select! {
             _ = term.recv() => return,
             _ = int.recv() => return,
-            // A lost terminal must not stop the engine.
-            _ = hup.recv() => continue,
+            // logrotate's signal (never a reason to stop).
+            _ = hup.recv() => {
+                tracing::info!(message = "SIGHUP: reopening the event logs.");
+                on_hangup();
+            }
             _ = shutdown.cancelled() => return,
         }
     }

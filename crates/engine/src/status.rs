@@ -3,9 +3,11 @@
 
 use std::net::Ipv4Addr;
 
+use decnet_bus::BusStats;
 use decnet_core::catalogue::Port;
 use decnet_core::fleet::MacAddr;
 use decnet_events::PipelineStats;
+use decnet_store::IngestStats;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -20,6 +22,12 @@ pub struct EngineStatus {
     pub subnet: Option<String>,
     pub hairpin: Option<HairpinStatus>,
     pub events: PipelineStats,
+    /// The bus's counters (`None` without an engine).
+    #[serde(default)]
+    pub bus: Option<BusStats>,
+    /// The store's ingester (`None` without an engine, or if the store failed to open).
+    #[serde(default)]
+    pub store: Option<IngestStats>,
     pub deckies: Vec<DeckyStatus>,
 }
 

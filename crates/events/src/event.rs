@@ -347,13 +347,62 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// `2026-11-23T10:00:00.123456Z`, the logs' time format, built fast: every
+/// event is stamped twice (JSON and RFC 5424), so each thread keeps the date
+/// and time of the last second it formatted and only writes the microseconds.
+pub(crate) struct Timestamp([u8; 27]);
+
+impl Timestamp {
+    /// `None` outside years 1970–9999 (the caller falls back to humantime).
+    pub(crate) fn new(t: SystemTime) -> Option<Self> {
+        use std::cell::Cell;
+        thread_local! {
+            static LAST: Cell<(u64, [u8; 19])> = const { Cell::new((u64::MAX, [0; 19])) };
+        }
+        let since = t.duration_since(SystemTime::UNIX_EPOCH).ok()?;
+        let secs = since.as_secs();
+        if secs >= 253_402_300_800 {
+            return None;
+        }
+        let mut out = [0u8; 27];
+        let (cached, head) = LAST.get();
+        let head = if cached == secs {
+            head
+        } else {
+            let mut head = [0u8; 19];
+            let text = humantime::format_rfc3339_seconds(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+                .to_string();
+            head.copy_from_slice(&text.as_bytes()[..19]);
+            LAST.set((secs, head));
+            head
+        };
+        out[..19].copy_from_slice(&head);
+        out[19] = b'.';
+        let mut micros = since.subsec_micros();
+        for i in (20..26).rev() {
+            out[i] = b'0' + (micros % 10) as u8;
+            micros /= 10;
+        }
+        out[26] = b'Z';
+        Some(Self(out))
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        // Only ASCII digits and separators were written.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
 mod rfc3339 {
     use std::time::SystemTime;
 
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub(super) fn serialize<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&humantime::format_rfc3339_micros(*t))
+        match super::Timestamp::new(*t) {
+            Some(stamp) => s.serialize_str(stamp.as_str()),
+            None => s.collect_str(&humantime::format_rfc3339_micros(*t)),
+        }
     }
 
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
@@ -367,30 +416,45 @@ pub(crate) mod b64 {
 
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
+    /// Each byte's value in [`ALPHABET`], or 0xff.
+    const VALUES: [u8; 256] = {
+        let mut values = [0xffu8; 256];
+        let mut i = 0;
+        while i < 64 {
+            values[ALPHABET[i] as usize] = i as u8;
+            i += 1;
+        }
+        values
+    };
+
     pub(crate) fn encode(bytes: &[u8]) -> String {
-        let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+        let mut out = Vec::with_capacity(bytes.len().div_ceil(3) * 4);
         for chunk in bytes.chunks(3) {
             let n = chunk
                 .iter()
                 .enumerate()
                 .fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
             for i in 0..4 {
-                if i <= chunk.len() {
-                    out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+                out.push(if i <= chunk.len() {
+                    ALPHABET[(n >> (18 - 6 * i) & 63) as usize]
                 } else {
-                    out.push('=');
-                }
+                    b'='
+                });
             }
         }
-        out
+        // Only bytes of ALPHABET and '=' were pushed.
+        String::from_utf8(out).unwrap_or_default()
     }
 
     pub(crate) fn decode(text: &str) -> Option<Vec<u8>> {
         let mut out = Vec::with_capacity(text.len() * 3 / 4);
         let (mut acc, mut bits) = (0u32, 0);
         for c in text.bytes().filter(|c| *c != b'=') {
-            let v = ALPHABET.iter().position(|a| *a == c)? as u32;
-            acc = (acc << 6) | v;
+            let v = VALUES[c as usize];
+            if v == 0xff {
+                return None;
+            }
+            acc = (acc << 6) | u32::from(v);
             bits += 6;
             if bits >= 8 {
                 bits -= 8;

@@ -6,7 +6,7 @@
 //! request, so logrotate's rename-then-SIGHUP works too.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -47,8 +47,9 @@ pub struct FileLog {
     rfc: Rotating,
     written: Arc<Notify>,
     counters: Arc<SinkCounters>,
+    /// A batch as JSON lines, then as RFC 5424 lines (reused across batches).
     buf: Vec<u8>,
-    line: String,
+    lines: String,
 }
 
 impl FileLog {
@@ -59,8 +60,8 @@ impl FileLog {
             rfc: Rotating::open(config.dir.join(RFC5424_LOG), config)?,
             written: Arc::new(Notify::new()),
             counters,
-            buf: Vec::with_capacity(64 * 1024),
-            line: String::with_capacity(1024),
+            buf: Vec::with_capacity(256 * 1024),
+            lines: String::with_capacity(256 * 1024),
         })
     }
 
@@ -77,14 +78,12 @@ impl FileLog {
             self.buf.push(b'\n');
         }
         self.json.write(&self.buf)?;
-        self.buf.clear();
+        self.lines.clear();
         for event in batch {
-            self.line.clear();
-            rfc5424::format(event, &mut self.line);
-            self.line.push('\n');
-            self.buf.extend_from_slice(self.line.as_bytes());
+            rfc5424::format(event, &mut self.lines);
+            self.lines.push('\n');
         }
-        self.rfc.write(&self.buf)
+        self.rfc.write(self.lines.as_bytes())
     }
 }
 
@@ -113,10 +112,58 @@ impl Sink for FileLog {
     }
 }
 
+/// An RFC 5424 copy of the event log at a path of the operator's choosing
+/// (`--log-file`), rotated and reopened like the main log.
+pub struct Rfc5424File {
+    file: Rotating,
+    counters: Arc<SinkCounters>,
+    lines: String,
+}
+
+impl Rfc5424File {
+    pub fn open(path: &Path, counters: Arc<SinkCounters>) -> io::Result<Self> {
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir)?;
+        }
+        let config = FileLogConfig::new(path.parent().unwrap_or(Path::new(".")));
+        Ok(Self {
+            file: Rotating::open(path.to_path_buf(), &config)?,
+            counters,
+            lines: String::with_capacity(256 * 1024),
+        })
+    }
+}
+
+impl Sink for Rfc5424File {
+    fn deliver<'a>(&'a mut self, batch: &'a [Arc<Event>]) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            self.lines.clear();
+            for event in batch {
+                rfc5424::format(event, &mut self.lines);
+                self.lines.push('\n');
+            }
+            if let Err(error) = self.file.write(self.lines.as_bytes()) {
+                self.counters.failed.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                tracing::error!(message = "Writing the log file failed.", path = %self.file.path.display(), %error);
+                let _ = self.file.reopen();
+            }
+        })
+    }
+
+    fn reopen(&mut self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            if let Err(error) = self.file.reopen() {
+                tracing::error!(message = "Reopening the log file failed.", path = %self.file.path.display(), %error);
+            }
+        })
+    }
+}
+
 /// A file that rotates by size.
 struct Rotating {
     path: PathBuf,
-    out: BufWriter<File>,
+    /// Written a whole batch at a time, so no buffer of its own.
+    out: File,
     size: u64,
     max: u64,
     keep: usize,
@@ -124,11 +171,17 @@ struct Rotating {
 
 impl Rotating {
     fn open(path: PathBuf, config: &FileLogConfig) -> io::Result<Self> {
-        let file = OpenOptions::new().create(true).append(true).open(&path)?;
-        let size = file.metadata()?.len();
+        let mut file = OpenOptions::new().create(true).append(true).read(true).open(&path)?;
+        let mut size = file.metadata()?.len();
+        if size > 0 && !ends_with_newline(&mut file, size)? {
+            // A crash tore the last line: end it, so the next event starts a
+            // line of its own (readers skip the torn one).
+            file.write_all(b"\n")?;
+            size += 1;
+        }
         Ok(Self {
             path,
-            out: BufWriter::with_capacity(256 * 1024, file),
+            out: file,
             size,
             max: config.max_bytes,
             keep: config.keep.max(1),
@@ -140,14 +193,12 @@ impl Rotating {
             self.rotate()?;
         }
         self.out.write_all(bytes)?;
-        self.out.flush()?;
         self.size += bytes.len() as u64;
         Ok(())
     }
 
     /// `x.(k-1)` → `x.k` …, `x` → `x.1`, then a fresh `x`.
     fn rotate(&mut self) -> io::Result<()> {
-        self.out.flush()?;
         let numbered = |n: usize| PathBuf::from(format!("{}.{n}", self.path.display()));
         let _ = fs::remove_file(numbered(self.keep));
         for n in (1..self.keep).rev() {
@@ -161,12 +212,19 @@ impl Rotating {
     }
 
     fn reopen(&mut self) -> io::Result<()> {
-        let _ = self.out.flush();
         let file = OpenOptions::new().create(true).append(true).open(&self.path)?;
         self.size = file.metadata()?.len();
-        self.out = BufWriter::with_capacity(256 * 1024, file);
+        self.out = file;
         Ok(())
     }
+}
+
+fn ends_with_newline(file: &mut File, size: u64) -> io::Result<bool> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut last = [0u8; 1];
+    file.seek(SeekFrom::Start(size - 1))?;
+    file.read_exact(&mut last)?;
+    Ok(last[0] == b'\n')
 }
 
 #[cfg(test)]
@@ -212,6 +270,34 @@ mod tests {
         let json = fs::read_to_string(dir.path().join(JSON_LOG)).unwrap();
         let last: Event = serde_json::from_str(json.lines().last().unwrap()).unwrap();
         assert_eq!(last.src_port, 99);
+    }
+
+    #[test]
+    fn a_torn_last_line_is_ended_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(JSON_LOG);
+        fs::write(&path, "{\"complete\":1}\n{\"torn\":").unwrap();
+        let mut log = FileLog::open(&FileLogConfig::new(dir.path()), Arc::default()).unwrap();
+        log.write_batch(&[event(7)]).unwrap();
+        let text = fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[1], "{\"torn\":");
+        let e: Event = serde_json::from_str(lines[2]).unwrap();
+        assert_eq!(e.src_port, 7);
+    }
+
+    #[tokio::test]
+    async fn the_extra_file_gets_rfc5424_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/extra.log");
+        let mut sink = Rfc5424File::open(&path, Arc::default()).unwrap();
+        sink.deliver(&[event(1), event(2)]).await;
+        let text = fs::read_to_string(&path).unwrap();
+        let ports: Vec<u16> = text
+            .lines()
+            .map(|l| rfc5424::parse(l).unwrap().to_event().unwrap().src_port)
+            .collect();
+        assert_eq!(ports, [1, 2]);
     }
 
     #[test]

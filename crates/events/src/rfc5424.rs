@@ -21,7 +21,7 @@ use std::str::FromStr;
 
 use uuid::Uuid;
 
-use crate::event::{b64, hex};
+use crate::event::{Timestamp, b64, hex};
 use crate::{Credential, Event, Fields, Kind, Outcome, SecretKind, Severity};
 
 /// The SD-ID of DECNET's structured data (private enterprise number 55555).
@@ -48,19 +48,27 @@ const RESERVED: &[&str] = &[
 /// Appends `event` as one RFC 5424 line (without the line end).
 pub fn format(event: &Event, out: &mut String) {
     let pri = u16::from(FACILITY) * 8 + u16::from(event.severity.code());
-    let _ = write!(
-        out,
-        "<{pri}>1 {} {} {} - {} [{SD_ID}",
-        humantime::format_rfc3339_micros(event.time),
-        header(&event.decky, 255),
-        header(&event.service, 48),
-        header(event.kind.as_str(), 32),
-    );
-    param(out, "id", &event.id.to_string());
-    param(out, "src_ip", &event.src_ip.to_string());
-    param(out, "src_port", &event.src_port.to_string());
+    let _ = write!(out, "<{pri}>1 ");
+    match Timestamp::new(event.time) {
+        Some(stamp) => out.push_str(stamp.as_str()),
+        None => {
+            let _ = write!(out, "{}", humantime::format_rfc3339_micros(event.time));
+        }
+    }
+    out.push(' ');
+    out.push_str(&header(&event.decky, 255));
+    out.push(' ');
+    out.push_str(&header(&event.service, 48));
+    out.push_str(" - ");
+    out.push_str(&header(event.kind.as_str(), 32));
+    out.push_str(" [");
+    out.push_str(SD_ID);
+    // Values that never need escaping are written without a temporary string.
+    let mut uuid = Uuid::encode_buffer();
+    plain_param(out, "id", event.id.hyphenated().encode_lower(&mut uuid));
+    let _ = write!(out, " src_ip=\"{}\" src_port=\"{}\"", event.src_ip, event.src_port);
     if let Some(session) = event.session {
-        param(out, "session", &session.to_string());
+        plain_param(out, "session", session.hyphenated().encode_lower(&mut uuid));
     }
     for (key, value) in &event.fields {
         let name = param_name(key);
@@ -99,6 +107,14 @@ pub fn to_line(event: &Event) -> String {
     let mut s = String::with_capacity(256);
     format(event, &mut s);
     s
+}
+
+fn plain_param(out: &mut String, name: &str, value: &str) {
+    out.push(' ');
+    out.push_str(name);
+    out.push_str("=\"");
+    out.push_str(value);
+    out.push('"');
 }
 
 fn param(out: &mut String, name: &str, value: &str) {
@@ -154,20 +170,31 @@ fn header(value: &str, max: usize) -> Cow<'_, str> {
 }
 
 fn escape_into(out: &mut String, value: &str, sd: bool) {
-    for c in value.chars() {
+    // Most values need no escape: copy runs of plain bytes whole. Every byte
+    // that may need one is ASCII, or 0xC2 (which starts the C1 controls), so
+    // runs always end on a character boundary.
+    let needs = |b: u8| b < 0x20 || b == 0x7f || b == b'\\' || b == 0xc2 || (sd && (b == b'"' || b == b']'));
+    let bytes = value.as_bytes();
+    let mut start = 0;
+    while let Some(offset) = bytes[start..].iter().position(|&b| needs(b)) {
+        let at = start + offset;
+        out.push_str(&value[start..at]);
+        let c = value[at..].chars().next().unwrap_or_default();
         match c {
             '\\' => out.push_str("\\\\"),
-            '"' if sd => out.push_str("\\\""),
-            ']' if sd => out.push_str("\\]"),
+            '"' => out.push_str("\\\""),
+            ']' => out.push_str("\\]"),
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            c if c.is_control() && (c as u32) < 0x100 => {
+            c if c.is_control() => {
                 let _ = write!(out, "\\x{:02x}", c as u32);
             }
             c => out.push(c),
         }
+        start = at + c.len_utf8();
     }
+    out.push_str(&value[start..]);
 }
 
 fn outcome_str(o: Outcome) -> &'static str {
@@ -434,14 +461,17 @@ mod tests {
     #[test]
     fn hostile_values_are_escaped_and_never_break_the_line() {
         let mut e = sample();
-        let nasty = "a]b\"c\\d\ne\rf\u{0}g\u{7f}h]\"";
+        let nasty = "a]b\"c\\d\ne\rf\u{0}g\u{7f}h]\"\u{85}£é";
         e.fields.insert("path".into(), nasty.into());
         e.fields.insert("bad name=\"x\"]".into(), "v".into());
         e.fields.insert("src_ip".into(), "spoofed".into());
         e.message = Some("line one\nline two]".into());
         let line = to_line(&e);
         assert!(!line.contains('\n') && !line.contains('\r') && !line.contains('\0'));
-        assert!(line.contains(r#"path="a\]b\"c\\d\ne\rf\x00g\x7fh\]\"""#), "{line}");
+        assert!(
+            line.contains(r#"path="a\]b\"c\\d\ne\rf\x00g\x7fh\]\"\x85£é""#),
+            "{line}"
+        );
         assert!(line.contains(r#" bad_name__x__="v""#), "{line}");
         assert!(line.contains(r#" x_src_ip="spoofed""#), "{line}");
         let back = parse(&line).unwrap().to_event().unwrap();
@@ -449,6 +479,23 @@ mod tests {
         assert_eq!(back.fields["src_ip"], "spoofed");
         assert_eq!(back.src_ip, e.src_ip);
         assert_eq!(back.message, e.message);
+    }
+
+    #[test]
+    fn timestamps_match_humantime_across_seconds() {
+        for micros in [
+            0u64,
+            1,
+            999_999,
+            1_000_000,
+            1_763_891_234_567_890,
+            253_402_300_799_999_999,
+        ] {
+            let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_micros(micros);
+            let fast = Timestamp::new(t).unwrap();
+            assert_eq!(fast.as_str(), humantime::format_rfc3339_micros(t).to_string());
+        }
+        assert!(Timestamp::new(SystemTime::UNIX_EPOCH - std::time::Duration::from_secs(1)).is_none());
     }
 
     #[test]

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use futures_util::future::BoxFuture;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
@@ -31,6 +31,8 @@ use crate::{Event, rfc5424};
 const MAX_DATAGRAM: usize = 65_000;
 /// Lines replayed from the spool per write.
 const REPLAY_CHUNK: usize = 512;
+/// How long a TLS receiver has to refuse our client certificate.
+const CLIENT_AUTH_VERDICT: Duration = Duration::from_millis(300);
 /// How long a connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -76,6 +78,25 @@ enum Stream {
 }
 
 impl Stream {
+    /// Whether the receiver has closed the connection. Syslog receivers never
+    /// send data, so a read that is ready means EOF, an error, or (TLS) a
+    /// close_notify; checking before each write keeps a batch from being
+    /// written into a socket whose peer is gone (the kernel would accept it
+    /// and the events would be lost with the reset).
+    fn closed(&mut self) -> bool {
+        use futures_util::FutureExt as _;
+        let mut buf = [0u8; 512];
+        let ready = match self {
+            Stream::Tcp(s) => s.read(&mut buf).now_or_never(),
+            Stream::Tls(s) => s.read(&mut buf).now_or_never(),
+        };
+        match ready {
+            None => false,
+            Some(Ok(n)) => n == 0,
+            Some(Err(_)) => true,
+        }
+    }
+
     async fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
         match self {
             Stream::Tcp(s) => {
@@ -177,6 +198,9 @@ impl SyslogSink {
     /// TCP/TLS: straight to the wire when nothing is waiting, else behind the spool.
     async fn send_stream(&mut self, batch: &[Arc<Event>]) {
         let spool_empty = self.spool.as_ref().is_none_or(Spool::is_empty);
+        if self.stream.as_mut().is_some_and(Stream::closed) {
+            self.disconnect("closed by the receiver");
+        }
         if spool_empty && self.stream.is_some() {
             let mut frames = Vec::with_capacity(batch.len() * 256);
             for event in batch {
@@ -223,6 +247,9 @@ impl SyslogSink {
     async fn replay(&mut self) {
         if self.spool.as_ref().is_none_or(Spool::is_empty) {
             return;
+        }
+        if self.stream.as_mut().is_some_and(Stream::closed) {
+            self.disconnect("closed by the receiver");
         }
         if self.stream.is_none() {
             if Instant::now() < self.next_attempt {
@@ -304,10 +331,22 @@ impl SyslogSink {
             Some(connector) => {
                 let name = ServerName::try_from(self.target.host.clone())
                     .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-                let tls = tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(name, tcp))
+                let mut tls = tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(name, tcp))
                     .await
                     .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
-                Ok(Stream::Tls(Box::new(tls)))
+                // In TLS 1.3 the client finishes its handshake before the
+                // receiver has checked our certificate; a refusal comes as an
+                // alert just after. Wait for it briefly, so that events are
+                // not written into a connection that is about to be refused.
+                let mut buf = [0u8; 512];
+                match tokio::time::timeout(CLIENT_AUTH_VERDICT, tls.read(&mut buf)).await {
+                    Err(_) | Ok(Ok(1..)) => Ok(Stream::Tls(Box::new(tls))),
+                    Ok(Ok(0)) => Err(io::Error::new(
+                        io::ErrorKind::ConnectionAborted,
+                        "the receiver closed the connection after the handshake (is our client certificate trusted?)",
+                    )),
+                    Ok(Err(e)) => Err(e),
+                }
             }
         }
     }

@@ -4,6 +4,8 @@
 //! `[<decky>.<service>]` persona sub-sections; every other section is a decky
 //! (or, with `amount =`, a group of deckies).
 
+use std::path::{Path, PathBuf};
+
 use super::request::{
     DeckyGroup, FleetRequest, MAX_AMOUNT, Origin, PersonaSection, Setting, parse_interface, parse_ip, parse_subnet,
     split_slugs,
@@ -19,6 +21,10 @@ const GENERAL_KEYS: &[&str] = &[
     "interface",
     "log_target",
     "log_file",
+    "log_tls_ca",
+    "log_tls_cert",
+    "log_tls_key",
+    "insecure_syslog",
     "seed",
     "mutate_interval",
     "ip_start",
@@ -98,7 +104,11 @@ fn read_general(file: &str, section: &IniSection, request: &mut FleetRequest) ->
                 let target = LogTarget::parse(v).map_err(|m| origin.error(m))?;
                 g.log_target = Some(Setting::new(target, origin));
             }
-            "log_file" => g.log_file = Some(Setting::new(v.into(), origin)),
+            "log_file" => g.log_file = Some(Setting::new(ini_path(file, v), origin)),
+            "log_tls_ca" => g.log_tls_ca = Some(Setting::new(ini_path(file, v), origin)),
+            "log_tls_cert" => g.log_tls_cert = Some(Setting::new(ini_path(file, v), origin)),
+            "log_tls_key" => g.log_tls_key = Some(Setting::new(ini_path(file, v), origin)),
+            "insecure_syslog" => g.insecure_syslog = Some(Setting::new(parse_bool(v, &origin)?, origin)),
             "seed" => g.seed = Some(Setting::new(v.to_string(), origin)),
             "mutate_interval" => g.mutate_interval = Some(Setting::new(parse_minutes(v, &origin)?, origin)),
             other => request.warnings.push(origin.warning(format!(
@@ -108,6 +118,22 @@ fn read_general(file: &str, section: &IniSection, request: &mut FleetRequest) ->
         }
     }
     Ok(())
+}
+
+/// A path in an INI file is relative to the file's directory.
+fn ini_path(file: &str, value: &str) -> PathBuf {
+    let value = Path::new(value.trim());
+    let dir = Path::new(file).parent().unwrap_or(Path::new("."));
+    let joined = dir.join(value);
+    std::path::absolute(&joined).unwrap_or(joined)
+}
+
+fn parse_bool(value: &str, origin: &Origin) -> Result<bool, ConfigError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "yes" | "on" | "1" => Ok(true),
+        "false" | "no" | "off" | "0" => Ok(false),
+        other => Err(origin.error(format!("`{other}` is not a boolean (true or false)"))),
+    }
 }
 
 fn read_decky(file: &str, section: &IniSection, origin: Origin) -> Result<DeckyGroup, ConfigError> {

@@ -137,6 +137,23 @@ pub struct LogTarget {
     pub transport: LogTransport,
     pub host: String,
     pub port: u16,
+    /// For `tls://`: the CA that signed the receiver's certificate, and our
+    /// own certificate and key when the receiver wants mutual TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<LogTls>,
+    /// Plaintext to another host was explicitly allowed (`--insecure-syslog`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure: bool,
+}
+
+/// PEM files for a TLS log target (absolute paths).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogTls {
+    pub ca: PathBuf,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -159,7 +176,31 @@ impl LogTarget {
             None => (LogTransport::Udp, text),
         };
         let (host, port) = crate::persona::parse_host_port(rest)?;
-        Ok(Self { transport, host, port })
+        Ok(Self {
+            transport,
+            host,
+            port,
+            tls: None,
+            insecure: false,
+        })
+    }
+
+    /// Why this target must not be used as it is: plaintext (UDP or TCP)
+    /// to another host would carry attacker data and credentials in clear
+    /// text over the network, unless the operator allowed it.
+    pub fn plaintext_refusal(&self) -> Option<String> {
+        (self.transport != LogTransport::Tls && !self.insecure && !self.is_loopback()).then(|| {
+            format!(
+                "log target {self} would send attacker data in clear text over the network: use tls:// (RFC 5425), \
+                 or allow plaintext explicitly with --insecure-syslog (insecure_syslog = true in [general])"
+            )
+        })
+    }
+
+    /// Whether the receiver is this host (plaintext is then acceptable).
+    pub fn is_loopback(&self) -> bool {
+        self.host.eq_ignore_ascii_case("localhost")
+            || self.host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
     }
 }
 

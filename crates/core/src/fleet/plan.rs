@@ -19,7 +19,7 @@ use ipnet::Ipv4Net;
 
 use super::network::{IpAllocator, MacAddr, unusable_reason, usable_hosts};
 use super::request::{DECKY_KEYS, DeckyGroup, FleetRequest, Origin, PersonaSection, Setting};
-use super::{CustomService, DeckySpec, FleetSpec, SeedSource, ServiceSpec};
+use super::{CustomService, DeckySpec, FleetSpec, LogTarget, LogTls, LogTransport, SeedSource, ServiceSpec};
 use crate::catalogue::{
     Archetype, Catalogue, DEFAULT_FAMILY, DeckyFact, DefaultRule, Distro, OsFamily, Port, ServiceDef,
 };
@@ -85,12 +85,67 @@ pub fn plan(
         interface: net.interface,
         subnet: net.subnet,
         gateway: net.gateway,
-        log_target: request.general.log_target.as_ref().map(|s| s.value.clone()),
+        log_target: resolve_log_target(request, &mut warnings)?,
         log_file: request.general.log_file.as_ref().map(|s| s.value.clone()),
         seed_source,
         deckies,
         warnings,
     })
+}
+
+/// The syslog target with its TLS files, refusing what would leak events in
+/// clear text over a network or could not work.
+fn resolve_log_target(request: &FleetRequest, warnings: &mut Vec<String>) -> Result<Option<LogTarget>, ConfigError> {
+    let g = &request.general;
+    let files = [&g.log_tls_ca, &g.log_tls_cert, &g.log_tls_key];
+    let Some(target) = &g.log_target else {
+        if let Some(file) = files.into_iter().flatten().next() {
+            return Err(file
+                .origin
+                .error("TLS files given but no log target (set a tls://host:port log target)"));
+        }
+        return Ok(None);
+    };
+    let mut value = target.value.clone();
+    if value.transport == LogTransport::Tls {
+        let Some(ca) = &g.log_tls_ca else {
+            return Err(target.origin.error(
+                "a tls:// log target needs the CA that signed the receiver's certificate (--log-tls-ca, or log_tls_ca in [general])",
+            ));
+        };
+        match (&g.log_tls_cert, &g.log_tls_key) {
+            (Some(_), None) => {
+                return Err(target
+                    .origin
+                    .error("a client certificate needs its key (--log-tls-key)"));
+            }
+            (None, Some(_)) => {
+                return Err(target
+                    .origin
+                    .error("a client key needs its certificate (--log-tls-cert)"));
+            }
+            _ => {}
+        }
+        value.tls = Some(LogTls {
+            ca: ca.value.clone(),
+            cert: g.log_tls_cert.as_ref().map(|s| s.value.clone()),
+            key: g.log_tls_key.as_ref().map(|s| s.value.clone()),
+        });
+    } else {
+        if let Some(file) = files.into_iter().flatten().next() {
+            return Err(file.origin.error(format!(
+                "TLS files given but the log target {value} is not TLS (use tls://{}:6514)",
+                value.host
+            )));
+        }
+        value.insecure = g.insecure_syslog.as_ref().is_some_and(|s| s.value);
+        // A plan is still shown (fleet files of the original load unchanged);
+        // deploying it is refused.
+        if let Some(why) = value.plaintext_refusal() {
+            warnings.push(target.origin.warning(format!("{why}; a deploy will refuse it")));
+        }
+    }
+    Ok(Some(value))
 }
 
 struct Network {

@@ -87,6 +87,10 @@ pub struct CliFleet {
     pub ip_start: Option<String>,
     pub log_target: Option<String>,
     pub log_file: Option<PathBuf>,
+    pub log_tls_ca: Option<PathBuf>,
+    pub log_tls_cert: Option<PathBuf>,
+    pub log_tls_key: Option<PathBuf>,
+    pub insecure_syslog: bool,
     pub ipvlan: bool,
     pub mode: Mode,
     pub seed: Option<String>,
@@ -101,6 +105,11 @@ pub struct General {
     pub ip_start: Option<Setting<Ipv4Addr>>,
     pub log_target: Option<Setting<LogTarget>>,
     pub log_file: Option<Setting<PathBuf>>,
+    pub log_tls_ca: Option<Setting<PathBuf>>,
+    pub log_tls_cert: Option<Setting<PathBuf>>,
+    pub log_tls_key: Option<Setting<PathBuf>>,
+    /// Plaintext syslog to another host is allowed.
+    pub insecure_syslog: Option<Setting<bool>>,
     pub seed: Option<Setting<String>>,
     pub mutate_interval: Option<Setting<u32>>,
 }
@@ -275,8 +284,20 @@ impl FleetRequest {
             let target = LogTarget::parse(v).map_err(|m| flag("--log-target").error(m))?;
             g.log_target = Some(Setting::new(target, flag("--log-target")));
         }
-        if let Some(v) = &cli.log_file {
-            g.log_file = Some(Setting::new(v.clone(), flag("--log-file")));
+        for (value, slot, name) in [
+            (&cli.log_file, &mut g.log_file, "--log-file"),
+            (&cli.log_tls_ca, &mut g.log_tls_ca, "--log-tls-ca"),
+            (&cli.log_tls_cert, &mut g.log_tls_cert, "--log-tls-cert"),
+            (&cli.log_tls_key, &mut g.log_tls_key, "--log-tls-key"),
+        ] {
+            if let Some(v) = value {
+                // The engine reads these from another working directory.
+                let path = std::path::absolute(v).map_err(|e| flag(name).error(format!("{}: {e}", v.display())))?;
+                *slot = Some(Setting::new(path, flag(name)));
+            }
+        }
+        if cli.insecure_syslog {
+            g.insecure_syslog = Some(Setting::new(true, flag("--insecure-syslog")));
         }
         if let Some(v) = &cli.seed {
             g.seed = Some(Setting::new(v.clone(), flag("--seed")));
