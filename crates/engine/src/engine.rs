@@ -164,7 +164,12 @@ impl Engine {
     pub async fn stop(&self) {
         let mut inner = self.inner.lock().await;
         let deckies = std::mem::take(&mut inner.deckies);
-        join_all(deckies.into_values().map(|d| d.services.stop())).await;
+        join_all(
+            deckies
+                .into_values()
+                .map(|mut d| async move { d.services.stop().await }),
+        )
+        .await;
     }
 
     pub async fn status(&self) -> EngineStatus {
@@ -352,7 +357,7 @@ impl Engine {
                     to_build.push((spec_of(&fleet, name), true));
                 }
                 Action::Rebind(name) => {
-                    if let Some(d) = inner.deckies.remove(name) {
+                    if let Some(mut d) = inner.deckies.remove(name) {
                         d.services.stop().await;
                         let spec = spec_of(&fleet, name).clone();
                         let services = self.start_services(&spec, &d.netns).await;
@@ -479,7 +484,7 @@ impl Engine {
     /// Stops a decky's services and removes its namespace (and hairpin route).
     async fn remove(&self, inner: &mut Inner, name: &str) -> Result<(), EngineError> {
         let ip = inner.deckies.get(name).map(|d| d.running.spec.ip);
-        if let Some(decky) = inner.deckies.remove(name) {
+        if let Some(mut decky) = inner.deckies.remove(name) {
             decky.services.stop().await;
             drop(decky.netns);
         }
