@@ -11,4 +11,5 @@ mod support;
 mod engine;
 mod errors;
 mod floods;
+mod lifecycle;
 mod tftp;

@@ -80,6 +80,7 @@ pub async fn run(config: EngineConfig, registry: Registry) -> Result<(), RunErro
             message = "Fleet restored.",
             adopted = report.adopted.len(),
             created = report.created.len(),
+            recreated = report.recreated.len(),
             removed = report.removed.len()
         ),
         Err(error) => tracing::error!(message = "Restoring the fleet failed.", %error),
