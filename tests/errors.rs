@@ -162,3 +162,17 @@ fn ipvlan_works_or_is_refused_clearly() {
     );
     assert_eq!(lab.leftovers(), before);
 }
+
+/// `lab up` checks its flags and fleet before it makes the lab: a bad one
+/// leaves nothing behind.
+#[test]
+fn a_bad_lab_fleet_creates_nothing() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::up(&["-n", "1", "--services", "nosuchservice"]);
+    assert_eq!(lab.up.status.code(), Some(2), "{}", lab.explain(&lab.up));
+    assert!(stderr(&lab.up).contains("nosuchservice"), "{}", stderr(&lab.up));
+    assert_eq!(lab.leftovers(), Vec::<String>::new());
+    assert!(!lab.state_dir().join("lab.json").exists(), "no lab may be recorded");
+}
