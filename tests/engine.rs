@@ -66,6 +66,17 @@ fn lab_deckies_answer_as_their_os_family_with_their_own_macs() {
         );
     }
 
+    // No decky speaks IPv6: no address at all, not even a link-local one.
+    for d in list {
+        let ns = format!("{}-{}", lab.prefix, d["name"].as_str().unwrap());
+        let out = Command::new("ip")
+            .args(["-n", &ns, "-6", "addr", "show"])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        assert_eq!(stdout(&out).trim(), "", "{ns} has IPv6 addresses");
+    }
+
     // The attacker's neighbour table shows each decky's own (planned) MAC.
     let neigh = stdout(&lab.attack(&["ip", "neigh", "show"]));
     let mut macs = BTreeSet::new();

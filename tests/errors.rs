@@ -130,14 +130,29 @@ fn an_address_someone_answers_for_is_never_taken() {
     );
 }
 
-/// On a kernel without ipvlan (like this machine's), `--ipvlan` is refused with
-/// a clear message and nothing changes; on one with it, the deckies serve.
+/// macvlan and ipvlan links cannot share a parent NIC: with a macvlan fleet
+/// running, `--ipvlan` is refused and nothing changes. Without it, on a
+/// kernel without ipvlan (like this machine's), `--ipvlan` is refused with a
+/// clear message and nothing changes; on one with it, the deckies serve.
 #[test]
 fn ipvlan_works_or_is_refused_clearly() {
     if !can_run() {
         return;
     }
     let lab = Lab::up_ok(&["-n", "1", "--services", "ssh"]);
+    let before = lab.leftovers();
+    let out = lab.deploy_on_lan(&["--ipvlan", "-n", "1", "--services", "ssh"]);
+    assert_eq!(out.status.code(), Some(2), "{}", lab.explain(&out));
+    assert!(
+        stderr(&out).contains("use macvlan links, and ipvlan links cannot share a parent NIC with them")
+            && stderr(&out).contains("decnet teardown --all"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(lab.leftovers(), before);
+    assert_eq!(lab.status()["deckies"][0]["state"], "running");
+
+    lab.decnet_ok(&["teardown", "--all"]);
     let before = lab.leftovers();
     let out = lab.deploy_on_lan(&["--ipvlan", "-n", "1", "--services", "ssh"]);
     if out.status.success() {
@@ -152,4 +167,18 @@ fn ipvlan_works_or_is_refused_clearly() {
         stderr(&out)
     );
     assert_eq!(lab.leftovers(), before);
+}
+
+/// `lab up` checks its flags and fleet before it makes the lab: a bad one
+/// leaves nothing behind.
+#[test]
+fn a_bad_lab_fleet_creates_nothing() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::up(&["-n", "1", "--services", "nosuchservice"]);
+    assert_eq!(lab.up.status.code(), Some(2), "{}", lab.explain(&lab.up));
+    assert!(stderr(&lab.up).contains("nosuchservice"), "{}", stderr(&lab.up));
+    assert_eq!(lab.leftovers(), Vec::<String>::new());
+    assert!(!lab.state_dir().join("lab.json").exists(), "no lab may be recorded");
 }

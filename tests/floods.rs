@@ -135,6 +135,14 @@ fn one_decky_survives_a_scanners_worst() {
     assert_eq!(ssh["panics"], 0);
     let tftp = services.iter().find(|s| s["slug"] == "tftp").unwrap();
     assert_eq!(tftp["panics"], 0);
+    // The attacker was refused many times, and told once per interval (60 s):
+    // once, maybe twice if the test straddled an interval.
+    let notices = lab
+        .events()
+        .into_iter()
+        .filter(|e| e["kind"] == "error" && e["fields"]["limit"].is_string())
+        .count();
+    assert!((1..=2).contains(&notices), "{notices} rate-limit notices");
     let file = status["events"]["sinks"]
         .as_array()
         .unwrap()

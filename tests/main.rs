@@ -11,6 +11,7 @@ mod support;
 mod engine;
 mod errors;
 mod floods;
+mod lifecycle;
 mod store;
 mod syslog;
 mod tftp;

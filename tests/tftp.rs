@@ -37,3 +37,35 @@ fn tftp_requests_are_refused_and_logged() {
     assert_eq!(wrq["fields"]["filename"], "upload.bin");
     assert_eq!(wrq["fields"]["mode"], "octet");
 }
+
+/// A datagram that does not decode gets no answer (and is logged); an
+/// unknown opcode gets TFTP's own error.
+#[test]
+fn undecodable_datagrams_get_no_answer() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::up_ok(&["-n", "1", "--services", "tftp"]);
+    let ip = lab.status()["deckies"][0]["ip"].as_str().unwrap().to_string();
+    let ask = |payload: &str| {
+        let script = format!(
+            "import socket\n\
+             s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
+             s.settimeout(1.5)\n\
+             s.sendto({payload},('{ip}',69))\n\
+             try:\n\
+             \x20   print(s.recvfrom(1500)[0].hex())\n\
+             except socket.timeout:\n\
+             \x20   print('silence')\n"
+        );
+        let out = lab.attack(&["python3", "-c", &script]);
+        assert!(out.status.success(), "{}", lab.explain(&out));
+        stdout(&out).trim().to_string()
+    };
+    // A read request whose filename never ends.
+    assert_eq!(ask("b'\\x00\\x01no-terminator'"), "silence");
+    lab.wait_for_event(|e| e["service"] == "tftp" && e["kind"] == "unknown_opcode" && e["fields"]["error"].is_string());
+    // Opcode 9: "Illegal TFTP operation" (error 4).
+    let answer = ask("b'\\x00\\x09abc'");
+    assert!(answer.starts_with("00050004"), "{answer}");
+}

@@ -226,6 +226,10 @@ fn os_families_carry_the_original_sysctl_table() {
             assert_eq!(f.sysctls[&format!("net.ipv4.{key}")], value.to_string(), "{slug} {key}");
         }
         assert_eq!(i64::from(f.ttl), values[0]);
+        // No decky speaks IPv6 (nothing of it may give a decky away).
+        for key in ["net.ipv6.conf.all.disable_ipv6", "net.ipv6.conf.default.disable_ipv6"] {
+            assert_eq!(f.sysctls.get(key).map(String::as_str), Some("1"), "{slug} {key}");
+        }
     }
 }
 

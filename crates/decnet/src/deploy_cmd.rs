@@ -132,6 +132,9 @@ pub(crate) fn print_report(report: &DeployReport) -> anyhow::Result<()> {
     for failure in &report.failed {
         writeln!(out, "  {}: {}", failure.decky, failure.reason)?;
     }
+    for warning in &report.warnings {
+        writeln!(out, "  warning: {warning}")?;
+    }
     writeln!(out)?;
     Ok(())
 }

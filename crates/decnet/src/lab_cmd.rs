@@ -5,7 +5,7 @@ use std::io::{self, Write};
 use std::process::{Command, ExitCode};
 
 use anyhow::Context as _;
-use decnet_core::fleet::CliFleet;
+use decnet_core::fleet::{CliFleet, FleetSpec};
 use decnet_core::ini;
 use decnet_core::seed::FleetSeed;
 use decnet_engine::lab::{self, Lab};
@@ -24,21 +24,30 @@ pub(crate) fn up(global: &Global, up: &LabUpArgs) -> anyhow::Result<ExitCode> {
     let config = global.engine_config()?;
     let catalogue = catalogue_cmd::load(global)?;
     decnet_net::require_network_admin()?;
+    let plan_on = |lab: &Lab, seed: Option<FleetSeed>| -> anyhow::Result<FleetSpec> {
+        let flags = CliFleet {
+            interface: Some(lab.lan.clone()),
+            subnet: Some(lab.subnet.to_string()),
+            gateway: Some(lab.attacker_ip.to_string()),
+            ..args.fleet_flags()
+        };
+        match (&args.config, args.deckies) {
+            (None, None) => {
+                let doc = ini::parse(LAB_INI, "lab.ini (built in)")?;
+                deploy_cmd::plan_document(Some(&doc), &flags, &catalogue, seed, lab.reserved())
+            }
+            (path, _) => deploy_cmd::plan(path.as_deref(), &flags, &catalogue, seed, lab.reserved()),
+        }
+    };
+    // Plan against the lab it will be first: a bad flag or fleet file then
+    // fails before anything (LAN, namespace, seed) is created.
+    plan_on(
+        &lab::planned(&config, up.lan_prefix)?,
+        FleetSeed::read_installation(&global.state_dir)?,
+    )?;
     let lab = lab::ensure(&config, up.lan_prefix)?;
     let seed = FleetSeed::ensure_installation(&global.state_dir)?;
-    let flags = CliFleet {
-        interface: Some(lab.lan.clone()),
-        subnet: Some(lab.subnet.to_string()),
-        gateway: Some(lab.attacker_ip.to_string()),
-        ..args.fleet_flags()
-    };
-    let spec = match (&args.config, args.deckies) {
-        (None, None) => {
-            let doc = ini::parse(LAB_INI, "lab.ini (built in)")?;
-            deploy_cmd::plan_document(Some(&doc), &flags, &catalogue, Some(seed), lab.reserved())?
-        }
-        (path, _) => deploy_cmd::plan(path.as_deref(), &flags, &catalogue, Some(seed), lab.reserved())?,
-    };
+    let spec = plan_on(&lab, Some(seed))?;
     deploy_cmd::warn(&spec);
     let (report, status) = engine_cmd::deploy(global, &config, &spec)?;
     deploy_cmd::print_report(&report)?;

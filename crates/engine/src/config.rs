@@ -56,6 +56,12 @@ impl EngineConfig {
         }
     }
 
+    /// The temporary macvlan link ARP probes go out of (it exists only
+    /// while a probe runs; `.` cannot occur in decky names).
+    pub fn probe_link_name(&self) -> String {
+        format!("{}.arp", self.prefix)
+    }
+
     pub fn socket_path(&self) -> PathBuf {
         self.run_dir.join("engine.sock")
     }
@@ -120,6 +126,10 @@ mod tests {
         assert_eq!(c.decky_of_netns("decnet.attacker"), None);
         assert_eq!(c.hairpin_name(), "decnet_macvlan0");
         assert_eq!(config("dt42").hairpin_name(), "dt42.hp");
+        assert_eq!(config("dt42").probe_link_name(), "dt42.arp");
+        // Every link name fits the kernel's 15 characters, for the longest prefix.
+        let longest = config("abcdefghij");
+        assert!(longest.probe_link_name().len() <= 15 && longest.hairpin_name().len() <= 15);
         assert!(EngineConfig::check_prefix("dt42").is_ok());
         assert!(EngineConfig::check_prefix("dn-x").is_err());
         assert!(EngineConfig::check_prefix("4dn").is_err());

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -25,11 +25,15 @@ struct Api {
     shutdown: CancellationToken,
 }
 
+/// The largest deploy request: a fleet of thousands of deckies, each with its
+/// services' personas, is far beyond axum's default of 2 MB of JSON.
+pub const MAX_DEPLOY_BODY: usize = 64 * 1024 * 1024;
+
 /// The control API's routes.
 pub fn router(engine: Arc<Engine>, shutdown: CancellationToken) -> Router {
     Router::new()
         .route("/v1/status", get(status))
-        .route("/v1/deploy", post(deploy))
+        .route("/v1/deploy", post(deploy).layer(DefaultBodyLimit::max(MAX_DEPLOY_BODY)))
         .route("/v1/teardown", post(teardown))
         .route("/v1/shutdown", post(shutdown_engine))
         .with_state(Api { engine, shutdown })

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use decnet_core::fleet::{DeckySpec, FleetSpec, LinkDriver, Mode};
 use decnet_emu_sdk::Limits;
 use decnet_events::Emitter;
-use decnet_net::{ChildKind, DeckyLink, DeckyNet, NetError, Netns, NetnsExecutor, Rtnl, arp, hairpin};
+use decnet_net::{
+    ChildKind, DeckyLink, DeckyNet, NetError, Netns, NetnsExecutor, Rtnl, arp, child_link_error, hairpin,
+};
 use decnet_store::IngestCounters;
 use futures_util::future::join_all;
 use tokio::sync::Mutex;
@@ -138,7 +140,10 @@ impl Engine {
     }
 
     /// At start-up: serve the persisted desired fleet again, adopting the
-    /// namespaces that survived and removing leftovers nothing wants.
+    /// namespaces that survived (if they still match) and removing leftovers
+    /// nothing wants. The deckies it must create (after a reboot: all of
+    /// them) are ARP-probed first; one whose address something else now
+    /// answers for is not deployed and marked failed.
     pub async fn recover(&self) -> Result<DeployReport, EngineError> {
         let desired = state::load(&self.config.fleet_path())?;
         if let Err(error) = self.apply_sinks(desired.as_ref()).await {
@@ -151,15 +156,7 @@ impl Engine {
 
     /// Makes `fleet` the desired fleet and converges to it.
     pub async fn deploy(&self, fleet: FleetSpec) -> Result<DeployReport, EngineError> {
-        if fleet.mode == Mode::Swarm {
-            return Err(EngineError::BadInput(
-                "swarm mode shards deckies over enrolled sensors, which this engine cannot do yet: deploy with --mode unihost"
-                    .into(),
-            ));
-        }
-        if let Some(why) = fleet.log_target.as_ref().and_then(|t| t.plaintext_refusal()) {
-            return Err(EngineError::BadInput(why));
-        }
+        check_fleet(&fleet)?;
         let mut inner = self.inner.lock().await;
         let started = Instant::now();
         let busy = self.validate(&fleet, &inner).await?;
@@ -193,6 +190,15 @@ impl Engine {
         };
         state::save(&self.config.fleet_path(), inner.desired.as_ref())?;
         let report = self.converge(&mut inner, None).await?;
+        // A decky that could not be removed fails the teardown (one that is
+        // still wanted and could not be built is a matter for status).
+        let wanted = |name: &str| inner.desired.as_ref().is_some_and(|f| f.decky(name).is_some());
+        if let Some(failure) = report.failed.iter().find(|f| !wanted(&f.decky)) {
+            return Err(EngineError::Net(NetError::io(
+                format!("remove {}", failure.decky),
+                std::io::Error::other(failure.reason.clone()),
+            )));
+        }
         Ok(TeardownReport {
             removed: report.removed,
             hairpin_removed: had_hairpin && inner.hairpin.is_none(),
@@ -204,7 +210,12 @@ impl Engine {
     pub async fn stop(&self) {
         let mut inner = self.inner.lock().await;
         let deckies = std::mem::take(&mut inner.deckies);
-        join_all(deckies.into_values().map(|d| d.services.stop())).await;
+        join_all(
+            deckies
+                .into_values()
+                .map(|mut d| async move { d.services.stop().await }),
+        )
+        .await;
     }
 
     pub async fn status(&self) -> EngineStatus {
@@ -254,8 +265,21 @@ impl Engine {
         let interface = fleet.interface.clone().ok_or_else(|| {
             EngineError::BadInput("no interface: pass --interface or set `interface =` in [general]".into())
         })?;
-        if interface == "lo" || interface == self.config.hairpin_name() {
+        if interface == "lo" || interface == self.config.hairpin_name() || interface == self.config.probe_link_name() {
             return Err(EngineError::BadInput(format!("`{interface}` cannot carry deckies")));
+        }
+        // macvlan and ipvlan children cannot share a parent NIC: changing the
+        // driver needs the running fleet gone first.
+        if let Some(other) = inner
+            .deckies
+            .values()
+            .find(|d| d.running.identity.driver != fleet.driver)
+        {
+            return Err(EngineError::BadInput(format!(
+                "the running deckies (e.g. {}) use {} links, and {} links cannot share a parent NIC with them; \
+                 remove the running fleet first (`decnet teardown --all`), then deploy again",
+                other.running.spec.name, other.running.identity.driver, fleet.driver
+            )));
         }
         let subnet = fleet.subnet;
         let ipvlan_probe = (fleet.driver == LinkDriver::Ipvlan).then(|| format!("{}.ipv", self.config.prefix));
@@ -291,15 +315,25 @@ impl Engine {
             .filter(|ip| !ours.contains(ip))
             .collect();
         let candidates = hairpin_candidates(fleet);
+        let parent = self.parent(&fleet.interface.clone().unwrap_or_default()).await?;
         let mut answered = self
-            .probe(fleet, fresh.iter().chain(&candidates).copied().collect())
+            .probe(fleet, &parent, fresh.iter().chain(&candidates).copied().collect())
             .await?;
         let busy: BTreeSet<Ipv4Addr> = candidates
             .iter()
             .filter(|ip| answered.contains_key(ip))
             .copied()
             .collect();
-        answered.retain(|ip, _| fresh.contains(ip));
+        // A namespace of this instance that survived (to be adopted) answers
+        // for its own address with its own MAC: that is no conflict.
+        let survivors: BTreeSet<String> = Netns::list(&self.config.netns_prefix())?.into_iter().collect();
+        answered.retain(|ip, mac| {
+            fresh.contains(ip)
+                && !fleet
+                    .deckies
+                    .iter()
+                    .any(|d| d.ip == *ip && d.mac.0 == *mac && survivors.contains(&self.config.netns_name(&d.name)))
+        });
         let conflicts = answered;
         if !conflicts.is_empty() {
             let list: Vec<String> = conflicts
@@ -333,31 +367,36 @@ impl Engine {
     }
 
     /// ARP-probes `targets` on the fleet's interface; returns who answered.
+    /// For a macvlan fleet the probes go out of a temporary bridge-mode
+    /// macvlan child, so the NIC's other bridge-mode children answer too.
     async fn probe(
         &self,
         fleet: &FleetSpec,
+        parent: &Parent,
         targets: Vec<Ipv4Addr>,
     ) -> Result<BTreeMap<Ipv4Addr, [u8; 6]>, EngineError> {
         if targets.is_empty() {
             return Ok(BTreeMap::new());
         }
-        let parent = self.parent(fleet.interface.as_deref().unwrap_or_default()).await?;
+        let (index, mac) = (parent.index, parent.mac);
+        let driver = fleet.driver;
+        let probe_link = self.config.probe_link_name();
+        let (gap, wait) = (Duration::from_millis(50), Duration::from_millis(250));
         Ok(self
             .executor
-            .run(None, move || {
-                arp::probe(
-                    parent.index,
-                    parent.mac,
-                    &targets,
-                    Duration::from_millis(50),
-                    Duration::from_millis(250),
-                )
+            .run(None, move || match driver {
+                LinkDriver::Macvlan => arp::probe_from_child(index, &probe_link, &targets, gap, wait),
+                // ipvlan children share the parent's MAC: answers reach the parent.
+                LinkDriver::Ipvlan => arp::probe(index, mac, &targets, gap, wait),
             })
             .await?)
     }
 
     /// Takes the running fleet to `inner.desired`. `busy`: hairpin candidates
-    /// already probed and found taken (`None`: probe them here if needed).
+    /// already probed and found taken, when a deploy has validated (and
+    /// ARP-probed) the fleet; `None` (start-up, teardown): the deckies to
+    /// create are probed here. A decky that cannot be built, removed or
+    /// probed is reported as failed; the others go on.
     async fn converge(&self, inner: &mut Inner, busy: Option<BTreeSet<Ipv4Addr>>) -> Result<DeployReport, EngineError> {
         let mut report = DeployReport::default();
         let namespaces: BTreeSet<String> = Netns::list(&self.config.netns_prefix())?
@@ -373,28 +412,27 @@ impl Engine {
         let actions = plan(fleet.as_ref(), &running, &namespaces);
         inner.failed.clear();
 
-        let mut to_build: Vec<(&DeckySpec, bool)> = Vec::new();
+        let mut creates: Vec<(&DeckySpec, Built)> = Vec::new();
+        let mut adopts: Vec<&DeckySpec> = Vec::new();
         for action in &actions {
             match action {
-                Action::Remove(name) | Action::RemoveStray(name) => {
-                    self.remove(inner, name).await?;
-                    report.removed.push(name.clone());
-                }
-                Action::Recreate(name) => {
-                    self.remove(inner, name).await?;
-                    report.recreated.push(name.clone());
-                    to_build.push((spec_of(&fleet, name), false));
-                }
-                Action::Create(name) => {
-                    report.created.push(name.clone());
-                    to_build.push((spec_of(&fleet, name), false));
-                }
-                Action::Adopt(name) => {
-                    report.adopted.push(name.clone());
-                    to_build.push((spec_of(&fleet, name), true));
-                }
+                Action::Remove(name) | Action::RemoveStray(name) => match self.remove(inner, name).await {
+                    Ok(()) => report.removed.push(name.clone()),
+                    Err(e) => fail(&mut report, inner, name, format!("removing it failed: {e}")),
+                },
+                Action::Recreate(name) => match self.remove(inner, name).await {
+                    Ok(()) => creates.push((spec_of(&fleet, name), Built::Recreated)),
+                    Err(e) => fail(
+                        &mut report,
+                        inner,
+                        name,
+                        format!("removing it to rebuild it failed: {e}"),
+                    ),
+                },
+                Action::Create(name) => creates.push((spec_of(&fleet, name), Built::Created)),
+                Action::Adopt(name) => adopts.push(spec_of(&fleet, name)),
                 Action::Rebind(name) => {
-                    if let Some(d) = inner.deckies.remove(name) {
+                    if let Some(mut d) = inner.deckies.remove(name) {
                         d.services.stop().await;
                         let spec = spec_of(&fleet, name).clone();
                         let services = self.start_services(&spec, &d.netns).await;
@@ -418,99 +456,213 @@ impl Engine {
         }
 
         let Some(fleet) = fleet.as_ref() else {
-            self.remove_hairpin(inner).await?;
+            if let Err(e) = self.remove_hairpin(inner).await {
+                tracing::warn!(message = "Removing the host hairpin failed.", error = %e);
+                report.warnings.push(format!("removing the host hairpin failed: {e}"));
+            }
             return Ok(report);
         };
-        if to_build.is_empty() && inner.hairpin.is_some() {
+        if creates.is_empty() && adopts.is_empty() && inner.hairpin.is_some() {
             return Ok(report);
         }
-        let parent = self.parent(fleet.interface.as_deref().unwrap_or_default()).await?;
+        let parent = match self.parent(fleet.interface.as_deref().unwrap_or_default()).await {
+            Ok(parent) => parent,
+            Err(e) => {
+                for spec in creates.iter().map(|(s, _)| *s).chain(adopts.iter().copied()) {
+                    fail(&mut report, inner, &spec.name, e.to_string());
+                }
+                return Ok(report);
+            }
+        };
         let deckies = fleet.deckies.len();
-        let raised = self
+        match self
             .executor
             .run(None, move || decnet_net::sysctl::size_neighbour_tables(deckies))
-            .await?;
-        if !raised.is_empty() {
-            tracing::info!(message = "Raised the host's neighbour-table limits for the fleet.", sysctls = ?raised);
+            .await
+        {
+            Ok(raised) if !raised.is_empty() => {
+                tracing::info!(message = "Raised the host's neighbour-table limits for the fleet.", sysctls = ?raised);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(message = "Raising the host's neighbour-table limits failed.", error = %e);
+                report
+                    .warnings
+                    .push(format!("raising the host's neighbour-table limits failed: {e}"));
+            }
         }
-        let building = Instant::now();
-        let built = join_all(
-            to_build
+        // A hairpin of the other driver (or on another NIC) would keep every
+        // decky from being built: out of the way first.
+        if let Err(e) = self.clear_foreign_hairpin(inner, fleet, &parent).await {
+            tracing::warn!(message = "Removing an unfit host hairpin failed.", error = %e);
+            report
+                .warnings
+                .push(format!("removing an unfit host hairpin failed: {e}"));
+        }
+
+        // Survivors: adopted if they still match, else removed and built again.
+        let checked = join_all(adopts.iter().map(|spec| self.check_survivor(fleet, spec, &parent))).await;
+        let mut adopted: Vec<(&DeckySpec, Netns)> = Vec::new();
+        for (spec, result) in adopts.iter().zip(checked) {
+            match result {
+                Ok(Some(ns)) => adopted.push((spec, ns)),
+                Ok(None) => creates.push((spec, Built::Recreated)),
+                Err(e) => fail(
+                    &mut report,
+                    inner,
+                    &spec.name,
+                    format!("checking its namespace failed: {e}"),
+                ),
+            }
+        }
+
+        // Never take an address something else answers for. A deploy has
+        // probed its new addresses already; otherwise probe them here.
+        if busy.is_none() && !creates.is_empty() {
+            let ours: BTreeSet<Ipv4Addr> = inner
+                .deckies
+                .values()
+                .map(|d| d.running.spec.ip)
+                .chain(adopted.iter().map(|(s, _)| s.ip))
+                .collect();
+            let targets: Vec<Ipv4Addr> = creates
                 .iter()
-                .map(|(spec, adopt)| self.build(fleet, spec, &parent, *adopt)),
+                .map(|(s, _)| s.ip)
+                .filter(|ip| !ours.contains(ip))
+                .collect();
+            let answered = self.probe(fleet, &parent, targets).await;
+            let mut kept = Vec::new();
+            for (spec, how) in creates {
+                match &answered {
+                    Ok(answered) => match answered.get(&spec.ip) {
+                        Some(mac) => fail(
+                            &mut report,
+                            inner,
+                            &spec.name,
+                            format!(
+                                "address {} already in use on the LAN (answered by {}); not deployed, so no host is impersonated",
+                                spec.ip,
+                                decnet_core::fleet::MacAddr(*mac)
+                            ),
+                        ),
+                        None => kept.push((spec, how)),
+                    },
+                    Err(e) => fail(
+                        &mut report,
+                        inner,
+                        &spec.name,
+                        format!("probing its address {} failed: {e}", spec.ip),
+                    ),
+                }
+            }
+            creates = kept;
+        }
+
+        let building = Instant::now();
+        let (created, adopted_back) = futures_util::future::join(
+            join_all(creates.iter().map(|(spec, _)| self.build(fleet, spec, &parent))),
+            join_all(adopted.into_iter().map(|(spec, ns)| self.serve(fleet, spec, ns))),
         )
         .await;
         tracing::info!(
             message = "Built deckies.",
-            deckies = built.len(),
+            deckies = created.len() + adopted_back.len(),
             ms = building.elapsed().as_millis() as u64
         );
-        for ((spec, _), result) in to_build.iter().zip(built) {
+        for ((spec, how), result) in creates.iter().zip(created) {
             match result {
                 Ok(decky) => {
                     inner.deckies.insert(spec.name.clone(), decky);
+                    match how {
+                        Built::Created => report.created.push(spec.name.clone()),
+                        Built::Recreated => report.recreated.push(spec.name.clone()),
+                    }
                 }
-                Err(e) => {
-                    tracing::error!(message = "Building a decky failed.", decky = %spec.name, error = %e);
-                    report.failed.push(Failure {
-                        decky: spec.name.clone(),
-                        reason: e.to_string(),
-                    });
-                    inner.failed.insert(spec.name.clone(), e.to_string());
-                }
+                Err(e) => fail(&mut report, inner, &spec.name, e.to_string()),
             }
         }
+        for decky in adopted_back {
+            report.adopted.push(decky.running.spec.name.clone());
+            inner.deckies.insert(decky.running.spec.name.clone(), decky);
+        }
         let hairpin = Instant::now();
-        self.ensure_hairpin(inner, fleet, &parent, busy).await?;
-        tracing::info!(message = "Hairpin ready.", ms = hairpin.elapsed().as_millis() as u64);
+        match self.ensure_hairpin(inner, fleet, &parent, busy).await {
+            Ok(()) => tracing::info!(message = "Hairpin ready.", ms = hairpin.elapsed().as_millis() as u64),
+            Err(e) => {
+                tracing::warn!(message = "The host hairpin could not be made; the host cannot reach its deckies.", error = %e);
+                report.warnings.push(format!(
+                    "the host hairpin could not be made (the host cannot reach its deckies): {e}"
+                ));
+            }
+        }
         Ok(report)
     }
 
-    /// Builds (or adopts) one decky's network and starts its services.
-    async fn build(
-        &self,
-        fleet: &FleetSpec,
-        spec: &DeckySpec,
-        parent: &Parent,
-        adopt: bool,
-    ) -> Result<RunningDecky, EngineError> {
-        let link = DeckyLink {
+    /// The network of a decky.
+    fn link(&self, fleet: &FleetSpec, spec: &DeckySpec, parent: &Parent) -> DeckyLink {
+        DeckyLink {
             netns: self.config.netns_name(&spec.name),
             parent: parent.index,
-            kind: match fleet.driver {
-                LinkDriver::Macvlan => ChildKind::Macvlan,
-                LinkDriver::Ipvlan => ChildKind::Ipvlan,
-            },
+            kind: child_kind(fleet.driver),
             mac: spec.mac.0,
             ip: spec.ip,
             prefix: fleet.subnet.prefix_len(),
             gateway: fleet.gateway,
             sysctls: spec.sysctls.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-        };
+        }
+    }
+
+    /// A surviving namespace of a decky: `Some` if it matches the decky's
+    /// network and can be adopted; `None` if it did not (it is removed).
+    async fn check_survivor(
+        &self,
+        fleet: &FleetSpec,
+        spec: &DeckySpec,
+        parent: &Parent,
+    ) -> Result<Option<Netns>, EngineError> {
+        let link = self.link(fleet, spec, parent);
+        Ok(self
+            .executor
+            .run(None, move || {
+                let Some(ns) = Netns::open(&link.netns)? else {
+                    return Ok(None);
+                };
+                if link.matches(&ns)? {
+                    return Ok(Some(ns));
+                }
+                drop(ns);
+                tracing::info!(message = "Rebuilding a decky whose namespace does not match.", netns = %link.netns);
+                DeckyLink::remove(&link.netns)?;
+                Ok(None)
+            })
+            .await?)
+    }
+
+    /// Builds one decky's network and starts its services.
+    async fn build(&self, fleet: &FleetSpec, spec: &DeckySpec, parent: &Parent) -> Result<RunningDecky, EngineError> {
+        let link = self.link(fleet, spec, parent);
         let netns = self
             .executor
             .run(None, move || {
-                if adopt && let Some(ns) = Netns::open(&link.netns)? {
-                    if link.matches(&ns)? {
-                        return Ok(ns);
-                    }
-                    drop(ns);
-                    Netns::delete(&link.netns)?;
-                }
                 let mut rtnl = Rtnl::new().map_err(|e| NetError::io("open netlink", e))?;
                 link.create(&mut rtnl)
             })
             .await?;
+        Ok(self.serve(fleet, spec, netns).await)
+    }
+
+    /// Starts serving a decky whose network is ready.
+    async fn serve(&self, fleet: &FleetSpec, spec: &DeckySpec, netns: Netns) -> RunningDecky {
         let netns = Arc::new(netns);
         let services = self.start_services(spec, &netns).await;
-        Ok(RunningDecky {
+        RunningDecky {
             running: Running {
                 identity: NetIdentity::of(fleet, spec),
                 spec: spec.clone(),
             },
             netns,
             services,
-        })
+        }
     }
 
     async fn start_services(&self, spec: &DeckySpec, netns: &Arc<Netns>) -> Services {
@@ -518,10 +670,11 @@ impl Engine {
         Services::start(spec, net, &self.host).await
     }
 
-    /// Stops a decky's services and removes its namespace (and hairpin route).
+    /// Stops a decky's services (every session has ended when this returns),
+    /// then removes its link, at once, and its namespace (and hairpin route).
     async fn remove(&self, inner: &mut Inner, name: &str) -> Result<(), EngineError> {
         let ip = inner.deckies.get(name).map(|d| d.running.spec.ip);
-        if let Some(decky) = inner.deckies.remove(name) {
+        if let Some(mut decky) = inner.deckies.remove(name) {
             decky.services.stop().await;
             drop(decky.netns);
         }
@@ -529,13 +682,39 @@ impl Engine {
         let hairpin = inner.hairpin.clone();
         self.executor
             .run(None, move || {
+                DeckyLink::remove(&netns)?;
                 if let (Some(h), Some(ip)) = (hairpin, ip) {
                     let mut rtnl = Rtnl::new().map_err(|e| NetError::io("open netlink", e))?;
                     hairpin::unroute(&mut rtnl, h.index, ip)?;
                 }
-                Netns::delete(&netns).map(|_| ())
+                Ok(())
             })
             .await?;
+        Ok(())
+    }
+
+    /// Removes the hairpin if it is not a child of the fleet's kind on the
+    /// fleet's NIC.
+    async fn clear_foreign_hairpin(
+        &self,
+        inner: &mut Inner,
+        fleet: &FleetSpec,
+        parent: &Parent,
+    ) -> Result<(), EngineError> {
+        let name = self.config.hairpin_name();
+        let kind = child_kind(fleet.driver);
+        let index = parent.index;
+        let removed = self
+            .executor
+            .run(None, move || {
+                let mut rtnl = Rtnl::new().map_err(|e| NetError::io("open netlink", e))?;
+                hairpin::remove_unless(&mut rtnl, &name, kind, index)
+            })
+            .await?;
+        if removed {
+            tracing::info!(message = "Removed a host hairpin of another kind or NIC.");
+            inner.hairpin = None;
+        }
         Ok(())
     }
 
@@ -563,15 +742,18 @@ impl Engine {
                 let candidates = hairpin_candidates(fleet);
                 let busy = match busy {
                     Some(busy) => busy,
-                    None => self.probe(fleet, candidates.clone()).await?.into_keys().collect(),
+                    None => self
+                        .probe(fleet, parent, candidates.clone())
+                        .await?
+                        .into_keys()
+                        .collect(),
                 };
                 match candidates.into_iter().find(|ip| !busy.contains(ip)) {
                     Some(ip) => ip,
                     None => {
-                        tracing::warn!(
-                            message = "No free address for the host hairpin; the host cannot reach its deckies."
-                        );
-                        return Ok(());
+                        return Err(EngineError::BadInput(
+                            "no free address for it at the top of the subnet".into(),
+                        ));
                     }
                 }
             }
@@ -579,12 +761,13 @@ impl Engine {
         let name = self.config.hairpin_name();
         let routes: Vec<Ipv4Addr> = inner.deckies.values().map(|d| d.running.spec.ip).collect();
         let parent_index = parent.index;
+        let kind = child_kind(fleet.driver);
         let link_name = name.clone();
         let index = self
             .executor
             .run(None, move || {
                 let mut rtnl = Rtnl::new().map_err(|e| NetError::io("open netlink", e))?;
-                let index = hairpin::ensure(&mut rtnl, &link_name, parent_index, ip)?;
+                let index = hairpin::ensure(&mut rtnl, &link_name, kind, parent_index, ip)?;
                 for decky in routes {
                     hairpin::route(&mut rtnl, index, decky)?;
                 }
@@ -629,8 +812,78 @@ impl Engine {
     }
 }
 
-/// Fails with a clear message when the kernel has no ipvlan, by creating (and
-/// at once deleting) a probe link on the parent.
+/// How a decky to build came to be built.
+#[derive(Debug, Clone, Copy)]
+enum Built {
+    Created,
+    Recreated,
+}
+
+/// Records that `decky` could not be served, in the report and for status.
+fn fail(report: &mut DeployReport, inner: &mut Inner, decky: &str, reason: String) {
+    tracing::error!(message = "A decky failed.", %decky, %reason);
+    report.failed.push(Failure {
+        decky: decky.to_string(),
+        reason: reason.clone(),
+    });
+    inner.failed.insert(decky.to_string(), reason);
+}
+
+fn child_kind(driver: LinkDriver) -> ChildKind {
+    match driver {
+        LinkDriver::Macvlan => ChildKind::Macvlan,
+        LinkDriver::Ipvlan => ChildKind::Ipvlan,
+    }
+}
+
+/// Re-checks what the planner guarantees, since a deploy may come from any
+/// client of the control API: decky names valid and unique, addresses and
+/// MACs unique, every address inside the subnet and not the gateway's.
+fn check_fleet(fleet: &FleetSpec) -> Result<(), EngineError> {
+    if fleet.mode == Mode::Swarm {
+        return Err(EngineError::BadInput(
+            "swarm mode shards deckies over enrolled sensors, which this engine cannot do yet: deploy with --mode unihost"
+                .into(),
+        ));
+    }
+    if let Some(why) = fleet.log_target.as_ref().and_then(|t| t.plaintext_refusal()) {
+        return Err(EngineError::BadInput(why));
+    }
+    let mut names = BTreeSet::new();
+    let mut ips = BTreeMap::new();
+    let mut macs = BTreeMap::new();
+    let bad = |text: String| Err(EngineError::BadInput(format!("invalid fleet: {text}")));
+    for d in &fleet.deckies {
+        let valid_name = !d.name.is_empty()
+            && d.name.len() <= 63
+            && d.name.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && d.name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !valid_name {
+            return bad(format!("`{}` is not a valid decky name", d.name));
+        }
+        if !names.insert(d.name.as_str()) {
+            return bad(format!("two deckies are named `{}`", d.name));
+        }
+        if let Some(other) = ips.insert(d.ip, d.name.as_str()) {
+            return bad(format!("deckies `{other}` and `{}` both have address {}", d.name, d.ip));
+        }
+        if let Some(other) = macs.insert(d.mac, d.name.as_str()) {
+            return bad(format!("deckies `{other}` and `{}` both have MAC {}", d.name, d.mac));
+        }
+        if !fleet.subnet.contains(&d.ip) || d.ip == fleet.gateway {
+            return bad(format!(
+                "address {} of `{}` is outside {} or the gateway's",
+                d.ip, d.name, fleet.subnet
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Fails with a clear message when the kernel has no ipvlan, or the parent
+/// carries macvlan links, by creating (and at once deleting) a probe link on it.
 fn check_ipvlan(rtnl: &mut Rtnl, parent: u32, probe: &str) -> Result<(), NetError> {
     match rtnl.add_child(ChildKind::Ipvlan, parent, probe, None, None) {
         Ok(()) => {
@@ -643,10 +896,11 @@ fn check_ipvlan(rtnl: &mut Rtnl, parent: u32, probe: &str) -> Result<(), NetErro
             }
             Ok(())
         }
-        Err(e) if e.raw_os_error() == Some(nix::libc::EOPNOTSUPP) => Err(NetError::Unsupported(
-            "this kernel has no ipvlan support; use macvlan (drop --ipvlan)".into(),
+        Err(e) => Err(child_link_error(
+            ChildKind::Ipvlan,
+            || format!("probe ipvlan support with {probe}"),
+            e,
         )),
-        Err(e) => Err(NetError::io("probe ipvlan support", e)),
     }
 }
 

@@ -1,12 +1,14 @@
 //! Hosting a decky's services: one accept loop per TCP port and one receive
 //! loop per UDP port, each session in its own task with the limits of
-//! [`Limits`]. A panicking emulator ends its own session only: the panic is
+//! [`Limits`] (TCP sessions and UDP flows have budgets of their own). A
+//! source refused by a limit is counted, and reported by one `error` event
+//! per interval. A panicking emulator ends its own session only: the panic is
 //! caught, counted and logged as an `error` event.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -50,53 +52,148 @@ struct RunningService {
     counters: Arc<ServiceCounters>,
 }
 
-/// Sessions open on one decky, for the per-decky and per-source limits.
+/// Sessions open on one decky, for the per-decky and per-source limits: one
+/// budget for TCP sessions, another for UDP flows.
 struct Admission {
     limits: Limits,
-    decky: AtomicUsize,
-    per_source: Mutex<HashMap<IpAddr, usize>>,
+    pools: Mutex<Pools>,
+    /// When each refused source was last reported.
+    notices: Mutex<HashMap<IpAddr, Instant>>,
+}
+
+#[derive(Default)]
+struct Pools {
+    tcp: Pool,
+    udp: Pool,
+}
+
+#[derive(Default)]
+struct Pool {
+    open: usize,
+    per_source: HashMap<IpAddr, usize>,
+}
+
+impl Pools {
+    fn of(&mut self, transport: Transport) -> &mut Pool {
+        match transport {
+            Transport::Tcp => &mut self.tcp,
+            Transport::Udp => &mut self.udp,
+        }
+    }
+}
+
+/// Sources reported at most this many at a time per decky (a flood of forged
+/// sources is counted, not reported one by one).
+const MAX_NOTICED_SOURCES: usize = 4096;
+
+/// Which limit refused a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    PerDecky,
+    PerService,
+    PerSource,
+    UdpFlows,
+}
+
+impl Refusal {
+    fn as_str(self) -> &'static str {
+        match self {
+            Refusal::PerDecky => "per_decky",
+            Refusal::PerService => "per_service",
+            Refusal::PerSource => "per_source",
+            Refusal::UdpFlows => "udp_flows",
+        }
+    }
 }
 
 /// Held by a session; releases its place in every limit when dropped.
 struct Permit {
     admission: Arc<Admission>,
     counters: Arc<ServiceCounters>,
+    transport: Transport,
     source: IpAddr,
 }
 
 impl Admission {
-    fn admit(self: &Arc<Self>, counters: &Arc<ServiceCounters>, source: IpAddr) -> Option<Permit> {
-        let limits = self.limits;
-        let mut per_source = self.per_source.lock().unwrap_or_else(|e| e.into_inner());
-        let from_source = per_source.get(&source).copied().unwrap_or(0);
-        let refused = self.decky.load(Ordering::Relaxed) >= limits.per_decky
-            || counters.active.load(Ordering::Relaxed) as usize >= limits.per_service
-            || from_source >= limits.per_source;
-        if refused {
-            counters.rejected.fetch_add(1, Ordering::Relaxed);
-            return None;
+    fn new(limits: Limits) -> Self {
+        Self {
+            limits,
+            pools: Mutex::default(),
+            notices: Mutex::default(),
         }
-        per_source.insert(source, from_source + 1);
-        self.decky.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn admit(
+        self: &Arc<Self>,
+        counters: &Arc<ServiceCounters>,
+        transport: Transport,
+        source: IpAddr,
+    ) -> Result<Permit, Refusal> {
+        let limits = self.limits;
+        let (per_decky, per_source) = match transport {
+            Transport::Tcp => (limits.per_decky, limits.per_source),
+            Transport::Udp => (limits.udp_per_decky, limits.udp_per_source),
+        };
+        let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+        let pool = pools.of(transport);
+        let from_source = pool.per_source.get(&source).copied().unwrap_or(0);
+        let refused = if from_source >= per_source {
+            Some(Refusal::PerSource)
+        } else if pool.open >= per_decky {
+            Some(Refusal::PerDecky)
+        } else if counters.active.load(Ordering::Relaxed) as usize >= limits.per_service {
+            Some(Refusal::PerService)
+        } else {
+            None
+        };
+        if let Some(refusal) = refused {
+            counters.rejected.fetch_add(1, Ordering::Relaxed);
+            return Err(refusal);
+        }
+        pool.per_source.insert(source, from_source + 1);
+        pool.open += 1;
         counters.active.fetch_add(1, Ordering::Relaxed);
         counters.connections.fetch_add(1, Ordering::Relaxed);
-        Some(Permit {
+        Ok(Permit {
             admission: Arc::clone(self),
             counters: Arc::clone(counters),
+            transport,
             source,
         })
+    }
+
+    /// Whether a refusal of `source` now is to be reported: the first one
+    /// in each notice interval is.
+    fn should_report(&self, source: IpAddr) -> bool {
+        let now = Instant::now();
+        let interval = self.limits.notice_interval;
+        let mut notices = self.notices.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(last) = notices.get(&source)
+            && now.duration_since(*last) < interval
+        {
+            return false;
+        }
+        if notices.len() >= MAX_NOTICED_SOURCES && !notices.contains_key(&source) {
+            notices.retain(|_, last| now.duration_since(*last) < interval);
+            if notices.len() >= MAX_NOTICED_SOURCES {
+                return false;
+            }
+        }
+        notices.insert(source, now);
+        true
     }
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
         self.counters.active.fetch_sub(1, Ordering::Relaxed);
-        self.admission.decky.fetch_sub(1, Ordering::Relaxed);
-        let mut per_source = self.admission.per_source.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = per_source.get_mut(&self.source) {
+        let mut pools = self.admission.pools.lock().unwrap_or_else(|e| e.into_inner());
+        let pool = pools.of(self.transport);
+        pool.open -= 1;
+        if let Some(n) = pool.per_source.get_mut(&self.source) {
             *n -= 1;
             if *n == 0 {
-                per_source.remove(&self.source);
+                pool.per_source.remove(&self.source);
             }
         }
     }
@@ -115,11 +212,7 @@ impl Services {
             distro: spec.distro.clone(),
             seed: spec.seed,
         });
-        let admission = Arc::new(Admission {
-            limits: host.limits,
-            decky: AtomicUsize::new(0),
-            per_source: Mutex::default(),
-        });
+        let admission = Arc::new(Admission::new(host.limits));
         let cancel = CancellationToken::new();
         let mut services = Vec::new();
         let mut tasks = Vec::new();
@@ -177,12 +270,17 @@ impl Services {
         }
     }
 
-    /// Stops every listener and session and waits (briefly) for them to end,
-    /// so the decky's sockets are closed before its namespace goes.
-    pub async fn stop(self) {
+    /// Stops every listener and session and waits for them to end, so that
+    /// no session outlives its decky and the decky's sockets are closed
+    /// before its namespace goes. Sessions are aborted (and awaited); a loop
+    /// that does not end within 5 s is aborted too.
+    pub async fn stop(&mut self) {
         self.cancel.cancel();
-        for task in self.tasks {
-            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        for mut task in std::mem::take(&mut self.tasks) {
+            if tokio::time::timeout(Duration::from_secs(5), &mut task).await.is_err() {
+                task.abort();
+                let _ = task.await;
+            }
         }
     }
 
@@ -246,6 +344,22 @@ struct Session {
 }
 
 impl Session {
+    /// Reports a refused source, once per notice interval.
+    fn refused(&self, refusal: Refusal, transport: Transport, peer: SocketAddr, local: SocketAddr) {
+        if self.admission.should_report(peer.ip()) {
+            let limits = self.admission.limits;
+            self.cx(peer, local).emit(
+                Kind::Error,
+                fields! {
+                    "msg" => "rate limited: sessions from this source are refused",
+                    "limit" => refusal.as_str(),
+                    "transport" => transport.to_string(),
+                    "notice_interval_s" => limits.notice_interval.as_secs(),
+                },
+            );
+        }
+    }
+
     fn cx(&self, peer: SocketAddr, local: SocketAddr) -> SessionCx {
         SessionCx::new(
             Arc::clone(&self.info),
@@ -280,12 +394,17 @@ async fn accept_loop(listener: TcpListener, session: Session) {
             Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let Some(permit) = session.admission.admit(&session.counters, peer.ip()) else {
-                        // Over a limit: close at once (RST, so nothing lingers in TIME_WAIT).
-                        let _ = stream.set_zero_linger();
-                        continue;
-                    };
                     let local = stream.local_addr().unwrap_or(peer);
+                    let permit = match session.admission.admit(&session.counters, Transport::Tcp, peer.ip()) {
+                        Ok(permit) => permit,
+                        Err(refusal) => {
+                            // Over a limit: close at once (RST, so nothing lingers in TIME_WAIT).
+                            let _ = stream.set_zero_linger();
+                            drop(stream);
+                            session.refused(refusal, Transport::Tcp, peer, local);
+                            continue;
+                        }
+                    };
                     let limits = session.admission.limits;
                     let conn = Conn::new(stream, peer, local, limits.idle_timeout, limits.max_bytes_read);
                     sessions.spawn(run_tcp(conn, session.clone(), permit));
@@ -298,7 +417,9 @@ async fn accept_loop(listener: TcpListener, session: Session) {
             }
         }
     }
+    // No session outlives its service: abort them, and wait until they are gone.
     sessions.abort_all();
+    while sessions.join_next().await.is_some() {}
 }
 
 async fn run_tcp(conn: Conn, session: Session, permit: Permit) {
@@ -333,7 +454,8 @@ async fn receive_loop(socket: Arc<UdpSocket>, session: Session) {
     let limits = session.admission.limits;
     let mut flows: HashMap<SocketAddr, mpsc::Sender<Bytes>> = HashMap::new();
     let mut tasks: JoinSet<SocketAddr> = JoinSet::new();
-    let mut buf = vec![0u8; 65536];
+    // Datagrams are truncated to this; no service needs more of one.
+    let mut buf = vec![0u8; 16 * 1024];
     loop {
         tokio::select! {
             _ = session.cancel.cancelled() => break,
@@ -355,15 +477,22 @@ async fn receive_loop(socket: Arc<UdpSocket>, session: Session) {
                     }
                     continue;
                 }
+                let local = socket.local_addr().unwrap_or(peer);
                 if flows.len() >= limits.udp_flows {
                     session.counters.rejected.fetch_add(1, Ordering::Relaxed);
+                    session.refused(Refusal::UdpFlows, Transport::Udp, peer, local);
                     continue;
                 }
-                let Some(permit) = session.admission.admit(&session.counters, peer.ip()) else { continue };
+                let permit = match session.admission.admit(&session.counters, Transport::Udp, peer.ip()) {
+                    Ok(permit) => permit,
+                    Err(refusal) => {
+                        session.refused(refusal, Transport::Udp, peer, local);
+                        continue;
+                    }
+                };
                 let (tx, rx) = mpsc::channel(limits.udp_queue);
                 let _ = tx.try_send(datagram);
                 flows.insert(peer, tx);
-                let local = socket.local_addr().unwrap_or(peer);
                 let flow = UdpFlow::new(rx, Arc::clone(&socket), peer, limits.udp_idle_timeout);
                 let session = session.clone();
                 tasks.spawn(async move {
@@ -374,6 +503,7 @@ async fn receive_loop(socket: Arc<UdpSocket>, session: Session) {
         }
     }
     tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
 }
 
 async fn run_udp(flow: UdpFlow, local: SocketAddr, session: Session, permit: Permit) {
@@ -420,11 +550,19 @@ fn report_panic(cx: &SessionCx, session: &Session, panic: Box<dyn std::any::Any 
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "unknown panic".into());
     session.counters.panics.fetch_add(1, Ordering::Relaxed);
+    // The panic's text may carry the peer's bytes: not in the error-level log.
     tracing::error!(
         message = "Emulator panicked; the session was closed.",
         decky = %session.info.decky.name,
         service = %session.info.slug,
-        panic = %message
+        session = %cx.session()
+    );
+    tracing::debug!(
+        message = "The emulator's panic.",
+        decky = %session.info.decky.name,
+        service = %session.info.slug,
+        session = %cx.session(),
+        panic = %message.escape_debug()
     );
     cx.emit(
         Kind::Error,

@@ -59,16 +59,12 @@ pub fn load(config: &EngineConfig) -> Result<Option<Lab>, EngineError> {
     }
 }
 
-/// Makes sure the lab LAN exists: the recorded one if any (re-created if its
-/// links are gone), else a new one of `/prefix_len` on a subnet no route of the
-/// host uses.
-pub fn ensure(config: &EngineConfig, prefix_len: u8) -> Result<Lab, EngineError> {
-    decnet_net::require_network_admin()?;
-    // Choosing a free subnet and taking it must be one step for every lab on
-    // this host, or two labs made at once could pick the same subnet.
-    let _lock = host_lock()?;
+/// The lab LAN [`ensure`] would make now, without making anything: the
+/// recorded one if any, else one of `/prefix_len` on a subnet no route of the
+/// host uses. For checking a fleet against it before anything is created.
+pub fn planned(config: &EngineConfig, prefix_len: u8) -> Result<Lab, EngineError> {
     let names = LabNames::for_prefix(&config.prefix);
-    let lab = match load(config)? {
+    Ok(match load(config)? {
         Some(lab) => lab,
         None => {
             let subnet = lab::free_subnet(prefix_len, &[])?;
@@ -79,11 +75,23 @@ pub fn ensure(config: &EngineConfig, prefix_len: u8) -> Result<Lab, EngineError>
                 subnet,
                 attacker_ip,
                 hairpin_ip,
-                attacker_ns: names.attacker_ns.clone(),
-                lan: names.lan.clone(),
+                attacker_ns: names.attacker_ns,
+                lan: names.lan,
             }
         }
-    };
+    })
+}
+
+/// Makes sure the lab LAN exists: the recorded one if any (re-created if its
+/// links are gone), else a new one of `/prefix_len` on a subnet no route of the
+/// host uses.
+pub fn ensure(config: &EngineConfig, prefix_len: u8) -> Result<Lab, EngineError> {
+    decnet_net::require_network_admin()?;
+    // Choosing a free subnet and taking it must be one step for every lab on
+    // this host, or two labs made at once could pick the same subnet.
+    let _lock = host_lock()?;
+    let names = LabNames::for_prefix(&config.prefix);
+    let lab = planned(config, prefix_len)?;
     lab::create(&names, lab.subnet, lab.attacker_ip)?;
     std::fs::create_dir_all(&config.state_dir)?;
     std::fs::write(

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use decnet_events::PipelineStats;
-use decnet_net::{NetError, Netns, Rtnl, hairpin};
+use decnet_net::{DeckyLink, NetError, Netns, Rtnl, hairpin};
 
 use crate::config::EngineConfig;
 use crate::engine::{EngineError, decky_status};
@@ -66,7 +66,8 @@ pub fn teardown(config: &EngineConfig, request: &TeardownRequest) -> Result<Tear
         Vec::new()
     };
     for netns in doomed {
-        if Netns::delete(&netns)? {
+        // Its eth0 first, from inside: the decky leaves the LAN at once.
+        if DeckyLink::remove(&netns)? {
             report
                 .removed
                 .push(config.decky_of_netns(&netns).unwrap_or(&netns).to_string());

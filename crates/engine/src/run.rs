@@ -5,7 +5,8 @@
 
 use std::fs::{self, File};
 use std::io::Write as _;
-use std::os::unix::fs::PermissionsExt as _;
+use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+use std::path::Path;
 use std::sync::Arc;
 
 use decnet_emu_sdk::Limits;
@@ -51,8 +52,7 @@ pub async fn run(config: EngineConfig, registry: Registry) -> Result<(), RunErro
         (&config.run_dir, 0o755),
         (&config.log_dir, 0o750),
     ] {
-        fs::create_dir_all(dir).map_err(io(format!("create {}", dir.display())))?;
-        fs::set_permissions(dir, fs::Permissions::from_mode(mode)).map_err(io(format!("chmod {}", dir.display())))?;
+        ensure_dir(dir, mode).map_err(io(format!("create {}", dir.display())))?;
     }
     let _lock = lock(&config)?;
     fs::write(config.pid_path(), format!("{}\n", std::process::id())).map_err(io("write the pid file"))?;
@@ -87,6 +87,7 @@ pub async fn run(config: EngineConfig, registry: Registry) -> Result<(), RunErro
             message = "Fleet restored.",
             adopted = report.adopted.len(),
             created = report.created.len(),
+            recreated = report.recreated.len(),
             removed = report.removed.len()
         ),
         Err(error) => tracing::error!(message = "Restoring the fleet failed.", %error),
@@ -154,6 +155,27 @@ pub async fn run(config: EngineConfig, registry: Registry) -> Result<(), RunErro
     Ok(())
 }
 
+/// Creates `dir` (and missing parents) with `mode`; returns whether it made
+/// it. An existing directory keeps its mode: it may be the operator's (e.g.
+/// `--log-dir /var/log`), and is none of the engine's business.
+fn ensure_dir(dir: &Path, mode: u32) -> std::io::Result<bool> {
+    if dir.is_dir() {
+        return Ok(false);
+    }
+    let mut missing = Vec::new();
+    let mut next = Some(dir);
+    while let Some(d) = next.filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+        missing.push(d.to_path_buf());
+        next = d.parent();
+    }
+    fs::DirBuilder::new().recursive(true).mode(mode).create(dir)?;
+    // The umask may have taken bits away: set exactly `mode`, on what was made only.
+    for made in missing {
+        fs::set_permissions(&made, fs::Permissions::from_mode(mode))?;
+    }
+    Ok(true)
+}
+
 /// Takes the instance lock, or says which engine holds it.
 fn lock(config: &EngineConfig) -> Result<Flock<File>, RunError> {
     let path = config.lock_path();
@@ -210,5 +232,31 @@ fn raise_fd_limit() {
         && soft < hard
     {
         let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::*;
+
+    fn mode(path: &Path) -> u32 {
+        fs::metadata(path).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn only_directories_it_creates_get_its_mode() {
+        let root = tempfile::tempdir().unwrap();
+        let existing = root.path().join("var-log");
+        fs::create_dir(&existing).unwrap();
+        fs::set_permissions(&existing, fs::Permissions::from_mode(0o755)).unwrap();
+        assert!(!ensure_dir(&existing, 0o700).unwrap());
+        assert_eq!(mode(&existing), 0o755, "an existing directory keeps its mode");
+        let made = existing.join("decnet/state");
+        assert!(ensure_dir(&made, 0o700).unwrap());
+        assert_eq!(mode(&made), 0o700);
+        assert_eq!(mode(&existing.join("decnet")), 0o700);
+        assert_eq!(mode(&existing), 0o755, "a parent that existed keeps its mode");
     }
 }

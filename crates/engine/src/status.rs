@@ -102,6 +102,10 @@ pub struct DeployReport {
     pub removed: Vec<String>,
     pub unchanged: Vec<String>,
     pub failed: Vec<Failure>,
+    /// Problems that did not stop the deckies (the host hairpin could not be
+    /// made, a host limit could not be raised …).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -56,8 +56,22 @@ impl Drop for Sandbox {
     }
 }
 
-/// Echoes lines; `panic` panics; `wait` never answers. UDP: echoes datagrams.
+/// Echoes lines; `panic` panics; `wait` never answers; `linger` never
+/// answers, and takes 300 ms to clean up when dropped (then counts itself in
+/// [`LINGERED`]). UDP: echoes datagrams.
 struct Echo;
+
+static LINGERED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// A session's state whose cleanup takes a while.
+struct Lingering;
+
+impl Drop for Lingering {
+    fn drop(&mut self) {
+        std::thread::sleep(Duration::from_millis(300));
+        LINGERED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
 
 struct EchoService;
 
@@ -85,6 +99,10 @@ impl Service for EchoService {
                     Ok(0) => return Ok(Close::PeerEof),
                     Ok(_) if line.trim() == "panic" => panic!("asked to panic"),
                     Ok(_) if line.trim() == "wait" => std::future::pending::<()>().await,
+                    Ok(_) if line.trim() == "linger" => {
+                        let _state = Lingering;
+                        std::future::pending::<()>().await
+                    }
                     Ok(_) => lines.get_mut().write_all(line.as_bytes()).await?,
                     Err(e) => return Close::from_io(&e).ok_or(ServeError::Io(e)),
                 }
@@ -177,7 +195,7 @@ async fn next_kind(events: &mut mpsc::Receiver<Event>, kind: Kind) -> Event {
 async fn a_panicking_session_closes_alone() {
     let Some(sandbox) = Sandbox::new("panic") else { return };
     let port = free_port();
-    let (services, mut events) = start(&sandbox, &[("echo", vec![Port::tcp(port)])], Limits::default()).await;
+    let (mut services, mut events) = start(&sandbox, &[("echo", vec![Port::tcp(port)])], Limits::default()).await;
     let mut calm = connect(&sandbox, port).await;
     assert_eq!(round_trip(&mut calm, "hello\n").await, "hello\n");
     let mut wild = connect(&sandbox, port).await;
@@ -204,7 +222,7 @@ async fn the_per_source_limit_refuses_extra_sessions() {
         per_source: 2,
         ..Limits::default()
     };
-    let (services, _events) = start(&sandbox, &[("echo", vec![Port::tcp(port)])], limits).await;
+    let (mut services, _events) = start(&sandbox, &[("echo", vec![Port::tcp(port)])], limits).await;
     let mut first = connect(&sandbox, port).await;
     let mut second = connect(&sandbox, port).await;
     assert_eq!(round_trip(&mut first, "a\n").await, "a\n");
@@ -237,7 +255,7 @@ async fn idle_total_and_byte_bounds_end_sessions() {
         max_bytes_read: 64,
         ..Limits::default()
     };
-    let (services, mut events) = start(&sandbox, &[("echo", vec![Port::tcp(port)])], limits).await;
+    let (mut services, mut events) = start(&sandbox, &[("echo", vec![Port::tcp(port)])], limits).await;
 
     let _idle = connect(&sandbox, port).await;
     assert_eq!(
@@ -249,12 +267,28 @@ async fn idle_total_and_byte_bounds_end_sessions() {
     chatty.write_all(&[b'x'; 200]).await.unwrap();
     assert_eq!(next_kind(&mut events, Kind::Disconnect).await.fields["reason"], "limit");
 
-    // Keeps sending just often enough to never be idle: the total bound ends it.
+    // Slowloris: one byte every 100 ms (never a whole line, never idle for
+    // the 200 ms timeout, far under the byte budget): the total bound ends it.
     let mut slowloris = connect(&sandbox, port).await;
-    slowloris.write_all(b"wait\n").await.unwrap();
+    let drip = tokio::spawn(async move {
+        let mut sent = 0;
+        while slowloris.write_all(b"z").await.is_ok() && sent < 30 {
+            sent += 1;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        sent
+    });
     let disconnect = next_kind(&mut events, Kind::Disconnect).await;
     assert_eq!(disconnect.fields["reason"], "timeout");
-    assert!(disconnect.fields["duration_ms"].as_u64().unwrap() >= 650);
+    let lasted = disconnect.fields["duration_ms"].as_u64().unwrap();
+    assert!((650..2000).contains(&lasted), "{lasted} ms");
+    let bytes_in = disconnect.fields["bytes_in"].as_u64().unwrap();
+    assert!(
+        bytes_in >= 5,
+        "the slowloris must have been read from: {bytes_in} bytes"
+    );
+    let sent = drip.await.unwrap();
+    assert!(sent < 30, "the connection was not closed");
     services.stop().await;
 }
 
@@ -262,7 +296,7 @@ async fn idle_total_and_byte_bounds_end_sessions() {
 async fn udp_peers_get_their_own_flows() {
     let Some(sandbox) = Sandbox::new("udp") else { return };
     let port = free_port() + 3;
-    let (services, _events) = start(
+    let (mut services, _events) = start(
         &sandbox,
         &[("echo", vec![format!("{port}/udp").parse().unwrap()])],
         Limits::default(),
@@ -294,7 +328,7 @@ async fn services_without_an_emulator_accept_read_and_log() {
         return;
     };
     let port = free_port() + 4;
-    let (services, mut events) = start(&sandbox, &[("nosuch", vec![Port::tcp(port)])], Limits::default()).await;
+    let (mut services, mut events) = start(&sandbox, &[("nosuch", vec![Port::tcp(port)])], Limits::default()).await;
     let status = services.status();
     assert_eq!(status[0].emulator, None);
     assert_eq!(status[0].ports[0].state, PortState::Listening);
@@ -319,7 +353,7 @@ async fn ports_an_emulator_cannot_serve_are_reported() {
         emitter,
         limits: Limits::default(),
     };
-    let services = Services::start(
+    let mut services = Services::start(
         &spec(&[("tftp", vec![Port::tcp(free_port() + 5)])]),
         sandbox.net.clone(),
         &host,
@@ -332,5 +366,149 @@ async fn ports_an_emulator_cannot_serve_are_reported() {
             reason: format!("the tftp emulator does not serve {}/tcp", free_port() + 5)
         }
     );
+    services.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_waits_until_every_session_is_gone() {
+    let Some(sandbox) = Sandbox::new("stop") else { return };
+    let port = free_port() + 6;
+    let udp = free_port() + 7;
+    let (mut services, mut events) = start(
+        &sandbox,
+        &[
+            ("echo", vec![Port::tcp(port)]),
+            ("echo", vec![format!("{udp}/udp").parse().unwrap()]),
+        ],
+        Limits::default(),
+    )
+    .await;
+    let mut busy = Vec::new();
+    for command in ["wait\n", "wait\n", "linger\n"] {
+        let mut s = connect(&sandbox, port).await;
+        s.write_all(command.as_bytes()).await.unwrap();
+        busy.push(s);
+    }
+    let u = sandbox.net.udp_socket(0).await.unwrap();
+    u.send_to(b"ping", SocketAddr::from((Ipv4Addr::LOCALHOST, udp)))
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        next_kind(&mut events, Kind::Connect).await;
+    }
+    let mut buf = [0; 8];
+    tokio::time::timeout(Duration::from_secs(5), u.recv_from(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let status = services.status();
+    assert_eq!((status[0].active, status[1].active), (3, 1));
+    services.stop().await;
+    // Every session (its state, its socket and its place) is gone by now,
+    // even the one that takes a while to clean up.
+    assert_eq!(LINGERED.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let status = services.status();
+    assert_eq!((status[0].active, status[1].active), (0, 0));
+    for mut s in busy {
+        let mut buf = [0; 1];
+        let read = tokio::time::timeout(Duration::from_secs(1), s.read(&mut buf)).await;
+        assert!(matches!(read, Ok(Ok(0) | Err(_))), "a session outlived stop: {read:?}");
+    }
+}
+
+#[tokio::test]
+async fn udp_flows_and_tcp_sessions_have_separate_budgets() {
+    let Some(sandbox) = Sandbox::new("budget") else { return };
+    let port = free_port() + 8;
+    let udp = free_port() + 9;
+    let limits = Limits {
+        per_source: 2,
+        udp_per_source: 3,
+        ..Limits::default()
+    };
+    let (mut services, _events) = start(
+        &sandbox,
+        &[
+            ("echo", vec![Port::tcp(port)]),
+            ("echo", vec![format!("{udp}/udp").parse().unwrap()]),
+        ],
+        limits,
+    )
+    .await;
+    // One source fills its UDP budget with flows (each from its own port) …
+    let target = SocketAddr::from((Ipv4Addr::LOCALHOST, udp));
+    let mut sockets = Vec::new();
+    for _ in 0..5 {
+        let s = sandbox.net.udp_socket(0).await.unwrap();
+        s.send_to(b"flow", target).await.unwrap();
+        sockets.push(s);
+    }
+    let mut answered = 0;
+    for s in &sockets {
+        let mut buf = [0; 8];
+        if tokio::time::timeout(Duration::from_millis(500), s.recv_from(&mut buf))
+            .await
+            .is_ok()
+        {
+            answered += 1;
+        }
+    }
+    assert_eq!(answered, 3, "the UDP per-source budget is 3");
+    // … and its TCP sessions still get their own two places.
+    let mut a = connect(&sandbox, port).await;
+    let mut b = connect(&sandbox, port).await;
+    assert_eq!(round_trip(&mut a, "a\n").await, "a\n");
+    assert_eq!(round_trip(&mut b, "b\n").await, "b\n");
+    let status = services.status();
+    assert_eq!(status[0].rejected, 0, "{status:?}");
+    assert_eq!(status[1].rejected, 2, "{status:?}");
+    services.stop().await;
+}
+
+#[tokio::test]
+async fn a_refused_source_is_reported_once_per_interval() {
+    let Some(sandbox) = Sandbox::new("notice") else { return };
+    let port = free_port() + 10;
+    let limits = Limits {
+        per_source: 1,
+        notice_interval: Duration::from_millis(800),
+        ..Limits::default()
+    };
+    let (mut services, mut events) = start(&sandbox, &[("echo", vec![Port::tcp(port)])], limits).await;
+    let mut held = connect(&sandbox, port).await;
+    assert_eq!(round_trip(&mut held, "x\n").await, "x\n");
+    let refuse = |n: usize| {
+        let sandbox = &sandbox;
+        async move {
+            for _ in 0..n {
+                let mut s = connect(sandbox, port).await;
+                let mut buf = [0; 1];
+                let _ = tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf)).await;
+            }
+        }
+    };
+    refuse(20).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let notices = |events: &mut mpsc::Receiver<Event>| {
+        let mut found = Vec::new();
+        while let Ok(e) = events.try_recv() {
+            if e.kind == Kind::Error {
+                found.push(e);
+            }
+        }
+        found
+    };
+    let first = notices(&mut events);
+    assert_eq!(first.len(), 1, "{first:#?}");
+    assert_eq!(first[0].fields["limit"], "per_source");
+    assert_eq!(first[0].fields["transport"], "tcp");
+    assert_eq!(first[0].src_ip, Ipv4Addr::LOCALHOST);
+    // A new interval, a new notice (one, however many refusals).
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    refuse(10).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(notices(&mut events).len(), 1);
+    assert_eq!(services.status()[0].rejected, 30);
     services.stop().await;
 }

@@ -1,6 +1,12 @@
 //! ARP probes (RFC 5227 §2.1.1): before a decky takes an address, ask the LAN
 //! whether anything already answers for it. The probe's sender address is
 //! 0.0.0.0, so it does not pollute anyone's ARP cache.
+//!
+//! On a macvlan fleet the probes go out of a temporary bridge-mode macvlan
+//! child of the NIC ([`probe_from_child`]): a raw socket on the parent itself
+//! would reach the wire only, never the parent's other bridge-mode children
+//! (macvlan or macvtap hosts: another instance's deckies, VMs …), which then
+//! could not answer.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read as _};
@@ -10,6 +16,8 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, Protocol, SockAddr, SockAddrStorage, Socket, Type};
 
 use crate::NetError;
+use crate::error::{Context as _, child_link_error};
+use crate::rtnl::{ChildKind, Rtnl};
 
 const ETH_P_ARP: u16 = 0x0806;
 const ARP_REQUEST: u16 = 1;
@@ -62,6 +70,63 @@ pub fn probe(
         }
     }
     Ok(answered)
+}
+
+/// Like [`probe`], from a temporary bridge-mode macvlan child `name` of
+/// `parent`, so that the parent's other bridge-mode children see the probes
+/// and their answers come back. The child has IPv6 disabled and no IPv4
+/// address (so it sends nothing but the probes, and answers nothing); it is
+/// removed afterwards, and a stale one of that name (from a crash) first.
+/// Runs in the host's namespace.
+pub fn probe_from_child(
+    parent: u32,
+    name: &str,
+    targets: &[Ipv4Addr],
+    gap: Duration,
+    wait: Duration,
+) -> Result<BTreeMap<Ipv4Addr, [u8; 6]>, NetError> {
+    let mut rtnl = Rtnl::new().op(|| "open netlink".into())?;
+    if let Some(stale) = rtnl.link(name).op(|| format!("look up {name}"))? {
+        rtnl.delete_link(stale.index).op(|| format!("delete stale {name}"))?;
+    }
+    rtnl.add_child(ChildKind::Macvlan, parent, name, None, None)
+        .map_err(|e| child_link_error(ChildKind::Macvlan, || format!("create ARP probe link {name}"), e))?;
+    let result = (|| {
+        let link = rtnl
+            .link(name)
+            .op(|| format!("look up {name}"))?
+            .ok_or_else(|| NetError::NoSuchInterface(name.to_string()))?;
+        quiet(name)?;
+        rtnl.set_up(link.index).op(|| format!("bring {name} up"))?;
+        probe(link.index, link.mac.unwrap_or_default(), targets, gap, wait)
+    })();
+    let removed = match rtnl.link(name) {
+        Ok(Some(link)) => rtnl.delete_link(link.index),
+        Ok(None) => Ok(()),
+        Err(e) => Err(e),
+    };
+    let answered = result?;
+    removed.op(|| format!("delete {name}"))?;
+    Ok(answered)
+}
+
+/// Makes a fresh, still-down link `name` of the calling thread's namespace
+/// silent: no IPv6 (no router solicitations, DAD or MLD reports once up), and
+/// no ARP replies for the namespace's other addresses.
+fn quiet(name: &str) -> Result<(), NetError> {
+    let settings = [
+        (format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6"), "1"),
+        (format!("/proc/sys/net/ipv4/conf/{name}/arp_ignore"), "8"),
+    ];
+    for (path, value) in settings {
+        match std::fs::write(&path, value) {
+            Ok(()) => {}
+            // A kernel without IPv6 has nothing to disable.
+            Err(e) if e.kind() == io::ErrorKind::NotFound && path.contains("/ipv6/") => {}
+            Err(e) => return Err(NetError::io(format!("set {path} = {value}"), e)),
+        }
+    }
+    Ok(())
 }
 
 fn collect(mut socket: &Socket, wanted: &BTreeSet<Ipv4Addr>, answered: &mut BTreeMap<Ipv4Addr, [u8; 6]>) {
@@ -130,6 +195,99 @@ fn link_addr(ifindex: u32) -> SockAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::netns::Netns;
+
+    /// A wire (veth pair: `a` in the host, `b` in namespace `far`) with a
+    /// bridge-mode macvlan sibling on `a`, in namespace `sib`, holding
+    /// 10.77.0.7. Removed on drop.
+    struct Wire {
+        tag: String,
+        parent: u32,
+        parent_mac: [u8; 6],
+        sibling_mac: [u8; 6],
+    }
+
+    impl Wire {
+        fn new() -> Option<Self> {
+            if !nix::unistd::geteuid().is_root() {
+                assert!(std::env::var("CI").is_err(), "CI runs as root; this test needs it");
+                eprintln!("skipped: needs root");
+                return None;
+            }
+            let mut wire = Wire {
+                tag: format!("dta{}", std::process::id()),
+                parent: 0,
+                parent_mac: [0; 6],
+                sibling_mac: [2, 0x77, 0, 0, 0, 7],
+            };
+            wire.build().expect("build the test wire");
+            Some(wire)
+        }
+
+        fn build(&mut self) -> Result<(), NetError> {
+            let far = Netns::create(&format!("{}-far", self.tag))?;
+            let sib = Netns::create(&format!("{}-sib", self.tag))?;
+            let mut host = Rtnl::new().op(|| "netlink".into())?;
+            host.add_veth(&format!("{}a", self.tag), "eth0", Some(&far))
+                .op(|| "veth".into())?;
+            let a = host
+                .link(&format!("{}a", self.tag))
+                .op(|| "find a".into())?
+                .ok_or_else(|| NetError::NoSuchInterface("a".into()))?;
+            host.set_up(a.index).op(|| "a up".into())?;
+            self.parent = a.index;
+            self.parent_mac = a.mac.unwrap_or_default();
+            host.add_child(ChildKind::Macvlan, a.index, "eth0", Some(self.sibling_mac), Some(&sib))
+                .op(|| "sibling".into())?;
+            for (ns, address) in [(&far, None), (&sib, Some(Ipv4Addr::new(10, 77, 0, 7)))] {
+                let guard = ns.enter()?;
+                let done = (|| {
+                    let mut rtnl = Rtnl::new().op(|| "netlink".into())?;
+                    let eth = rtnl
+                        .link("eth0")
+                        .op(|| "find eth0".into())?
+                        .ok_or_else(|| NetError::NoSuchInterface("eth0".into()))?;
+                    if let Some(ip) = address {
+                        rtnl.add_address(eth.index, ip, 24).op(|| "address".into())?;
+                    }
+                    rtnl.set_up(eth.index).op(|| "eth0 up".into())
+                })();
+                guard.leave()?;
+                done?;
+            }
+            Ok(())
+        }
+    }
+
+    impl Drop for Wire {
+        fn drop(&mut self) {
+            if let Ok(mut host) = Rtnl::new()
+                && let Ok(Some(a)) = host.link(&format!("{}a", self.tag))
+            {
+                let _ = host.delete_link(a.index);
+            }
+            let _ = Netns::delete(&format!("{}-far", self.tag));
+            let _ = Netns::delete(&format!("{}-sib", self.tag));
+        }
+    }
+
+    #[test]
+    fn a_bridge_mode_sibling_answers_the_child_probe() {
+        let Some(wire) = Wire::new() else { return };
+        let target = [Ipv4Addr::new(10, 77, 0, 7), Ipv4Addr::new(10, 77, 0, 8)];
+        let (gap, wait) = (Duration::from_millis(50), Duration::from_millis(250));
+        // From the parent itself the sibling never hears the probe.
+        let from_parent = probe(wire.parent, wire.parent_mac, &target, gap, wait).unwrap();
+        assert!(from_parent.is_empty(), "{from_parent:?}");
+        let probe_link = format!("{}p", wire.tag);
+        let answered = probe_from_child(wire.parent, &probe_link, &target, gap, wait).unwrap();
+        assert_eq!(
+            answered.into_iter().collect::<Vec<_>>(),
+            [(target[0], wire.sibling_mac)]
+        );
+        let mut host = Rtnl::new().unwrap();
+        assert_eq!(host.link(&probe_link).unwrap(), None, "the probe link must go");
+    }
 
     #[test]
     fn probe_frame_layout() {

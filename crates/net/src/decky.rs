@@ -5,7 +5,7 @@
 use std::net::Ipv4Addr;
 
 use crate::NetError;
-use crate::error::Context as _;
+use crate::error::{Context as _, child_link_error};
 use crate::netns::Netns;
 use crate::rtnl::{ChildKind, Rtnl};
 use crate::sysctl;
@@ -51,11 +51,12 @@ impl DeckyLink {
             ChildKind::Ipvlan => None,
         };
         host.add_child(self.kind, self.parent, DECKY_IFACE, mac, Some(ns))
-            .map_err(|e| match (self.kind, e.raw_os_error()) {
-                (ChildKind::Ipvlan, Some(nix::libc::EOPNOTSUPP)) => {
-                    NetError::Unsupported("this kernel has no ipvlan support; use macvlan (drop --ipvlan)".into())
-                }
-                _ => NetError::io(format!("create {:?} link for netns {}", self.kind, self.netns), e),
+            .map_err(|e| {
+                child_link_error(
+                    self.kind,
+                    || format!("create {} link for netns {}", self.kind, self.netns),
+                    e,
+                )
             })?;
         let guard = ns.enter()?;
         let inside = self.configure_inside();
@@ -85,30 +86,62 @@ impl DeckyLink {
         Ok(())
     }
 
-    /// Whether an existing namespace already carries this configuration (MAC,
-    /// address, link up), so that a restarted engine can adopt it. Re-applies
-    /// the sysctls, which is cheap and idempotent.
+    /// Whether an existing namespace already carries this configuration (an
+    /// `eth0` of the right kind with the MAC, the address, up, and the default
+    /// route via the gateway on it), so that a restarted engine can adopt it.
+    /// Re-applies the sysctls, which is cheap and idempotent.
     pub fn matches(&self, ns: &Netns) -> Result<bool, NetError> {
         let guard = ns.enter()?;
         let result = (|| {
-            let mut rtnl = Rtnl::new().op(|| format!("open netlink in netns {}", self.netns))?;
-            let Some(eth) = rtnl
-                .link(DECKY_IFACE)
-                .op(|| format!("find eth0 in netns {}", self.netns))?
-            else {
+            let what = |step: &str| format!("{step} in netns {}", self.netns);
+            let mut rtnl = Rtnl::new().op(|| what("open netlink"))?;
+            let Some(eth) = rtnl.link(DECKY_IFACE).op(|| what("find eth0"))? else {
                 return Ok(false);
             };
+            let kind_ok = eth.kind.as_deref() == Some(self.kind.as_str());
             let mac_ok = self.kind == ChildKind::Ipvlan || eth.mac == Some(self.mac);
-            let addrs = rtnl
-                .addresses(eth.index)
-                .op(|| format!("list addresses in netns {}", self.netns))?;
-            let ok = mac_ok && eth.up && addrs.contains(&(self.ip, self.prefix));
+            let addrs = rtnl.addresses(eth.index).op(|| what("list addresses"))?;
+            let routes = rtnl.default_routes().op(|| what("list routes"))?;
+            let route_ok = routes == [(Some(self.gateway), Some(eth.index))];
+            let ok = kind_ok && mac_ok && eth.up && addrs == [(self.ip, self.prefix)] && route_ok;
             if ok {
                 sysctl::apply(self.sysctls.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+            } else {
+                tracing::info!(
+                    message = "An existing decky namespace does not match its configuration.",
+                    netns = %self.netns,
+                    kind = eth.kind.as_deref().unwrap_or("none"),
+                    kind_ok,
+                    mac_ok,
+                    up = eth.up,
+                    addresses = ?addrs,
+                    default_routes = ?routes
+                );
             }
             Ok(ok)
         })();
         guard.leave()?;
         result
+    }
+
+    /// Removes the namespace `netns` of a decky: first its `eth0`, from inside
+    /// (so its MAC and address leave the LAN at once, even while something
+    /// still holds the namespace open), then the name. Returns whether the
+    /// namespace existed. Runs on a thread that may enter namespaces.
+    pub fn remove(netns: &str) -> Result<bool, NetError> {
+        if let Some(ns) = Netns::open(netns)? {
+            let guard = ns.enter()?;
+            let deleted = (|| {
+                let what = |step: &str| format!("{step} in netns {netns}");
+                let mut rtnl = Rtnl::new().op(|| what("open netlink"))?;
+                if let Some(eth) = rtnl.link(DECKY_IFACE).op(|| what("find eth0"))? {
+                    rtnl.delete_link(eth.index).op(|| what("delete eth0"))?;
+                }
+                Ok(())
+            })();
+            guard.leave()?;
+            deleted?;
+        }
+        Netns::delete(netns)
     }
 }

@@ -52,3 +52,73 @@ impl<T, E: Into<io::Error>> Context<T> for Result<T, E> {
         self.map_err(|e| NetError::io(describe(), e.into()))
     }
 }
+
+/// An error from creating a macvlan/ipvlan child of a parent NIC, made clear:
+/// a kernel without ipvlan, a parent that already carries children of the
+/// other kind (the kernel's EBUSY: macvlan and ipvlan cannot share a parent),
+/// a MAC another child of the parent already has.
+pub fn child_link_error(kind: crate::rtnl::ChildKind, what: impl FnOnce() -> String, error: io::Error) -> NetError {
+    use crate::rtnl::ChildKind;
+    match (kind, error.raw_os_error()) {
+        (ChildKind::Ipvlan, Some(nix::libc::EOPNOTSUPP)) => {
+            NetError::Unsupported("this kernel has no ipvlan support; use macvlan (drop --ipvlan)".into())
+        }
+        (_, Some(nix::libc::EBUSY)) => NetError::Conflict(format!(
+            "{}: the parent interface already carries {} links, and {kind} and {} links cannot share one parent \
+             NIC; remove those (e.g. `decnet teardown --all` for a fleet of the other driver) or deploy with the \
+             same driver ({})",
+            what(),
+            kind.other(),
+            kind.other(),
+            match kind {
+                ChildKind::Macvlan => "--ipvlan",
+                ChildKind::Ipvlan => "without --ipvlan",
+            }
+        )),
+        (ChildKind::Macvlan, Some(nix::libc::EADDRINUSE)) => NetError::Conflict(format!(
+            "{}: another macvlan link of the parent interface already has this MAC address",
+            what()
+        )),
+        _ => NetError::io(what(), error),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rtnl::ChildKind;
+
+    #[test]
+    fn child_link_errors_are_explained() {
+        let busy = child_link_error(
+            ChildKind::Macvlan,
+            || "create hairpin x".into(),
+            io::Error::from_raw_os_error(nix::libc::EBUSY),
+        );
+        assert!(matches!(busy, NetError::Conflict(_)), "{busy:?}");
+        let text = busy.to_string();
+        assert!(
+            text.starts_with("create hairpin x: the parent interface already carries ipvlan links")
+                && text.contains("macvlan and ipvlan links cannot share one parent NIC"),
+            "{text}"
+        );
+        let busy = child_link_error(
+            ChildKind::Ipvlan,
+            || "probe".into(),
+            io::Error::from_raw_os_error(nix::libc::EBUSY),
+        );
+        assert!(busy.to_string().contains("already carries macvlan links"), "{busy}");
+        let unsupported = child_link_error(
+            ChildKind::Ipvlan,
+            || "probe".into(),
+            io::Error::from_raw_os_error(nix::libc::EOPNOTSUPP),
+        );
+        assert!(matches!(unsupported, NetError::Unsupported(_)));
+        let other = child_link_error(
+            ChildKind::Macvlan,
+            || "create".into(),
+            io::Error::from_raw_os_error(nix::libc::EPERM),
+        );
+        assert_eq!(other.raw_os_error(), Some(nix::libc::EPERM));
+    }
+}

@@ -17,7 +17,7 @@ pub mod sysctl;
 
 pub use decky::{DECKY_IFACE, DeckyLink};
 pub use decky_net::DeckyNet;
-pub use error::NetError;
+pub use error::{NetError, child_link_error};
 pub use executor::NetnsExecutor;
 pub use netns::Netns;
 pub use privilege::require_network_admin;

@@ -14,6 +14,7 @@ use std::sync::Mutex;
 
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sched::{CloneFlags, setns, unshare};
+use nix::sys::statfs::{NSFS_MAGIC, fstatfs};
 
 use crate::NetError;
 use crate::error::Context as _;
@@ -35,7 +36,14 @@ impl Netns {
         prepare_dir()?;
         let path = path_of(name);
         // The mount point: an empty file, created exclusively so that two
-        // creators of one name cannot both succeed.
+        // creators of one name cannot both succeed. A stale file (nothing
+        // mounted on it) is removed first.
+        if path.exists() && Self::open(name)?.is_some() {
+            return Err(NetError::io(
+                format!("create netns {name}"),
+                io::ErrorKind::AlreadyExists.into(),
+            ));
+        }
         fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -62,17 +70,33 @@ impl Netns {
         Self::open(name)?.ok_or_else(|| NetError::io(format!("open netns {name}"), io::ErrorKind::NotFound.into()))
     }
 
-    /// Opens the namespace `name`, if it exists.
+    /// Opens the namespace `name`, if it exists. A file at its path that is
+    /// not a namespace (nothing mounted on it any more: a crash between
+    /// unmount and unlink, or someone's `umount`) is stale: it is removed, and
+    /// the namespace counts as absent, so that it is created again.
     pub fn open(name: &str) -> Result<Option<Self>, NetError> {
         check_name(name)?;
-        match File::open(path_of(name)) {
-            Ok(f) => Ok(Some(Self {
-                name: name.to_string(),
-                fd: f.into(),
-            })),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(NetError::io(format!("open netns {name}"), e)),
+        let path = path_of(name);
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(NetError::io(format!("open netns {name}"), e)),
+        };
+        let fs = fstatfs(&file).op(|| format!("statfs {}", path.display()))?;
+        if fs.filesystem_type() != NSFS_MAGIC {
+            drop(file);
+            tracing::warn!(message = "Removing a stale namespace file.", path = %path.display());
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(NetError::io(format!("remove stale {}", path.display()), e)),
+            }
+            return Ok(None);
         }
+        Ok(Some(Self {
+            name: name.to_string(),
+            fd: file.into(),
+        }))
     }
 
     /// Removes the name `name`; returns whether it existed. The namespace itself
@@ -238,4 +262,33 @@ fn prepare_dir() -> Result<(), NetError> {
     }
     *ready = true;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stale_file_at_the_netns_path_is_replaced() {
+        if !nix::unistd::geteuid().is_root() {
+            assert!(std::env::var("CI").is_err(), "CI runs as root; this test needs it");
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let name = format!("dtn{}-stale", std::process::id());
+        prepare_dir().unwrap();
+        // What a crash between unmount and unlink leaves: a plain file.
+        fs::write(path_of(&name), b"").unwrap();
+        let opened = Netns::open(&name);
+        let exists_after_open = path_of(&name).exists();
+        let created = Netns::create(&name);
+        let reopened = Netns::open(&name).map(|n| n.is_some());
+        let _ = Netns::delete(&name);
+        let _ = fs::remove_file(path_of(&name));
+        assert!(opened.unwrap().is_none(), "a plain file is no namespace");
+        assert!(!exists_after_open, "the stale file must be removed");
+        let ns = created.unwrap();
+        assert_eq!(ns.name(), name);
+        assert!(reopened.unwrap());
+    }
 }

@@ -41,6 +41,10 @@ pub struct Link {
     pub up: bool,
     /// `macvlan`, `veth` …, when the link has a kind.
     pub kind: Option<String>,
+    /// The index of the link this one hangs off (a macvlan's parent), when it
+    /// has one. For a link whose parent lives in another namespace the index
+    /// is that namespace's.
+    pub parent: Option<u32>,
 }
 
 /// How a decky's link hangs off the host NIC.
@@ -50,6 +54,30 @@ pub enum ChildKind {
     Macvlan,
     /// IPvlan L2: the parent's MAC.
     Ipvlan,
+}
+
+impl ChildKind {
+    /// The kernel's name of the link kind (`ip -d link` shows it).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChildKind::Macvlan => "macvlan",
+            ChildKind::Ipvlan => "ipvlan",
+        }
+    }
+
+    /// The kind that cannot share a parent NIC with this one.
+    pub fn other(self) -> ChildKind {
+        match self {
+            ChildKind::Macvlan => ChildKind::Ipvlan,
+            ChildKind::Ipvlan => ChildKind::Macvlan,
+        }
+    }
+}
+
+impl std::fmt::Display for ChildKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl Rtnl {
@@ -291,6 +319,34 @@ impl Rtnl {
             .collect())
     }
 
+    /// The main table's IPv4 default routes: (gateway, outgoing link) of each.
+    pub fn default_routes(&mut self) -> io::Result<Vec<(Option<Ipv4Addr>, Option<u32>)>> {
+        let mut msg = RouteMessage::default();
+        msg.header.address_family = AddressFamily::Inet;
+        let replies = self.request(RouteNetlinkMessage::GetRoute(msg), NLM_F_DUMP)?;
+        Ok(replies
+            .into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewRoute(r)
+                    if r.header.kind == RouteType::Unicast
+                        && r.header.destination_prefix_length == 0
+                        && r.header.table == RouteHeader::RT_TABLE_MAIN =>
+                {
+                    let gateway = r.attributes.iter().find_map(|a| match a {
+                        RouteAttribute::Gateway(RouteAddress::Inet(ip)) => Some(*ip),
+                        _ => None,
+                    });
+                    let oif = r.attributes.iter().find_map(|a| match a {
+                        RouteAttribute::Oif(i) => Some(*i),
+                        _ => None,
+                    });
+                    Some((gateway, oif))
+                }
+                _ => None,
+            })
+            .collect())
+    }
+
     /// Adds an `unreachable` route for `destination/prefix`: packets to it fail
     /// at once instead of following the default route.
     pub fn add_unreachable(&mut self, destination: Ipv4Addr, prefix: u8) -> io::Result<()> {
@@ -379,10 +435,12 @@ fn to_link(msg: &LinkMessage) -> Link {
         mac: None,
         up: msg.header.flags.contains(LinkFlags::Up),
         kind: None,
+        parent: None,
     };
     for attr in &msg.attributes {
         match attr {
             LinkAttribute::IfName(n) => link.name = n.clone(),
+            LinkAttribute::Link(parent) => link.parent = Some(*parent),
             LinkAttribute::Address(a) if a.len() == 6 => {
                 let mut mac = [0; 6];
                 mac.copy_from_slice(a);

@@ -1,7 +1,8 @@
 //! `Conn`: an accepted TCP connection with the session's limits built in. A
 //! read that waits longer than the idle timeout, or that would take the
 //! session past its byte budget, fails with a [`LimitError`], so no emulator
-//! can forget to bound a peer.
+//! can forget to bound a peer. The idle timeout counts from the last byte
+//! moved either way: a session that has just sent a long answer is not idle.
 
 use std::fmt;
 use std::future::Future as _;
@@ -117,6 +118,10 @@ impl AsyncWrite for Conn {
         let this = &mut *self;
         let n = ready!(Pin::new(&mut this.stream).poll_write(cx, data))?;
         this.stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+        if n > 0 {
+            let deadline = Instant::now() + this.idle;
+            this.idle_timer.as_mut().reset(deadline);
+        }
         Poll::Ready(Ok(n))
     }
 
@@ -168,6 +173,30 @@ mod tests {
         };
         assert!(total <= 32);
         assert_eq!(Close::from_io(&err), Some(Close::LimitExceeded("bytes read")));
+    }
+
+    #[tokio::test]
+    async fn writing_resets_the_idle_timer() {
+        let idle = Duration::from_millis(200);
+        let (mut conn, mut client) = pair(idle, 1024).await;
+        // The session talks for longer than the idle timeout, reading nothing …
+        for _ in 0..6 {
+            conn.write_all(b"x").await.unwrap();
+            sleep(Duration::from_millis(60)).await;
+        }
+        // … then waits for the peer, who answers within the timeout of the
+        // last write: the read must not fail as idle.
+        let peer = tokio::spawn(async move {
+            sleep(Duration::from_millis(80)).await;
+            client.write_all(b"y").await.unwrap();
+            client
+        });
+        let mut buf = [0; 1];
+        let started = std::time::Instant::now();
+        let read = conn.read(&mut buf).await;
+        assert!(read.is_ok(), "idle after {:?} of writing: {read:?}", started.elapsed());
+        assert_eq!(&buf, b"y");
+        drop(peer.await.unwrap());
     }
 
     #[tokio::test]

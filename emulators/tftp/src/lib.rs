@@ -3,7 +3,10 @@
 //! port (the server's transfer ID) as a real tftpd does; the exchange then
 //! belongs to that port, so the flow on port 69 ends after one answer. Each
 //! request is logged as a `request` event (`op`, `filename`, `mode`,
-//! `options`); anything else as `unknown_opcode`. Persona keys: none.
+//! `options`); anything else as `unknown_opcode`. A datagram that does not
+//! even decode (random bytes, a truncated request) is logged and gets no
+//! answer: answering garbage from forged sources would make the decky a
+//! reflector. Persona keys: none.
 
 #![forbid(unsafe_code)]
 
@@ -89,7 +92,7 @@ fn answer(datagram: &[u8], cx: &SessionCx) -> Option<Vec<u8>> {
                 Kind::UnknownOpcode,
                 fields! { "error" => error.to_string(), "data" => hex(datagram) },
             );
-            Some(encode_error(error_code::ILLEGAL_OPERATION, "Illegal TFTP operation"))
+            None
         }
     }
 }
