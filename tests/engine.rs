@@ -49,19 +49,23 @@ fn lab_deckies_answer_as_their_os_family_with_their_own_macs() {
         }
     }
 
+    let fleet: Value = serde_json::from_slice(&std::fs::read(lab.state_dir().join("fleet.json")).unwrap()).unwrap();
     for d in list {
         let ip = d["ip"].as_str().unwrap();
         let out = lab.attack(&["ping", "-c", "1", "-W", "2", ip]);
         assert!(out.status.success(), "ping {ip}: {}", lab.explain(&out));
-        let ttl = match d["os_family"].as_str().unwrap() {
-            "windows" | "windows_server" => 128,
-            "embedded" | "cisco" => 255,
-            _ => 64,
-        };
+        // The TTL its OS personality's sysctls name (an OpenWrt box says 64, Windows 128).
+        let ttl = fleet["deckies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == d["name"])
+            .map(|f| f["sysctls"]["net.ipv4.ip_default_ttl"].as_str().unwrap().to_string())
+            .unwrap();
         assert!(
             stdout(&out).contains(&format!("ttl={ttl} ")),
             "{ip} ({}): {}",
-            d["os_family"],
+            d["personality"],
             stdout(&out)
         );
     }

@@ -10,6 +10,7 @@ mod support;
 
 mod engine;
 mod errors;
+mod fingerprint;
 mod floods;
 mod lifecycle;
 mod store;

@@ -7,8 +7,10 @@
 //!   time, engine RSS and kernel memory per decky, against the targets.
 //! - `bench events`: the event pipeline's throughput (format + file sink,
 //!   SQLite ingestion) and emit → stored latency, against the targets.
+//! - `build-ebpf`: rebuilds the committed personality eBPF object (nightly).
 
 mod bench;
+mod ebpf;
 
 use std::process::{Command, ExitCode};
 
@@ -20,8 +22,11 @@ fn main() -> ExitCode {
         Some("ci") => ci(),
         Some("test") => test(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
+        Some("build-ebpf") => ebpf::build(&workspace_root()),
         _ => {
-            eprintln!("usage: cargo xtask <ci | test [cargo test args] | bench deploy [--deckies N] | bench events>");
+            eprintln!(
+                "usage: cargo xtask <ci | test [cargo test args] | bench deploy [--deckies N] | bench events | build-ebpf>"
+            );
             return ExitCode::from(2);
         }
     };
@@ -85,4 +90,9 @@ pub(crate) fn cargo(args: &[&str]) -> anyhow::Result<()> {
         bail!("cargo {} failed ({status})", args.join(" "));
     }
     Ok(())
+}
+
+/// The repository root (xtask lives one level below it).
+fn workspace_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }

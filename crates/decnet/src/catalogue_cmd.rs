@@ -1,4 +1,4 @@
-//! `decnet services | distros | archetypes`: the persona catalogue as tables or JSON.
+//! `decnet services | distros | archetypes | personalities`: the persona catalogue as tables or JSON.
 
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -90,6 +90,34 @@ pub(crate) fn archetypes(global: &Global, args: &ListArgs) -> anyhow::Result<Exi
             .collect::<Vec<_>>()
             .join(", ")
     )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn personalities(global: &Global, args: &ListArgs) -> anyhow::Result<ExitCode> {
+    let catalogue = load(global)?;
+    if args.json {
+        print_json(&catalogue.personalities().collect::<Vec<_>>())?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut table = Table::new(vec![
+        "SLUG",
+        "DISPLAY NAME",
+        "FAMILY",
+        "EXACT",
+        "NMAP 7.93 SAYS",
+        "DESCRIPTION",
+    ]);
+    for p in catalogue.personalities() {
+        table.row(vec![
+            p.slug.clone(),
+            p.display_name.clone(),
+            p.family.clone(),
+            if p.exact { "yes" } else { "best effort" }.to_string(),
+            p.nmap_references.join("; "),
+            p.description.clone(),
+        ]);
+    }
+    table.print(&mut io::stdout().lock())?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -84,6 +84,8 @@ pub(crate) enum Command {
     Distros(ListArgs),
     /// List machine archetypes (services + OS family + distros in one slug).
     Archetypes(ListArgs),
+    /// List OS personalities: the TCP/IP stacks deckies show to scanners (`--os-personality`, INI `os_personality`).
+    Personalities(ListArgs),
     /// Deploy deckies (with --dry-run: print the plan and change nothing).
     Deploy(Box<DeployArgs>),
     /// Show every decky, its services and ports, and the engine's health.
@@ -246,6 +248,9 @@ pub(crate) struct FleetArgs {
     /// OS family (TCP/IP personality): linux, windows, windows_server, bsd, embedded, cisco.
     #[arg(long = "nmap-os", value_name = "FAMILY")]
     pub(crate) nmap_os: Option<String>,
+    /// OS personality (TCP/IP stack) of every decky lacking its own (`decnet personalities`).
+    #[arg(long = "os-personality", value_name = "SLUG")]
+    pub(crate) os_personality: Option<String>,
     /// First address to hand out.
     #[arg(long, value_name = "IP")]
     pub(crate) ip_start: Option<String>,
@@ -310,6 +315,7 @@ impl FleetArgs {
             randomize_distros: self.randomize_distros,
             archetype: self.archetype.clone(),
             nmap_os: self.nmap_os.clone(),
+            os_personality: self.os_personality.clone(),
             ip_start: self.ip_start.clone(),
             log_target: self.log_target.clone(),
             log_file: self.log_file.clone(),

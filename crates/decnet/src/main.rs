@@ -39,6 +39,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Services(args) => catalogue_cmd::services(g, &args),
         Command::Distros(args) => catalogue_cmd::distros(g, &args),
         Command::Archetypes(args) => catalogue_cmd::archetypes(g, &args),
+        Command::Personalities(args) => catalogue_cmd::personalities(g, &args),
         Command::Deploy(args) => deploy_cmd::deploy(g, &args),
         Command::Status(args) => status_cmd::status(g, &args),
         Command::Teardown(args) => status_cmd::teardown(g, &args),

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use decnet_core::catalogue::Transport;
 use decnet_engine::offline;
-use decnet_engine::status::{DeckyState, EngineStatus, PortState, TeardownRequest};
+use decnet_engine::status::{DeckyState, EngineStatus, PortState, ShapingState, TeardownRequest};
 
 use crate::cli::{Global, ListArgs, TeardownArgs};
 use crate::engine_cmd;
@@ -96,7 +96,17 @@ pub(crate) fn print_status(status: &EngineStatus) -> anyhow::Result<()> {
         return Ok(());
     }
     writeln!(out)?;
-    let mut table = Table::new(vec!["NAME", "IP", "MAC", "OS", "STATE", "CONNS", "EVENTS", "SERVICES"]);
+    let mut table = Table::new(vec![
+        "NAME",
+        "IP",
+        "MAC",
+        "OS",
+        "PERSONALITY",
+        "STATE",
+        "CONNS",
+        "EVENTS",
+        "SERVICES",
+    ]);
     let mut problems = Vec::new();
     let mut fallback = false;
     for d in &status.deckies {
@@ -136,11 +146,20 @@ pub(crate) fn print_status(status: &EngineStatus) -> anyhow::Result<()> {
                 .collect();
             services.push(format!("{}{marker}:{}", s.slug, ports.join(",")));
         }
+        // `!`: its packets show Linux's stack, not the personality.
+        let personality = match &d.shaping {
+            Some(ShapingState::Unshaped { reason }) => {
+                problems.push(format!("{}: not shaped to its OS personality: {reason}", d.name));
+                format!("{}!", d.personality)
+            }
+            _ => d.personality.clone(),
+        };
         table.row(vec![
             d.name.clone(),
             d.ip.to_string(),
             d.mac.to_string(),
             d.os_family.clone(),
+            personality,
             state,
             d.services.iter().map(|s| s.connections).sum::<u64>().to_string(),
             d.services.iter().map(|s| s.events).sum::<u64>().to_string(),

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use decnet_core::fleet::{DeckySpec, FleetSpec, LinkDriver, Mode};
 use decnet_emu_sdk::Limits;
 use decnet_events::Emitter;
+use decnet_fingerprint::Shaper;
 use decnet_net::{
     ChildKind, DeckyLink, DeckyNet, NetError, Netns, NetnsExecutor, Rtnl, arp, child_link_error, hairpin,
 };
@@ -23,7 +24,8 @@ use crate::registry::Registry;
 use crate::sinks::EventSinks;
 use crate::state;
 use crate::status::{
-    DeckyState, DeckyStatus, DeployReport, EngineStatus, Failure, HairpinStatus, TeardownReport, TeardownRequest,
+    DeckyState, DeckyStatus, DeployReport, EngineStatus, Failure, HairpinStatus, ShapingState, TeardownReport,
+    TeardownRequest,
 };
 
 /// Why an engine operation failed.
@@ -61,6 +63,8 @@ pub struct Engine {
     sinks: Option<Arc<EventSinks>>,
     /// The store's ingester, for status.
     ingest: Option<Arc<IngestCounters>>,
+    /// The OS-personality packet shaper; `Err`: why deckies go unshaped.
+    shaper: Result<Arc<Shaper>, String>,
     executor: NetnsExecutor,
     host: Host,
     started: Instant,
@@ -80,6 +84,8 @@ struct RunningDecky {
     running: Running,
     netns: Arc<Netns>,
     services: Services,
+    /// `Err`: why its packets are not shaped to its personality.
+    shaped: Result<(), String>,
 }
 
 #[derive(Debug, Clone)]
@@ -105,6 +111,7 @@ impl Engine {
             config,
             sinks: None,
             ingest: None,
+            shaper: Err("the packet shaper was not loaded".into()),
             executor: NetnsExecutor::start(threads),
             host: Host {
                 registry: Arc::new(registry),
@@ -123,6 +130,12 @@ impl Engine {
     /// Lets deploys configure the event sinks (the fleet's log target and file).
     pub fn with_sinks(mut self, sinks: Arc<EventSinks>) -> Self {
         self.sinks = Some(sinks);
+        self
+    }
+
+    /// Shapes every decky's packets to its OS personality (or says why not).
+    pub fn with_shaper(mut self, shaper: Result<Arc<Shaper>, String>) -> Self {
+        self.shaper = shaper;
         self
     }
 
@@ -236,7 +249,12 @@ impl Engine {
                         Vec::new(),
                     ),
                 };
-                decky_status(&self.config, spec, state, services)
+                let mut status = decky_status(&self.config, spec, state, services);
+                status.shaping = inner.deckies.get(&spec.name).map(|d| match &d.shaped {
+                    Ok(()) => ShapingState::Shaped,
+                    Err(reason) => ShapingState::Unshaped { reason: reason.clone() },
+                });
+                status
             })
             .collect();
         EngineStatus {
@@ -435,6 +453,7 @@ impl Engine {
                     if let Some(mut d) = inner.deckies.remove(name) {
                         d.services.stop().await;
                         let spec = spec_of(&fleet, name).clone();
+                        let shaped = self.shape(&spec, &d.netns).await;
                         let services = self.start_services(&spec, &d.netns).await;
                         let running = Running {
                             identity: NetIdentity::of(fleet.as_ref().expect("rebind implies a fleet"), &spec),
@@ -446,6 +465,7 @@ impl Engine {
                                 running,
                                 netns: d.netns,
                                 services,
+                                shaped,
                             },
                         );
                     }
@@ -654,6 +674,7 @@ impl Engine {
     /// Starts serving a decky whose network is ready.
     async fn serve(&self, fleet: &FleetSpec, spec: &DeckySpec, netns: Netns) -> RunningDecky {
         let netns = Arc::new(netns);
+        let shaped = self.shape(spec, &netns).await;
         let services = self.start_services(spec, &netns).await;
         RunningDecky {
             running: Running {
@@ -662,7 +683,28 @@ impl Engine {
             },
             netns,
             services,
+            shaped,
         }
+    }
+
+    /// Attaches the packet shaper inside the decky, before its services
+    /// answer anyone. A decky without shaping still serves (with Linux's
+    /// stack), and status says so.
+    async fn shape(&self, spec: &DeckySpec, netns: &Arc<Netns>) -> Result<(), String> {
+        let shaper = Arc::clone(self.shaper.as_ref()?);
+        let (ip, record) = (spec.ip, decnet_fingerprint::record(spec));
+        let result = self
+            .executor
+            .run(Some(Arc::clone(netns)), move || {
+                Ok(shaper.attach("eth0", ip, &record).map_err(|e| e.to_string()))
+            })
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r);
+        if let Err(reason) = &result {
+            tracing::warn!(message = "A decky's packets are not shaped to its OS personality.", decky = %spec.name, %reason);
+        }
+        result
     }
 
     async fn start_services(&self, spec: &DeckySpec, netns: &Arc<Netns>) -> Services {
@@ -675,6 +717,9 @@ impl Engine {
     async fn remove(&self, inner: &mut Inner, name: &str) -> Result<(), EngineError> {
         let ip = inner.deckies.get(name).map(|d| d.running.spec.ip);
         if let Some(mut decky) = inner.deckies.remove(name) {
+            if let Ok(shaper) = &self.shaper {
+                shaper.detach(decky.running.spec.ip);
+            }
             decky.services.stop().await;
             drop(decky.netns);
         }
@@ -937,6 +982,8 @@ pub(crate) fn decky_status(
         mac: spec.mac,
         hostname: spec.hostname.clone(),
         os_family: spec.os_family.clone(),
+        personality: spec.personality.clone(),
+        shaping: None,
         distro: spec.distro.clone(),
         netns: config.netns_name(&spec.name),
         state,

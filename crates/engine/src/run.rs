@@ -77,6 +77,13 @@ pub async fn run(config: EngineConfig, registry: Registry) -> Result<(), RunErro
     if let Some(ingester) = &ingester {
         engine = engine.with_ingest(ingester.counters());
     }
+    let shaper = decnet_fingerprint::Shaper::load()
+        .map(Arc::new)
+        .map_err(|e| e.to_string());
+    if let Err(reason) = &shaper {
+        tracing::error!(message = "Deckies will show Linux's TCP/IP stack, not their OS personality.", %reason);
+    }
+    engine = engine.with_shaper(shaper);
     let engine = Arc::new(engine);
     let ingester = ingester.map(|i| tokio::spawn(i.run(sinks.written(), ingest_stop.clone())));
     match engine.recover().await {

@@ -44,11 +44,24 @@ pub struct DeckyStatus {
     pub mac: MacAddr,
     pub hostname: String,
     pub os_family: String,
+    /// The OS personality; empty for a fleet deployed before personalities.
+    #[serde(default)]
+    pub personality: String,
+    /// Whether its packets carry the personality (running deckies only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shaping: Option<ShapingState>,
     pub distro: String,
     pub netns: String,
     #[serde(flatten)]
     pub state: DeckyState,
     pub services: Vec<ServiceStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum ShapingState {
+    Shaped,
+    Unshaped { reason: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -133,6 +133,8 @@ fn spec(services: &[(&str, Vec<Port>)]) -> DeckySpec {
         hostname: "box".into(),
         distro: "debian".into(),
         os_family: "linux".into(),
+        personality: "linux".into(),
+        shaping: Default::default(),
         sysctls: BTreeMap::new(),
         archetype: None,
         services: services

@@ -8,6 +8,7 @@
 
 pub mod hostname;
 mod os;
+mod personality;
 pub mod port;
 mod service;
 
@@ -17,7 +18,11 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 pub use self::hostname::HostnameStyle;
-pub use self::os::{Distro, IpIdPolicy, Kernel, OsFamily, Shaping, TcpOption};
+pub use self::os::{Distro, Kernel, OsFamily};
+pub use self::personality::{
+    AckChoice, IpIdPolicy, IpIds, Isn, OPTION_SETS, PROBE_CLASSES, Personality, ProbeReply, RstAck, SeqChoice, Shaping,
+    tcp_flags, template_len,
+};
 pub use self::port::{Port, Transport};
 pub use self::service::{DeckyFact, DefaultRule, KeyDef, ServiceDef, ServiceDefaults};
 use self::service::{is_identifier, parse_service_defaults, toml_message};
@@ -57,6 +62,7 @@ pub struct Vendor {
 #[derive(Debug, Clone)]
 pub struct Catalogue {
     families: BTreeMap<String, OsFamily>,
+    personalities: BTreeMap<String, Personality>,
     distros: Vec<Distro>,
     archetypes: Vec<Archetype>,
     services: BTreeMap<String, ServiceDef>,
@@ -111,6 +117,11 @@ impl Catalogue {
             check_slug(file, slug)?;
             families.insert(slug.to_string(), os::parse_family(file, slug, text, &services)?);
         }
+        let mut personalities = BTreeMap::new();
+        for (file, slug, text) in in_dir("os/personalities") {
+            check_slug(file, slug)?;
+            personalities.insert(slug.to_string(), personality::parse_personality(file, slug, text)?);
+        }
         let mut distros = Vec::new();
         for (file, slug, text) in in_dir("distros") {
             check_slug(file, slug)?;
@@ -129,6 +140,7 @@ impl Catalogue {
 
         let catalogue = Self {
             families,
+            personalities,
             distros,
             archetypes,
             services,
@@ -145,6 +157,14 @@ impl Catalogue {
 
     pub fn family(&self, slug: &str) -> Option<&OsFamily> {
         self.families.get(slug)
+    }
+
+    pub fn personalities(&self) -> impl Iterator<Item = &Personality> {
+        self.personalities.values()
+    }
+
+    pub fn personality(&self, slug: &str) -> Option<&Personality> {
+        self.personalities.get(slug)
     }
 
     /// Distros in round-robin order.
@@ -226,6 +246,26 @@ impl Catalogue {
                 check_style(&file, "hostname_style", style)?;
             }
             check_vendors(&file, "mac_vendors", &f.mac_vendors)?;
+            if !self.personalities.contains_key(&f.personality) {
+                return Err(unknown(
+                    &file,
+                    "personality",
+                    "OS personality",
+                    &f.personality,
+                    self.personalities.keys().map(String::as_str),
+                ));
+            }
+        }
+        for p in self.personalities.values() {
+            if !self.families.contains_key(&p.family) {
+                return Err(unknown(
+                    &format!("os/personalities/{}.toml", p.slug),
+                    "family",
+                    "OS family",
+                    &p.family,
+                    self.families.keys().map(String::as_str),
+                ));
+            }
         }
         for d in &self.distros {
             check_style(&format!("distros/{}.toml", d.slug), "hostname_style", &d.hostname_style)?;

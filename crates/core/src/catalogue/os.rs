@@ -22,55 +22,10 @@ pub struct OsFamily {
     pub hostname_style: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub mac_vendors: Vec<String>,
-    /// Packet-rewrite parameters for what sysctls cannot set (see [`Shaping`]).
-    pub shaping: Shaping,
+    /// The OS personality its deckies get unless they name another.
+    pub personality: String,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub service_defaults: ServiceDefaults,
-}
-
-/// Packet shaping for what a sysctl cannot change: the values the fingerprint
-/// engine (eBPF) writes into SYN-ACKs, RSTs and ICMP replies. Every field is
-/// optional; an absent field leaves the kernel's behaviour.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Shaping {
-    /// TCP window of SYN-ACKs.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub window: Option<u16>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mss: Option<u16>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub window_scale: Option<u8>,
-    /// TCP options of SYN-ACKs, in order.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub syn_ack_options: Option<Vec<TcpOption>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ip_id: Option<IpIdPolicy>,
-    /// Answer nmap's T2/T3 probes (which Linux drops) the way this OS does.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub answer_t2_t3: Option<bool>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TcpOption {
-    Mss,
-    Nop,
-    WindowScale,
-    SackPermitted,
-    Timestamps,
-    Eol,
-}
-
-/// How the IP identification field advances.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum IpIdPolicy {
-    Zero,
-    Incremental,
-    Random,
-    /// Leave the kernel's choice.
-    Kernel,
 }
 
 #[derive(Deserialize)]
@@ -83,8 +38,7 @@ struct RawFamily {
     hostname_style: Option<String>,
     #[serde(default)]
     mac_vendors: Vec<String>,
-    #[serde(default)]
-    shaping: Shaping,
+    personality: String,
     #[serde(default)]
     service_defaults: BTreeMap<String, toml::Table>,
 }
@@ -96,8 +50,32 @@ pub(crate) fn parse_family(
     services: &BTreeMap<String, ServiceDef>,
 ) -> Result<OsFamily, CatalogueError> {
     let raw: RawFamily = toml::from_str(text).map_err(|e| CatalogueError::new(file, "", toml_message(&e)))?;
+    let sysctls = parse_sysctls(file, raw.sysctls)?;
+    let ttl = sysctls
+        .get("net.ipv4.ip_default_ttl")
+        .and_then(|v| v.parse::<u8>().ok())
+        .filter(|t| *t > 0)
+        .ok_or_else(|| CatalogueError::new(file, "sysctls", "needs \"net.ipv4.ip_default_ttl\" between 1 and 255"))?;
+    Ok(OsFamily {
+        slug: slug.to_string(),
+        display_name: raw.display_name,
+        description: raw.description,
+        sysctls,
+        ttl,
+        hostname_style: raw.hostname_style,
+        mac_vendors: raw.mac_vendors,
+        personality: raw.personality,
+        service_defaults: parse_service_defaults(file, "", &raw.service_defaults, services)?,
+    })
+}
+
+/// Per-namespace sysctls: `net.ipv4.*` / `net.ipv6.*` keys, integer values.
+pub(crate) fn parse_sysctls(
+    file: &str,
+    raw: BTreeMap<String, toml::Value>,
+) -> Result<BTreeMap<String, String>, CatalogueError> {
     let mut sysctls = BTreeMap::new();
-    for (key, value) in raw.sysctls {
+    for (key, value) in raw {
         let path = format!("sysctls.\"{key}\"");
         if !(key.starts_with("net.ipv4.") || key.starts_with("net.ipv6."))
             || !key
@@ -125,31 +103,7 @@ pub(crate) fn parse_family(
         };
         sysctls.insert(key, text);
     }
-    let ttl = sysctls
-        .get("net.ipv4.ip_default_ttl")
-        .and_then(|v| v.parse::<u8>().ok())
-        .filter(|t| *t > 0)
-        .ok_or_else(|| CatalogueError::new(file, "sysctls", "needs \"net.ipv4.ip_default_ttl\" between 1 and 255"))?;
-    if let Some(options) = &raw.shaping.syn_ack_options
-        && options.iter().filter(|o| **o == TcpOption::Mss).count() > 1
-    {
-        return Err(CatalogueError::new(
-            file,
-            "shaping.syn_ack_options",
-            "mss appears twice",
-        ));
-    }
-    Ok(OsFamily {
-        slug: slug.to_string(),
-        display_name: raw.display_name,
-        description: raw.description,
-        sysctls,
-        ttl,
-        hostname_style: raw.hostname_style,
-        mac_vendors: raw.mac_vendors,
-        shaping: raw.shaping,
-        service_defaults: parse_service_defaults(file, "", &raw.service_defaults, services)?,
-    })
+    Ok(sysctls)
 }
 
 /// A Linux distribution a decky's userland imitates.

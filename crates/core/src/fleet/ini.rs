@@ -146,6 +146,7 @@ fn read_decky(file: &str, section: &IniSection, origin: Origin) -> Result<DeckyG
             "services" => group.services = Some(Setting::new(split_slugs(v), origin)),
             "archetype" => group.archetype = Some(Setting::new(v.to_ascii_lowercase(), origin)),
             "nmap_os" => group.nmap_os = Some(Setting::new(v.to_ascii_lowercase(), origin)),
+            "os_personality" => group.os_personality = Some(Setting::new(v.to_ascii_lowercase(), origin)),
             "hostname" => group.hostname = Some(Setting::new(v.to_string(), origin)),
             "distro" => group.distros = Some(Setting::new(split_slugs(v), origin)),
             "mutate_interval" => group.mutate_interval = Some(Setting::new(parse_minutes(v, &origin)?, origin)),

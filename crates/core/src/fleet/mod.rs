@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 pub use self::network::{MacAddr, usable_hosts};
 pub use self::plan::{PlanOptions, plan};
 pub use self::request::{CliFleet, DeckyGroup, FleetRequest, MAX_AMOUNT, Origin, PersonaSection};
-use crate::catalogue::Port;
+use crate::catalogue::{Port, Shaping};
 use crate::persona::PersonaConfig;
 use crate::seed::DeckySeed;
 
@@ -59,8 +59,14 @@ pub struct DeckySpec {
     pub hostname: String,
     pub distro: String,
     pub os_family: String,
-    /// The OS family's per-namespace sysctls, resolved.
+    /// The OS personality (TCP/IP stack) it shows.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub personality: String,
+    /// The OS family's and personality's per-namespace sysctls, resolved.
     pub sysctls: BTreeMap<String, String>,
+    /// What the packet shaper changes for the personality.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub shaping: Shaping,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub archetype: Option<String>,
     pub services: Vec<ServiceSpec>,
@@ -229,6 +235,10 @@ pub enum SeedSource {
     Installation,
     /// None exists yet: identifiers are placeholders that a deploy will change.
     Placeholder,
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
 }
 
 #[cfg(test)]

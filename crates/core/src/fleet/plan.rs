@@ -1,7 +1,10 @@
 //! Resolution of a [`FleetRequest`] into a [`FleetSpec`].
 //!
 //! Priorities (first that applies wins):
-//! - OS family: the decky's `nmap_os`, `--nmap-os`, the archetype's, `linux`.
+//! - OS family: the decky's `nmap_os`, `--nmap-os`, its OS personality's
+//!   family, the archetype's, `linux`.
+//! - OS personality: the decky's `os_personality`, `--os-personality`, the
+//!   family's default.
 //! - services: the decky's `services`, its archetype's, `--services`, the
 //!   `--archetype`'s, `--randomize-services`, and for INI deckies that name none,
 //!   1–3 random ones (as the original did).
@@ -21,7 +24,7 @@ use super::network::{IpAllocator, MacAddr, unusable_reason, usable_hosts};
 use super::request::{DECKY_KEYS, DeckyGroup, FleetRequest, Origin, PersonaSection, Setting};
 use super::{CustomService, DeckySpec, FleetSpec, LogTarget, LogTls, LogTransport, SeedSource, ServiceSpec};
 use crate::catalogue::{
-    Archetype, Catalogue, DEFAULT_FAMILY, DeckyFact, DefaultRule, Distro, OsFamily, Port, ServiceDef,
+    Archetype, Catalogue, DEFAULT_FAMILY, DeckyFact, DefaultRule, Distro, OsFamily, Personality, Port, ServiceDef,
 };
 use crate::error::{ConfigError, did_you_mean};
 use crate::host::HostFacts;
@@ -369,6 +372,15 @@ impl<'a> Context<'a> {
         })
     }
 
+    fn personality(&self, s: &Setting<String>) -> Result<&'a Personality, ConfigError> {
+        self.catalogue.personality(&s.value).ok_or_else(|| {
+            let known = || self.catalogue.personalities().map(|p| p.slug.as_str());
+            s.origin
+                .error(format!("unknown OS personality `{}`", s.value))
+                .hint(did_you_mean(&s.value, known()).or_else(|| Some(crate::error::one_of(known()))))
+        })
+    }
+
     fn check_services(&self, s: &Setting<Vec<String>>) -> Result<(), ConfigError> {
         if s.value.is_empty() {
             return Err(s.origin.error("lists no service"));
@@ -409,11 +421,15 @@ impl<'a> Context<'a> {
 
     fn check_defaults(&self, request: &FleetRequest) -> Result<(), ConfigError> {
         let d = &request.defaults;
-        self.check(&d.archetype, &d.nmap_os, &d.services, &d.distros)
+        self.check(&d.archetype, &d.nmap_os, &d.services, &d.distros)?;
+        d.os_personality.as_ref().map(|s| self.personality(s)).transpose()?;
+        Ok(())
     }
 
     fn check_group(&self, g: &DeckyGroup) -> Result<(), ConfigError> {
-        self.check(&g.archetype, &g.nmap_os, &g.services, &g.distros)
+        self.check(&g.archetype, &g.nmap_os, &g.services, &g.distros)?;
+        g.os_personality.as_ref().map(|s| self.personality(s)).transpose()?;
+        Ok(())
     }
 
     /// Checks the slugs a group (or the flags) names, before anything is resolved.
@@ -450,14 +466,30 @@ impl<'a> Context<'a> {
             Some(s) => Some(self.archetype(s)?),
             None => None,
         };
+        // An explicit personality brings its family unless `nmap_os` names one.
+        let explicit = match g.os_personality.as_ref().or(d.os_personality.as_ref()) {
+            Some(s) => Some(self.personality(s)?),
+            None => None,
+        };
         let family = match g.nmap_os.as_ref().or(d.nmap_os.as_ref()) {
             Some(s) => self.family(s)?,
             None => {
-                let slug = archetype.map_or(DEFAULT_FAMILY, |a| a.os_family.as_str());
+                let slug = explicit
+                    .map(|p| p.family.as_str())
+                    .or(archetype.map(|a| a.os_family.as_str()))
+                    .unwrap_or(DEFAULT_FAMILY);
                 cat.family(slug)
-                    .expect("catalogue checked archetype families and the default")
+                    .expect("catalogue checked archetype and personality families and the default")
             }
         };
+        let personality = match explicit {
+            Some(p) => p,
+            None => cat
+                .personality(&family.personality)
+                .expect("catalogue checked family personalities"),
+        };
+        let mut sysctls = family.sysctls.clone();
+        sysctls.extend(personality.sysctls.iter().map(|(k, v)| (k.clone(), v.clone())));
         let distro = self.pick_distro(request, draft, index, archetype, &seed);
         let services = self.pick_services(request, draft, archetype, &seed, warnings)?;
 
@@ -599,7 +631,9 @@ impl<'a> Context<'a> {
             hostname,
             distro: distro.slug.clone(),
             os_family: family.slug.clone(),
-            sysctls: family.sysctls.clone(),
+            personality: personality.slug.clone(),
+            sysctls,
+            shaping: personality.shaping.clone(),
             archetype: archetype.map(|a| a.slug.clone()),
             services: specs,
             mutate_interval: g

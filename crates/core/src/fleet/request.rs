@@ -81,6 +81,7 @@ pub struct CliFleet {
     pub randomize_distros: bool,
     pub archetype: Option<String>,
     pub nmap_os: Option<String>,
+    pub os_personality: Option<String>,
     pub interface: Option<String>,
     pub subnet: Option<String>,
     pub gateway: Option<String>,
@@ -124,6 +125,7 @@ pub struct DeckyGroup {
     pub services: Option<Setting<Vec<String>>>,
     pub archetype: Option<Setting<String>>,
     pub nmap_os: Option<Setting<String>>,
+    pub os_personality: Option<Setting<String>>,
     pub hostname: Option<Setting<String>>,
     pub distros: Option<Setting<Vec<String>>>,
     pub mutate_interval: Option<Setting<u32>>,
@@ -146,6 +148,7 @@ impl DeckyGroup {
             services: None,
             archetype: None,
             nmap_os: None,
+            os_personality: None,
             hostname: None,
             distros: None,
             mutate_interval: None,
@@ -171,6 +174,7 @@ pub struct GroupDefaults {
     pub services: Option<Setting<Vec<String>>>,
     pub archetype: Option<Setting<String>>,
     pub nmap_os: Option<Setting<String>>,
+    pub os_personality: Option<Setting<String>>,
     pub distros: Option<Setting<Vec<String>>>,
     pub randomize_services: bool,
     pub randomize_distros: bool,
@@ -213,6 +217,7 @@ pub(crate) const DECKY_KEYS: &[&str] = &[
     "services",
     "archetype",
     "nmap_os",
+    "os_personality",
     "amount",
     "hostname",
     "distro",
@@ -319,6 +324,10 @@ impl FleetRequest {
             .nmap_os
             .as_ref()
             .map(|v| Setting::new(v.trim().to_string(), flag("--nmap-os")));
+        d.os_personality = cli
+            .os_personality
+            .as_ref()
+            .map(|v| Setting::new(v.trim().to_string(), flag("--os-personality")));
         d.randomize_services = cli.randomize_services;
         d.randomize_distros = cli.randomize_distros;
         Ok(())

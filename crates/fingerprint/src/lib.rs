@@ -1,0 +1,9 @@
+//! OS personalities on the wire. A decky's [`Shaping`](decnet_core::catalogue::Shaping)
+//! becomes a record the eBPF programs of `ebpf/personality` read ([`record`]),
+//! and the [`Shaper`] attaches those programs inside each decky's namespace.
+
+mod record;
+mod shaper;
+
+pub use self::record::record;
+pub use self::shaper::{Shaper, ShaperError};

@@ -1,0 +1,229 @@
+//! A decky's personality as the eBPF programs read it.
+
+use decnet_core::catalogue::{AckChoice, IpIdPolicy, PROBE_CLASSES, ProbeReply, RstAck, SeqChoice, Shaping, tcp_flags};
+use decnet_core::fleet::DeckySpec;
+use decnet_ebpf_common as ebpf;
+
+/// The record for `spec`: its shaping, its TTL, and the per-decky clock
+/// (offset and skew from the decky's seed, so that two deckies on one host
+/// never share a timestamp clock).
+pub fn record(spec: &DeckySpec) -> ebpf::Personality {
+    let ttl = spec
+        .sysctls
+        .get("net.ipv4.ip_default_ttl")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64);
+    let mut clock = spec.seed.rng_for("tcp.timestamps");
+    let ts_offset = clock.next_u64() as u32;
+    // Real clocks drift by tens of ppm; each decky gets its own drift.
+    let ts_skew_ppm = clock.range(5, 120) as u32;
+    let ts_skew_slow = clock.below(2) as u32;
+    let tcp_df = spec.sysctls.get("net.ipv4.ip_no_pmtu_disc").is_none_or(|v| v == "0");
+    let clock = Clock {
+        offset: ts_offset,
+        skew_ppm: ts_skew_ppm,
+        slow: ts_skew_slow,
+    };
+    shaping_record(&spec.shaping, ttl, tcp_df, clock)
+}
+
+/// A decky's timestamp clock: offset, and drift in ppm (fast or slow).
+struct Clock {
+    offset: u32,
+    skew_ppm: u32,
+    slow: u32,
+}
+
+fn shaping_record(s: &Shaping, ttl: u8, tcp_df: bool, clock: Clock) -> ebpf::Personality {
+    let tcp = &s.tcp;
+    let mut flags = 0;
+    if tcp.timestamp_hz.is_some() {
+        flags |= ebpf::F_TIMESTAMPS;
+    }
+    if tcp.rst_ack == Some(RstAck::Other) {
+        flags |= ebpf::F_RST_ACK_OTHER;
+    }
+    if s.icmp.echo_code.is_some() {
+        flags |= ebpf::F_ECHO_CODE;
+    }
+    let mut windows = [tcp.syn_ack_window.unwrap_or(0); ebpf::CLASSES];
+    for (class, name) in PROBE_CLASSES.iter().enumerate().skip(1) {
+        if let Some(w) = tcp.syn_ack_windows.get(*name) {
+            windows[class] = *w;
+        }
+    }
+    let mut options = [[0u8; 40]; 8];
+    let mut options_len = [0u8; 8];
+    let mut ts_at = [ebpf::NO_TIMESTAMP; 8];
+    for (key, template) in &tcp.options {
+        // The index is the option set as bits: window scale 4, SACK 2, timestamps 1.
+        let index =
+            usize::from(key.contains('w')) * 4 + usize::from(key.contains('s')) * 2 + usize::from(key.contains('t'));
+        let (bytes, ts) = option_image(template, tcp.mss.unwrap_or(1460), tcp.window_scale.unwrap_or(7));
+        if bytes.len() <= 40 {
+            options[index][..bytes.len()].copy_from_slice(&bytes);
+            options_len[index] = bytes.len() as u8;
+            ts_at[index] = ts.map_or(ebpf::NO_TIMESTAMP, |t| t as u8);
+        }
+    }
+    ebpf::Personality {
+        flags,
+        ttl,
+        wscale: tcp.window_scale.unwrap_or(0xff),
+        mss: tcp.mss.unwrap_or(0),
+        ip_id: [ip_id(tcp.ip_id.tcp), ip_id(tcp.ip_id.rst), ip_id(tcp.ip_id.icmp)],
+        echo_code: s.icmp.echo_code.unwrap_or(0),
+        // Linux's RSTs come from a socket made with the namespace, before its
+        // sysctls: only rewriting makes every TCP packet follow them.
+        tcp_df: if tcp_df { ebpf::DF_KERNEL } else { ebpf::DF_CLEAR },
+        _pad: [0; 3],
+        windows,
+        ts_hz: tcp.timestamp_hz.unwrap_or(0),
+        ts_offset: clock.offset,
+        ts_skew_ppm: clock.skew_ppm,
+        ts_skew_slow: clock.slow,
+        options,
+        options_len,
+        ts_at,
+        t2: reply(tcp.t2.as_ref(), tcp_df),
+        t3: reply(tcp.t3.as_ref(), tcp_df),
+        isn_per_ms: tcp.isn.map_or(0, |i| isn_per_ms(i.isr)),
+        isn_jitter: tcp.isn.map_or(0, |i| isn_jitter(i.isr, i.sp)),
+        _pad2: 0,
+    }
+}
+
+/// The options of a template as bytes (timestamp values left zero: the
+/// programs fill them per packet), and where the timestamps option starts.
+fn option_image(template: &str, mss: u16, wscale: u8) -> (Vec<u8>, Option<usize>) {
+    let mut bytes = Vec::with_capacity(40);
+    let mut ts = None;
+    for letter in template.chars() {
+        match letter {
+            'M' => bytes.extend([2, 4, (mss >> 8) as u8, mss as u8]),
+            'W' => bytes.extend([3, 3, wscale]),
+            'S' => bytes.extend([4, 2]),
+            'T' => {
+                ts = Some(bytes.len());
+                bytes.extend([8, 10, 0, 0, 0, 0, 0, 0, 0, 0]);
+            }
+            'N' => bytes.push(1),
+            _ => bytes.push(0),
+        }
+    }
+    (bytes, ts)
+}
+
+/// nmap's ISR is round(8 · log2(rate per second)).
+fn isn_per_ms(isr: u16) -> u64 {
+    (2f64.powf(f64::from(isr) / 8.0) / 1000.0) as u64
+}
+
+/// Steps scaled by 1 ± u·a (u uniform in [-1, 1]) have a standard deviation
+/// of rate·a/√3, which nmap reports as SP: a = √3 · 2^((sp − isr)/8).
+fn isn_jitter(isr: u16, sp: u16) -> u32 {
+    let a = 3f64.sqrt() * 2f64.powf((f64::from(sp) - f64::from(isr)) / 8.0);
+    (a * 1024.0).clamp(0.0, 1000.0) as u32
+}
+
+fn ip_id(policy: IpIdPolicy) -> u8 {
+    match policy {
+        IpIdPolicy::Kernel => ebpf::IPID_KERNEL,
+        IpIdPolicy::Zero => ebpf::IPID_ZERO,
+        IpIdPolicy::Incremental => ebpf::IPID_INCREMENTAL,
+        IpIdPolicy::Random => ebpf::IPID_RANDOM,
+        IpIdPolicy::BrokenIncremental => ebpf::IPID_BROKEN,
+    }
+}
+
+fn reply(reply: Option<&ProbeReply>, tcp_df: bool) -> ebpf::Reply {
+    let Some(r) = reply else {
+        return ebpf::Reply::default();
+    };
+    ebpf::Reply {
+        // The catalogue checked the letters.
+        flags: tcp_flags(&r.flags).unwrap_or(0),
+        df: u8::from(r.df.unwrap_or(tcp_df)),
+        seq: match r.seq {
+            SeqChoice::Zero => ebpf::NUM_ZERO,
+            SeqChoice::Ack => ebpf::NUM_ECHO,
+            SeqChoice::AckPlusOne => ebpf::NUM_ECHO_PLUS,
+            SeqChoice::Other => ebpf::NUM_OTHER,
+        },
+        ack: match r.ack {
+            AckChoice::Zero => ebpf::NUM_ZERO,
+            AckChoice::Seq => ebpf::NUM_ECHO,
+            AckChoice::SeqPlusOne => ebpf::NUM_ECHO_PLUS,
+            AckChoice::Other => ebpf::NUM_OTHER,
+        },
+        window: r.window,
+        _pad: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use decnet_core::catalogue::Catalogue;
+
+    use super::*;
+
+    #[test]
+    fn windows_10_becomes_its_record() {
+        let cat = Catalogue::embedded().expect("embedded catalogue loads");
+        let p = cat.personality("windows-10").expect("windows-10 exists");
+        let clock = Clock {
+            offset: 7,
+            skew_ppm: 50,
+            slow: 0,
+        };
+        let r = shaping_record(&p.shaping, 128, true, clock);
+        assert_eq!(r.ttl, 128);
+        assert_eq!(r.wscale, 8);
+        assert_eq!(r.mss, 1460);
+        assert_eq!(r.windows, [8192; 8]);
+        // MSS 1460, NOP, WS 8, SACK permitted, timestamps (values per packet).
+        assert_eq!(r.options_len[7], 20);
+        assert_eq!(
+            &r.options[7][..20],
+            &[2, 4, 5, 0xb4, 1, 3, 3, 8, 4, 2, 8, 10, 0, 0, 0, 0, 0, 0, 0, 0]
+        );
+        assert_eq!(r.ts_at[7], 10);
+        assert_eq!(
+            &r.options[5][..20],
+            &[2, 4, 5, 0xb4, 1, 3, 3, 8, 1, 1, 8, 10, 0, 0, 0, 0, 0, 0, 0, 0]
+        );
+        assert_eq!(&r.options[6][..12], &[2, 4, 5, 0xb4, 1, 3, 3, 8, 1, 1, 4, 2]);
+        assert_eq!(r.ts_at[6], ebpf::NO_TIMESTAMP);
+        assert_eq!(
+            &r.options[3][..16],
+            &[2, 4, 5, 0xb4, 4, 2, 8, 10, 0, 0, 0, 0, 0, 0, 0, 0]
+        );
+        assert_eq!(r.options_len[0], 0, "a missing set keeps the kernel's options");
+        assert_eq!(r.ip_id, [ebpf::IPID_INCREMENTAL; 3]);
+        assert_eq!(r.t2.flags, ebpf::TCP_ACK | ebpf::TCP_RST);
+        assert_eq!((r.t2.seq, r.t2.ack), (ebpf::NUM_ZERO, ebpf::NUM_ECHO));
+        assert_eq!(r.t2.df, 1, "DF like the stack's other TCP packets");
+        assert_eq!((r.t3.seq, r.t3.ack), (ebpf::NUM_ZERO, ebpf::NUM_OTHER));
+        assert_eq!(r.flags & ebpf::F_RST_ACK_OTHER, ebpf::F_RST_ACK_OTHER);
+        assert_eq!(r.flags & ebpf::F_ECHO_CODE, ebpf::F_ECHO_CODE);
+        assert_eq!(r.ts_hz, 1000);
+    }
+
+    #[test]
+    fn an_empty_shaping_changes_nothing() {
+        let clock = Clock {
+            offset: 0,
+            skew_ppm: 0,
+            slow: 0,
+        };
+        let r = shaping_record(&Shaping::default(), 64, true, clock);
+        assert_eq!(r.flags, 0);
+        assert_eq!(r.wscale, 0xff);
+        assert_eq!(r.mss, 0);
+        assert_eq!(r.windows, [0; 8]);
+        assert_eq!(r.ip_id, [ebpf::IPID_KERNEL; 3]);
+        assert_eq!(r.options_len, [0; 8]);
+        assert_eq!(r.t2.flags, 0);
+        assert_eq!(r.t3.flags, 0);
+    }
+}

@@ -1,0 +1,155 @@
+//! The records shared by the personality eBPF programs (`ebpf/personality`)
+//! and their loader (`crates/fingerprint`). Plain `repr(C)` data: the loader
+//! writes one [`Personality`] per decky into a map keyed by the decky's
+//! `eth0` ifindex, and one object serves every decky.
+
+#![no_std]
+
+/// No timestamps option in a SYN-ACK image.
+pub const NO_TIMESTAMP: u8 = 0xff;
+
+/// Probe classes an incoming SYN is sorted into (nmap's SEQ probes 1–6 and
+/// its ECN probe); index into [`Personality::windows`].
+pub const CLASS_ORDINARY: u8 = 0;
+pub const CLASS_ECN: u8 = 7;
+pub const CLASSES: usize = 8;
+
+/// IP identification policies, per packet class.
+pub const IPID_KERNEL: u8 = 0;
+pub const IPID_ZERO: u8 = 1;
+/// One counter per decky, shared by TCP and ICMP (nmap's `I` and `SS=S`).
+pub const IPID_INCREMENTAL: u8 = 2;
+pub const IPID_RANDOM: u8 = 3;
+/// The shared counter, byte-swapped (nmap's `BI`: steps of 256).
+pub const IPID_BROKEN: u8 = 4;
+
+/// Indices into [`Personality::ip_id`].
+pub const IPID_TCP: usize = 0;
+pub const IPID_TCP_RST: usize = 1;
+pub const IPID_ICMP: usize = 2;
+
+/// Sequence/acknowledgement choices of a synthesized reply (nmap's S and A).
+pub const NUM_ZERO: u8 = 0;
+/// The probe's acknowledgement number (S=A) or sequence number (A=S).
+pub const NUM_ECHO: u8 = 1;
+pub const NUM_ECHO_PLUS: u8 = 2;
+pub const NUM_OTHER: u8 = 3;
+
+/// Don't-fragment policies for TCP packets.
+pub const DF_KERNEL: u8 = 0;
+pub const DF_SET: u8 = 1;
+pub const DF_CLEAR: u8 = 2;
+
+/// Flags of [`Personality::flags`].
+pub const F_TIMESTAMPS: u32 = 1;
+/// Bare RSTs (answers to an ACK) carry a non-zero acknowledgement number.
+pub const F_RST_ACK_OTHER: u32 = 1 << 1;
+pub const F_ECHO_CODE: u32 = 1 << 2;
+
+/// TCP flag bits.
+pub const TCP_FIN: u8 = 0x01;
+pub const TCP_SYN: u8 = 0x02;
+pub const TCP_RST: u8 = 0x04;
+pub const TCP_PSH: u8 = 0x08;
+pub const TCP_ACK: u8 = 0x10;
+pub const TCP_URG: u8 = 0x20;
+pub const TCP_ECE: u8 = 0x40;
+pub const TCP_CWR: u8 = 0x80;
+
+/// How a decky answers a TCP probe the kernel would drop (nmap's T2: no
+/// flags; T3: SYN+FIN+PSH+URG). `flags == 0`: no answer (the kernel's way).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Reply {
+    pub flags: u8,
+    pub df: u8,
+    pub seq: u8,
+    pub ack: u8,
+    pub window: u16,
+    pub _pad: u16,
+}
+
+/// One decky's TCP/IP personality.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Personality {
+    pub flags: u32,
+    /// Initial TTL of synthesized replies (the kernel's come from sysctls).
+    pub ttl: u8,
+    /// Window-scale value written into SYN-ACKs; 0xff: the kernel's.
+    pub wscale: u8,
+    /// MSS written into SYN-ACKs; 0: the kernel's.
+    pub mss: u16,
+    /// Policies for TCP, TCP RSTs, ICMP (`IPID_*`).
+    pub ip_id: [u8; 3],
+    /// Code of ICMP echo replies when `F_ECHO_CODE` is set.
+    pub echo_code: u8,
+    /// Don't-fragment bit of TCP packets (`DF_*`), and padding.
+    pub tcp_df: u8,
+    pub _pad: [u8; 3],
+    /// SYN-ACK window per probe class; 0: the kernel's.
+    pub windows: [u16; CLASSES],
+    /// Timestamp clock (with `F_TIMESTAMPS`): rate, offset, skew.
+    pub ts_hz: u32,
+    pub ts_offset: u32,
+    /// Skew in parts per million, and whether the clock runs slow.
+    pub ts_skew_ppm: u32,
+    pub ts_skew_slow: u32,
+    /// SYN-ACK options, as bytes, indexed by the options the kernel put in
+    /// (bit 2: window scale, bit 1: SACK permitted, bit 0: timestamps);
+    /// length 0 keeps the kernel's. The timestamps option's value fields
+    /// are filled in per packet, at `ts_at` (an even offset).
+    pub options: [[u8; 40]; 8],
+    pub options_len: [u8; 8],
+    pub ts_at: [u8; 8],
+    pub t2: Reply,
+    pub t3: Reply,
+    /// Initial sequence numbers (0: the kernel's): a clock of this many
+    /// per millisecond, each step scaled by 1 ± up to `isn_jitter`/1024.
+    pub isn_per_ms: u64,
+    pub isn_jitter: u32,
+    pub _pad2: u32,
+}
+
+/// A decky's ISN generator: the last number handed out, and when.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IsnClock {
+    pub last_isn: u32,
+    pub _pad: u32,
+    pub last_ns: u64,
+}
+
+/// A TCP connection seen from the decky: (decky address, peer address,
+/// decky port, peer port), all in network byte order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowKey {
+    pub local: u32,
+    pub remote: u32,
+    pub local_port: u16,
+    pub remote_port: u16,
+}
+
+/// What a connection needs to keep its persona: the timestamp clocks at its
+/// start (kernel and persona) and the window scales (kernel and persona).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Connection {
+    /// The kernel's ISN, and what the persona's differs by.
+    pub isn_kernel: u32,
+    pub isn_delta: u32,
+    pub ts_kernel: u32,
+    pub ts_persona: u32,
+    pub kernel_wscale: u8,
+    pub persona_wscale: u8,
+    pub _pad: u16,
+}
+
+#[cfg(feature = "user")]
+mod user {
+    // SAFETY: plain repr(C) integers and arrays, any bit pattern is valid.
+    unsafe impl aya::Pod for super::Personality {}
+    unsafe impl aya::Pod for super::FlowKey {}
+    unsafe impl aya::Pod for super::Connection {}
+}

@@ -1,0 +1,566 @@
+//! TC programs that give a decky the TCP/IP personality of the OS it claims.
+//!
+//! Attached inside each decky's namespace on `eth0`: `egress` rewrites what
+//! the kernel sends (IP ID sequence, SYN-ACK window and options, timestamp
+//! clock, window scale, RST acknowledgement, ICMP echo code); `ingress`
+//! sorts nmap's probes, translates echoed timestamps back to the kernel's
+//! clock, and answers the probes Linux ignores but the persona answers.
+//! Every decky's parameters are a `Personality` in `PERSONALITIES`, keyed by
+//! the decky's IPv4 address (unique in a fleet, unlike a namespace's
+//! ifindex), so one loaded object serves every decky.
+//! A packet the programs do not understand passes unchanged.
+
+#![no_std]
+#![no_main]
+
+use aya_ebpf::bindings::{TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT};
+use aya_ebpf::helpers::generated::{
+    bpf_get_prandom_u32, bpf_ktime_get_ns, bpf_redirect, bpf_skb_change_tail, bpf_skb_store_bytes,
+};
+use aya_ebpf::macros::{classifier, map};
+use aya_ebpf::maps::{HashMap, LruHashMap};
+use aya_ebpf::programs::TcContext;
+use decnet_ebpf_common::*;
+
+const BPF_F_NO_PREALLOC: u32 = 1;
+const BPF_F_RECOMPUTE_CSUM: u64 = 1;
+
+const ETH_LEN: usize = 14;
+const IP: usize = ETH_LEN;
+const AT_IP_ID: usize = IP + 4;
+const AT_IP_FRAG: usize = IP + 6;
+const AT_IP_CSUM: usize = IP + 10;
+const L4: usize = IP + 20;
+const AT_TCP_SEQ: usize = L4 + 4;
+const AT_TCP_ACK: usize = L4 + 8;
+const AT_TCP_DOFF: usize = L4 + 12;
+const AT_TCP_FLAGS: usize = L4 + 13;
+const AT_TCP_WIN: usize = L4 + 14;
+const AT_TCP_CSUM: usize = L4 + 16;
+const AT_TCP_OPTS: usize = L4 + 20;
+const AT_ICMP_CSUM: usize = L4 + 2;
+
+#[map]
+static PERSONALITIES: HashMap<u32, Personality> = HashMap::with_max_entries(65536, BPF_F_NO_PREALLOC);
+
+/// Each decky's IP ID counter (shared by TCP and ICMP, like Windows').
+#[map]
+static IP_IDS: HashMap<u32, u32> = HashMap::with_max_entries(65536, BPF_F_NO_PREALLOC);
+
+/// Connections whose timestamps or window scale are translated.
+#[map]
+static CONNECTIONS: LruHashMap<FlowKey, Connection> = LruHashMap::with_max_entries(65536, 0);
+
+/// Each decky's ISN generator.
+#[map]
+static ISN_CLOCKS: HashMap<u32, IsnClock> = HashMap::with_max_entries(65536, BPF_F_NO_PREALLOC);
+
+/// The probe class of SYNs awaiting their SYN-ACK.
+#[map]
+static PROBES: LruHashMap<FlowKey, u8> = LruHashMap::with_max_entries(8192, 0);
+
+#[classifier]
+pub fn egress(ctx: TcContext) -> i32 {
+    let _ = try_egress(&ctx);
+    TC_ACT_OK
+}
+
+#[classifier]
+pub fn ingress(ctx: TcContext) -> i32 {
+    try_ingress(&ctx).unwrap_or(TC_ACT_OK)
+}
+
+fn ifindex(ctx: &TcContext) -> u32 {
+    // SAFETY: the context's sk_buff is valid for the program's run.
+    unsafe { (*ctx.skb.skb).ifindex }
+}
+
+/// The decky's address and personality, if the packet is plain IPv4 (no IP
+/// options) from (`outgoing`) or to a decky.
+fn personality(ctx: &TcContext, outgoing: bool) -> Option<(u32, &'static Personality)> {
+    let proto: u16 = ctx.load(12).ok()?;
+    let ver_ihl: u8 = ctx.load(IP).ok()?;
+    if proto != 0x0800u16.to_be() || ver_ihl != 0x45 {
+        return None;
+    }
+    let decky: u32 = ctx.load(if outgoing { IP + 12 } else { IP + 16 }).ok()?;
+    // SAFETY: entries are only replaced whole by the loader.
+    let p = unsafe { PERSONALITIES.get(&decky) }?;
+    Some((decky, p))
+}
+
+fn flow(ctx: &TcContext, outgoing: bool) -> Option<FlowKey> {
+    let src: u32 = ctx.load(IP + 12).ok()?;
+    let dst: u32 = ctx.load(IP + 16).ok()?;
+    let sport: u16 = ctx.load(L4).ok()?;
+    let dport: u16 = ctx.load(L4 + 2).ok()?;
+    Some(if outgoing {
+        FlowKey { local: src, remote: dst, local_port: sport, remote_port: dport }
+    } else {
+        FlowKey { local: dst, remote: src, local_port: dport, remote_port: sport }
+    })
+}
+
+// ---------------------------------------------------------------- egress
+
+fn try_egress(ctx: &TcContext) -> Option<()> {
+    let (decky, p) = personality(ctx, true)?;
+    let proto: u8 = ctx.load(IP + 9).ok()?;
+    let class = match proto {
+        6 => {
+            let flags: u8 = ctx.load(AT_TCP_FLAGS).ok()?;
+            tcp_egress(ctx, decky, p, flags);
+            set_df(ctx, p.tcp_df);
+            if flags & TCP_RST != 0 { IPID_TCP_RST } else { IPID_TCP }
+        }
+        1 => {
+            icmp_egress(ctx, p);
+            IPID_ICMP
+        }
+        _ => return Some(()),
+    };
+    set_ip_id(ctx, decky, p.ip_id[class]);
+    Some(())
+}
+
+/// Sets or clears the don't-fragment bit (`DF_*`).
+fn set_df(ctx: &TcContext, policy: u8) -> Option<()> {
+    if policy == DF_KERNEL {
+        return Some(());
+    }
+    let old: u16 = ctx.load(AT_IP_FRAG).ok()?;
+    let df = 0x4000u16.to_be();
+    let new = if policy == DF_SET { old | df } else { old & !df };
+    if new != old {
+        ctx.store(AT_IP_FRAG, &new, 0).ok()?;
+        ctx.l3_csum_replace(AT_IP_CSUM, old as u64, new as u64, 2).ok()?;
+    }
+    Some(())
+}
+
+fn set_ip_id(ctx: &TcContext, decky: u32, policy: u8) -> Option<()> {
+    let new = match policy {
+        IPID_ZERO => 0,
+        IPID_RANDOM => (unsafe { bpf_get_prandom_u32() }) as u16,
+        IPID_INCREMENTAL | IPID_BROKEN => {
+            // A GSO packet leaves as several segments, each taking an ID.
+            let segs = unsafe { (*ctx.skb.skb).gso_segs }.max(1);
+            let id = match IP_IDS.get_ptr_mut(&decky) {
+                // SAFETY: a map value; a racing update at worst repeats an ID.
+                Some(counter) => unsafe {
+                    let id = *counter;
+                    *counter = id.wrapping_add(segs);
+                    id
+                },
+                None => {
+                    let _ = IP_IDS.insert(&decky, &(unsafe { bpf_get_prandom_u32() } & 0xffff), 0);
+                    return None;
+                }
+            } as u16;
+            if policy == IPID_BROKEN { id.swap_bytes() } else { id }
+        }
+        _ => return None,
+    };
+    let old: u16 = ctx.load(AT_IP_ID).ok()?;
+    let new = new.to_be();
+    if old != new {
+        ctx.store(AT_IP_ID, &new, 0).ok()?;
+        ctx.l3_csum_replace(AT_IP_CSUM, old as u64, new as u64, 2).ok()?;
+    }
+    Some(())
+}
+
+fn tcp_egress(ctx: &TcContext, decky: u32, p: &Personality, flags: u8) -> Option<()> {
+    let key = flow(ctx, true)?;
+    if flags & (TCP_SYN | TCP_ACK) == TCP_SYN | TCP_ACK {
+        return syn_ack(ctx, decky, p, key);
+    }
+    let conn = unsafe { CONNECTIONS.get(&key) };
+    if let Some(conn) = conn
+        && conn.isn_delta != 0
+    {
+        let old: u32 = ctx.load(AT_TCP_SEQ).ok()?;
+        write_u32(ctx, AT_TCP_SEQ, u32::from_be(old).wrapping_add(conn.isn_delta).to_be())?;
+    }
+    if conn.is_none() && flags & (TCP_RST | TCP_ACK) == TCP_RST && p.flags & F_RST_ACK_OTHER != 0 {
+        // Linux leaves a bare RST's acknowledgement at zero; Windows does not.
+        let old: u32 = ctx.load(AT_TCP_ACK).ok()?;
+        let new = unsafe { bpf_get_prandom_u32() } | 1;
+        ctx.store(AT_TCP_ACK, &new, 0).ok()?;
+        ctx.l4_csum_replace(AT_TCP_CSUM, old as u64, new as u64, 4).ok()?;
+        return Some(());
+    }
+    let conn = conn?;
+    if flags & TCP_SYN == 0 && conn.kernel_wscale != conn.persona_wscale {
+        rescale_window(ctx, conn)?;
+    }
+    if p.flags & F_TIMESTAMPS != 0 {
+        // Linux puts NOP NOP TS first in every segment that carries it.
+        let head: u32 = ctx.load(AT_TCP_OPTS).ok()?;
+        if head == u32::from_be(0x0101_080a) {
+            let old: u32 = ctx.load(AT_TCP_OPTS + 4).ok()?;
+            let new = persona_ts(p, conn, u32::from_be(old)).to_be();
+            ctx.store(AT_TCP_OPTS + 4, &new, 0).ok()?;
+            ctx.l4_csum_replace(AT_TCP_CSUM, old as u64, new as u64, 4).ok()?;
+        }
+    }
+    Some(())
+}
+
+/// The kernel advertises windows in its own scale; the peer reads them in
+/// the persona's.
+fn rescale_window(ctx: &TcContext, conn: &Connection) -> Option<()> {
+    let old: u16 = ctx.load(AT_TCP_WIN).ok()?;
+    let bytes = (u16::from_be(old) as u32) << (conn.kernel_wscale & 15);
+    let new = ((bytes >> (conn.persona_wscale & 15)).min(0xffff) as u16).to_be();
+    ctx.store(AT_TCP_WIN, &new, 0).ok()?;
+    ctx.l4_csum_replace(AT_TCP_CSUM, old as u64, new as u64, 2).ok()?;
+    Some(())
+}
+
+/// The decky's timestamp clock now, in its own ticks.
+fn clock_now(p: &Personality) -> u32 {
+    let ms = unsafe { bpf_ktime_get_ns() } / 1_000_000;
+    let ticks = ms * p.ts_hz as u64 / 1000;
+    let skew = ticks * p.ts_skew_ppm as u64 / 1_000_000;
+    let ticks = if p.ts_skew_slow != 0 { ticks - skew } else { ticks + skew };
+    (ticks as u32).wrapping_add(p.ts_offset)
+}
+
+fn persona_ts(p: &Personality, conn: &Connection, kernel: u32) -> u32 {
+    let elapsed = kernel.wrapping_sub(conn.ts_kernel) as u64;
+    conn.ts_persona.wrapping_add((elapsed * p.ts_hz as u64 / 1000) as u32)
+}
+
+fn kernel_ts(p: &Personality, conn: &Connection, persona: u32) -> u32 {
+    let hz = (p.ts_hz as u64).max(1);
+    let elapsed = persona.wrapping_sub(conn.ts_persona) as u64;
+    conn.ts_kernel.wrapping_add((elapsed * 1000 / hz) as u32)
+}
+
+/// The persona's ISN for a connection whose kernel ISN is `kernel`: a
+/// per-decky clock at the persona's rate, with jitter (nmap's ISR and SP).
+fn next_isn(decky: u32, p: &Personality) -> Option<u32> {
+    let now = unsafe { bpf_ktime_get_ns() };
+    let Some(clock) = ISN_CLOCKS.get_ptr_mut(&decky) else {
+        let start = IsnClock {
+            last_isn: unsafe { bpf_get_prandom_u32() },
+            _pad: 0,
+            last_ns: now,
+        };
+        let _ = ISN_CLOCKS.insert(&decky, &start, 0);
+        return Some(start.last_isn);
+    };
+    // SAFETY: a map value; concurrent SYN-ACKs at worst share a step.
+    let clock = unsafe { &mut *clock };
+    // Ten seconds at most: the clock wraps anyway, and the product stays in range.
+    let elapsed_us = (now.wrapping_sub(clock.last_ns) / 1000).min(10_000_000);
+    let step = elapsed_us * p.isn_per_ms / 1000;
+    let jitter = p.isn_jitter as u64;
+    let factor = 1024 - jitter + (unsafe { bpf_get_prandom_u32() } as u64 % (2 * jitter + 1));
+    let isn = clock.last_isn.wrapping_add((step * factor / 1024) as u32);
+    clock.last_isn = isn;
+    clock.last_ns = now;
+    Some(isn)
+}
+
+fn syn_ack(ctx: &TcContext, decky: u32, p: &Personality, key: FlowKey) -> Option<()> {
+    let class = match unsafe { PROBES.get(&key) } {
+        Some(c) => *c,
+        None => CLASS_ORDINARY,
+    };
+    let _ = PROBES.remove(&key);
+    let window = p.windows[(class as usize) & (CLASSES - 1)];
+    if window != 0 {
+        let old: u16 = ctx.load(AT_TCP_WIN).ok()?;
+        let new = window.to_be();
+        ctx.store(AT_TCP_WIN, &new, 0).ok()?;
+        ctx.l4_csum_replace(AT_TCP_CSUM, old as u64, new as u64, 2).ok()?;
+    }
+    let doff: u8 = ctx.load(AT_TCP_DOFF).ok()?;
+    let words = ((doff >> 4) as usize).saturating_sub(5);
+    if !(1..=10).contains(&words) {
+        return Some(());
+    }
+    // Linux lays a SYN-ACK's options out one way: MSS; then SACK-permitted
+    // and timestamps ("04 02 08 0a") or NOP NOP timestamps, or NOP NOP
+    // SACK-permitted; then NOP and window scale last.
+    let second: [u8; 4] = if words > 1 { ctx.load(AT_TCP_OPTS + 4).ok()? } else { [0; 4] };
+    let last: [u8; 4] = ctx.load(AT_TCP_OPTS + (words - 1) * 4).ok()?;
+    let has_ts = second[2] == 8 && second[3] == 10;
+    let has_sack = second[0] == 4 || (second[2] == 4 && second[3] == 2);
+    let has_ws = words > 1 && last[0] == 1 && last[1] == 3 && last[2] == 3;
+    let present = ((has_ws as usize) << 2) | ((has_sack as usize) << 1) | has_ts as usize;
+    let (ts_val, ts_ecr) = if has_ts {
+        (
+            u32::from_be(ctx.load(AT_TCP_OPTS + 8).ok()?),
+            ctx.load::<u32>(AT_TCP_OPTS + 12).ok()?,
+        )
+    } else {
+        (0, 0)
+    };
+    let kernel_isn = u32::from_be(ctx.load(AT_TCP_SEQ).ok()?);
+    let previous = unsafe { CONNECTIONS.get(&key) }.copied();
+    let mut conn = Connection {
+        isn_kernel: kernel_isn,
+        isn_delta: 0,
+        ts_kernel: ts_val,
+        ts_persona: ts_val,
+        kernel_wscale: if has_ws { last[3] } else { 0 },
+        persona_wscale: if has_ws { last[3] } else { 0 },
+        _pad: 0,
+    };
+    if has_ws && p.wscale != 0xff {
+        conn.persona_wscale = p.wscale;
+    }
+    if p.flags & F_TIMESTAMPS != 0 && has_ts {
+        conn.ts_persona = clock_now(p);
+    }
+    if p.isn_per_ms != 0 {
+        // A retransmitted SYN-ACK keeps the ISN the peer may have seen.
+        conn.isn_delta = match previous {
+            Some(prev) if prev.isn_kernel == kernel_isn => prev.isn_delta,
+            _ => next_isn(decky, p)?.wrapping_sub(kernel_isn),
+        };
+        write_u32(ctx, AT_TCP_SEQ, kernel_isn.wrapping_add(conn.isn_delta).to_be())?;
+    }
+    let _ = CONNECTIONS.insert(&key, &conn, 0);
+
+    let index = present & 7;
+    // Same length only: the kernel's lengths and sequence space stay as they are.
+    if p.options_len[index] as usize != words * 4 {
+        // No image for this set: keep Linux's order, patch the values.
+        let first: [u8; 4] = ctx.load(AT_TCP_OPTS).ok()?;
+        if first[0] == 2 && first[1] == 4 && p.mss != 0 {
+            let m = p.mss.to_be_bytes();
+            write_u32(ctx, AT_TCP_OPTS, u32::from_ne_bytes([2, 4, m[0], m[1]]))?;
+        }
+        if has_ws && p.wscale != 0xff {
+            write_u32(ctx, AT_TCP_OPTS + (words - 1) * 4, u32::from_ne_bytes([1, 3, 3, p.wscale]))?;
+        }
+        if has_ts && p.flags & F_TIMESTAMPS != 0 {
+            write_u32(ctx, AT_TCP_OPTS + 8, conn.ts_persona.to_be())?;
+        }
+        return Some(());
+    }
+    let image = &p.options[index];
+    // Unrolled with constant offsets: a loop's index loses its bounds in the verifier.
+    macro_rules! word {
+        ($k:literal) => {
+            if words > $k {
+                let at = $k * 4;
+                let word = u32::from_ne_bytes([image[at], image[at + 1], image[at + 2], image[at + 3]]);
+                write_u32(ctx, AT_TCP_OPTS + at, word)?;
+            }
+        };
+    }
+    word!(0);
+    word!(1);
+    word!(2);
+    word!(3);
+    word!(4);
+    word!(5);
+    word!(6);
+    word!(7);
+    word!(8);
+    word!(9);
+    let ts_at = p.ts_at[index] as usize;
+    if has_ts && ts_at + 10 <= 40 {
+        let at = AT_TCP_OPTS + ts_at + 2;
+        write_u32(ctx, at, conn.ts_persona.to_be())?;
+        write_u32(ctx, at + 4, ts_ecr)?;
+    }
+    Some(())
+}
+
+/// Writes a 32-bit word (as it sits in the packet) at an even offset of
+/// the TCP segment, and updates the checksum.
+fn write_u32(ctx: &TcContext, at: usize, new: u32) -> Option<()> {
+    let old: u32 = ctx.load(at).ok()?;
+    if old != new {
+        ctx.store(at, &new, 0).ok()?;
+        ctx.l4_csum_replace(AT_TCP_CSUM, old as u64, new as u64, 4).ok()?;
+    }
+    Some(())
+}
+
+fn icmp_egress(ctx: &TcContext, p: &Personality) -> Option<()> {
+    let head: u16 = ctx.load(L4).ok()?;
+    let [kind, _code] = head.to_ne_bytes();
+    if kind == 0 && p.flags & F_ECHO_CODE != 0 {
+        let new = u16::from_ne_bytes([0, p.echo_code]);
+        if new != head {
+            ctx.store(L4, &new, 0).ok()?;
+            ctx.l4_csum_replace(AT_ICMP_CSUM, head as u64, new as u64, 2).ok()?;
+        }
+    }
+    Some(())
+}
+
+// --------------------------------------------------------------- ingress
+
+fn try_ingress(ctx: &TcContext) -> Option<i32> {
+    let (_, p) = personality(ctx, false)?;
+    let proto: u8 = ctx.load(IP + 9).ok()?;
+    if proto != 6 {
+        return None;
+    }
+    let flags: u8 = ctx.load(AT_TCP_FLAGS).ok()?;
+    let key = flow(ctx, false)?;
+    if flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN) == TCP_SYN {
+        let class = classify(ctx, flags)?;
+        if class != CLASS_ORDINARY {
+            let _ = PROBES.insert(&key, &class, 0);
+        }
+        return None;
+    }
+    if flags & !(TCP_ECE | TCP_CWR) == 0 && p.t2.flags != 0 {
+        return reply(ctx, &p.t2, p.ttl);
+    }
+    if flags & (TCP_SYN | TCP_FIN) == TCP_SYN | TCP_FIN && p.t3.flags != 0 {
+        return reply(ctx, &p.t3, p.ttl);
+    }
+    if flags & TCP_RST != 0 {
+        let _ = CONNECTIONS.remove(&key);
+        return None;
+    }
+    if flags & TCP_ACK == 0 {
+        return None;
+    }
+    let conn = unsafe { CONNECTIONS.get(&key) }?;
+    if conn.isn_delta != 0 {
+        let old: u32 = ctx.load(AT_TCP_ACK).ok()?;
+        let new = u32::from_be(old).wrapping_sub(conn.isn_delta).to_be();
+        ctx.store(AT_TCP_ACK, &new, 0).ok()?;
+        ctx.l4_csum_replace(AT_TCP_CSUM, old as u64, new as u64, 4).ok()?;
+    }
+    if p.flags & F_TIMESTAMPS != 0 {
+        let at = find_timestamp(ctx)?;
+        let old: u32 = ctx.load(at + 6).ok()?;
+        if old != 0 {
+            let new = kernel_ts(p, conn, u32::from_be(old)).to_be();
+            ctx.store(at + 6, &new, 0).ok()?;
+            ctx.l4_csum_replace(AT_TCP_CSUM, old as u64, new as u64, 4).ok()?;
+        }
+    }
+    None
+}
+
+/// The offset of the timestamps option of an incoming segment: first in
+/// the options, alone or after two NOPs, as common stacks send it (RFC 7323,
+/// appendix A), where a 16-bit checksum update works.
+fn find_timestamp(ctx: &TcContext) -> Option<usize> {
+    let doff: u8 = ctx.load(AT_TCP_DOFF).ok()?;
+    if doff >> 4 < 8 {
+        return None;
+    }
+    let head: [u8; 4] = ctx.load(AT_TCP_OPTS).ok()?;
+    match head {
+        [1, 1, 8, 10] => Some(AT_TCP_OPTS + 2),
+        [8, 10, ..] => Some(AT_TCP_OPTS),
+        _ => None,
+    }
+}
+
+/// nmap's SYN probes, told apart by window and first option the way its
+/// OS detection sends them (nmap book, "TCP/IP Fingerprinting Methods").
+fn classify(ctx: &TcContext, flags: u8) -> Option<u8> {
+    let window = u16::from_be(ctx.load(AT_TCP_WIN).ok()?);
+    if flags & (TCP_ECE | TCP_CWR) == TCP_ECE | TCP_CWR {
+        return Some(if window == 3 { CLASS_ECN } else { CLASS_ORDINARY });
+    }
+    let first: u8 = ctx.load(AT_TCP_OPTS).ok()?;
+    Some(match (window, first) {
+        (1, 3) => 1,
+        (63, 2) => 2,
+        (4, 8) => 3,
+        (4, 4) => 4,
+        (16, 2) => 5,
+        (512, 2) => 6,
+        _ => CLASS_ORDINARY,
+    })
+}
+
+/// Turns the probe into the persona's answer and sends it back out.
+fn reply(ctx: &TcContext, r: &Reply, ttl: u8) -> Option<i32> {
+    let macs: [u8; 12] = ctx.load(0).ok()?;
+    let src: [u8; 4] = ctx.load(IP + 12).ok()?;
+    let dst: [u8; 4] = ctx.load(IP + 16).ok()?;
+    let ports: [u8; 4] = ctx.load(L4).ok()?;
+    let seq = u32::from_be(ctx.load(AT_TCP_SEQ).ok()?);
+    let ack = u32::from_be(ctx.load(AT_TCP_ACK).ok()?);
+    let flags: u8 = ctx.load(AT_TCP_FLAGS).ok()?;
+    let syn_fin = (flags & TCP_SYN != 0) as u32 + (flags & TCP_FIN != 0) as u32;
+    let out_seq = match r.seq {
+        NUM_ECHO => ack,
+        NUM_ECHO_PLUS => ack.wrapping_add(1),
+        NUM_OTHER => unsafe { bpf_get_prandom_u32() },
+        _ => 0,
+    };
+    let out_ack = match r.ack {
+        NUM_ECHO => seq,
+        NUM_ECHO_PLUS => seq.wrapping_add(1),
+        // What a stack that counts SYN and FIN would acknowledge.
+        NUM_OTHER => seq.wrapping_add(syn_fin.max(2)),
+        _ => 0,
+    };
+
+    let mut pkt = [0u8; 54];
+    pkt[0..6].copy_from_slice(&macs[6..12]);
+    pkt[6..12].copy_from_slice(&macs[0..6]);
+    pkt[12] = 0x08;
+    pkt[14] = 0x45;
+    pkt[17] = 40;
+    if r.df != 0 {
+        pkt[20] = 0x40;
+    }
+    pkt[22] = ttl;
+    pkt[23] = 6;
+    pkt[26..30].copy_from_slice(&dst);
+    pkt[30..34].copy_from_slice(&src);
+    let ip_sum = fold(sum16(&pkt[14..34]));
+    pkt[24..26].copy_from_slice(&(!ip_sum).to_be_bytes());
+
+    pkt[34..36].copy_from_slice(&ports[2..4]);
+    pkt[36..38].copy_from_slice(&ports[0..2]);
+    pkt[38..42].copy_from_slice(&out_seq.to_be_bytes());
+    pkt[42..46].copy_from_slice(&out_ack.to_be_bytes());
+    pkt[46] = 5 << 4;
+    pkt[47] = r.flags;
+    pkt[48..50].copy_from_slice(&r.window.to_be_bytes());
+    // Pseudo header: addresses, protocol, TCP length.
+    let pseudo = sum16(&pkt[26..34]) + 6 + 20;
+    let tcp_sum = fold(pseudo + sum16(&pkt[34..54]));
+    pkt[50..52].copy_from_slice(&(!tcp_sum).to_be_bytes());
+
+    let len = ctx.len();
+    if len > 54 && unsafe { bpf_skb_change_tail(ctx.skb.skb, 54, 0) } != 0 {
+        return Some(TC_ACT_SHOT);
+    }
+    if ctx.len() != 54 {
+        return Some(TC_ACT_SHOT);
+    }
+    if unsafe { bpf_skb_store_bytes(ctx.skb.skb.cast(), 0, pkt.as_ptr().cast(), 54, BPF_F_RECOMPUTE_CSUM) } != 0 {
+        return Some(TC_ACT_SHOT);
+    }
+    Some(unsafe { bpf_redirect(ifindex(ctx), 0) } as i32)
+        .map(|r| if r == TC_ACT_REDIRECT { r } else { TC_ACT_SHOT })
+}
+
+fn sum16(bytes: &[u8]) -> u32 {
+    bytes
+        .chunks_exact(2)
+        .map(|w| u16::from_be_bytes([w[0], w[1]]) as u32)
+        .sum()
+}
+
+fn fold(mut sum: u32) -> u16 {
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum as u16
+}
+
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
