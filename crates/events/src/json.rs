@@ -7,11 +7,9 @@
 //! (the tests check both on arbitrary events). Values other than strings in
 //! `fields` (numbers, lists, maps) still go through serde_json.
 
-use std::io::Write as _;
-
 use uuid::Uuid;
 
-use crate::event::{Timestamp, b64};
+use crate::event::{Text, Timestamp, b64};
 use crate::{Event, Outcome, Severity};
 
 /// Appends `event` as a JSON object (without a line end). Times outside
@@ -35,11 +33,10 @@ pub fn write(event: &Event, out: &mut Vec<u8>) -> serde_json::Result<()> {
     out.extend_from_slice(b"\",\"severity\":\"");
     out.extend_from_slice(severity_name(event.severity).as_bytes());
     // An address's text never needs escaping.
-    let _ = write!(
-        out,
-        "\",\"src_ip\":\"{}\",\"src_port\":{}",
-        event.src_ip, event.src_port
-    );
+    out.extend_from_slice(b"\",\"src_ip\":\"");
+    out.extend_from_slice(Text::ip(event.src_ip).as_str().as_bytes());
+    out.extend_from_slice(b"\",\"src_port\":");
+    out.extend_from_slice(Text::decimal(u32::from(event.src_port)).as_str().as_bytes());
     if let Some(session) = event.session {
         out.extend_from_slice(b",\"session\":\"");
         out.extend_from_slice(session.hyphenated().encode_lower(&mut uuid).as_bytes());
