@@ -63,6 +63,7 @@ fn events() -> anyhow::Result<()> {
     let number = |v: &serde_json::Value| v.as_f64().context("a figure in the benchmark's output");
     let file = number(&r["file_per_s"])?;
     let ingest = number(&r["ingest_per_s"])?;
+    let floor = number(&r["sqlite_floor_per_s"])?;
     let p50 = number(&r["latency_ms"]["p50"])?;
     let p99 = number(&r["latency_ms"]["p99"])?;
     let max = number(&r["latency_ms"]["max"])?;
@@ -74,6 +75,10 @@ fn events() -> anyhow::Result<()> {
     println!(
         "  ingestion into SQLite (batches of 1000):         {ingest:>9.0} events/s  target ≥ {TARGET_INGEST_PER_S:.0}  {:.2}× target",
         ingest / TARGET_INGEST_PER_S
+    );
+    println!(
+        "    peer: bare SQLite inserts of the same events:  {floor:>9.0} events/s  ingestion is {:.2}× the peer",
+        ingest / floor
     );
     println!(
         "  emit → committed row at {} events/s:          p99 {p99:6.1} ms (p50 {p50:.1}, max {max:.1})  target ≤ {TARGET_P99_MS} ms  {:.2}× target",

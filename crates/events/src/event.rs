@@ -343,6 +343,72 @@ impl Credential {
     }
 }
 
+/// Short text on the stack: an address or a number as both logs write them,
+/// without `fmt`'s machinery (each event writes its address and port twice).
+pub(crate) struct Text {
+    buf: [u8; 40],
+    len: usize,
+}
+
+impl Text {
+    /// An address as `IpAddr`'s `Display` writes it.
+    pub(crate) fn ip(ip: IpAddr) -> Self {
+        let mut text = Self { buf: [0; 40], len: 0 };
+        match ip {
+            IpAddr::V4(v4) => {
+                for (i, octet) in v4.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        text.push(b'.');
+                    }
+                    text.number(u32::from(octet));
+                }
+            }
+            IpAddr::V6(v6) => {
+                use std::io::Write as _;
+                // At most 39 characters, so the buffer never fills.
+                let mut rest = &mut text.buf[..];
+                let _ = write!(rest, "{v6}");
+                text.len = 40 - rest.len();
+            }
+        }
+        text
+    }
+
+    /// A number in decimal.
+    pub(crate) fn decimal(n: u32) -> Self {
+        let mut text = Self { buf: [0; 40], len: 0 };
+        text.number(n);
+        text
+    }
+
+    fn number(&mut self, n: u32) {
+        let mut digits = [0u8; 10];
+        let mut at = digits.len();
+        let mut n = n;
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        for &d in &digits[at..] {
+            self.push(d);
+        }
+    }
+
+    fn push(&mut self, b: u8) {
+        self.buf[self.len] = b;
+        self.len += 1;
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        // Only ASCII was written.
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
+    }
+}
+
 pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -579,6 +645,26 @@ mod tests {
         let mut short = mysql.clone();
         short.challenge = None;
         assert_eq!(short.hashcat(), None);
+    }
+
+    #[test]
+    fn addresses_and_numbers_read_as_display_writes_them() {
+        for ip in [
+            "0.0.0.0",
+            "198.51.100.7",
+            "255.255.255.255",
+            "::",
+            "::ffff:10.0.0.1",
+            "2001:db8::1",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(Text::ip(ip).as_str(), ip.to_string());
+        }
+        let max: IpAddr = "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff".parse().unwrap();
+        assert_eq!(Text::ip(max).as_str(), max.to_string());
+        for n in [0, 7, 10, 65_535, u32::MAX] {
+            assert_eq!(Text::decimal(n).as_str(), n.to_string());
+        }
     }
 
     #[test]

@@ -15,7 +15,7 @@ use futures_util::future::BoxFuture;
 use tokio::sync::Notify;
 
 use crate::pipeline::{Sink, SinkCounters};
-use crate::{Event, rfc5424};
+use crate::{Event, json, rfc5424};
 
 /// The JSON-lines event log, in the log directory.
 pub const JSON_LOG: &str = "decnet.json";
@@ -74,7 +74,7 @@ impl FileLog {
     pub fn write_batch(&mut self, batch: &[Arc<Event>]) -> io::Result<()> {
         self.buf.clear();
         for event in batch {
-            serde_json::to_writer(&mut self.buf, &**event)?;
+            json::write(event, &mut self.buf)?;
             self.buf.push(b'\n');
         }
         self.json.write(&self.buf)?;

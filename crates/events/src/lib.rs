@@ -7,6 +7,7 @@
 
 mod event;
 pub mod file;
+pub mod json;
 mod kind;
 pub mod pipeline;
 pub mod rfc5424;

@@ -21,7 +21,7 @@ use std::str::FromStr;
 
 use uuid::Uuid;
 
-use crate::event::{Timestamp, b64, hex};
+use crate::event::{Text, Timestamp, b64, hex};
 use crate::{Credential, Event, Fields, Kind, Outcome, SecretKind, Severity};
 
 /// The SD-ID of DECNET's structured data (private enterprise number 55555).
@@ -48,7 +48,9 @@ const RESERVED: &[&str] = &[
 /// Appends `event` as one RFC 5424 line (without the line end).
 pub fn format(event: &Event, out: &mut String) {
     let pri = u16::from(FACILITY) * 8 + u16::from(event.severity.code());
-    let _ = write!(out, "<{pri}>1 ");
+    out.push('<');
+    out.push_str(Text::decimal(u32::from(pri)).as_str());
+    out.push_str(">1 ");
     match Timestamp::new(event.time) {
         Some(stamp) => out.push_str(stamp.as_str()),
         None => {
@@ -66,7 +68,8 @@ pub fn format(event: &Event, out: &mut String) {
     // Values that never need escaping are written without a temporary string.
     let mut uuid = Uuid::encode_buffer();
     plain_param(out, "id", event.id.hyphenated().encode_lower(&mut uuid));
-    let _ = write!(out, " src_ip=\"{}\" src_port=\"{}\"", event.src_ip, event.src_port);
+    plain_param(out, "src_ip", Text::ip(event.src_ip).as_str());
+    plain_param(out, "src_port", Text::decimal(u32::from(event.src_port)).as_str());
     if let Some(session) = event.session {
         plain_param(out, "session", session.hyphenated().encode_lower(&mut uuid));
     }

@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use crate::{IngestOffset, Store, StoreError};
+use crate::{IngestOffset, PreparedEvents, Store, StoreError};
 
 /// The source name the ingester's offset is stored under.
 pub const SOURCE: &str = JSON_LOG;
@@ -128,7 +128,7 @@ impl Ingester {
         let mut inserted = 0;
         for (index, log) in files.into_iter().enumerate().skip(first) {
             let start = if index == first { offset } else { 0 };
-            let mut reading = Some(read_ahead(LineReader::new(log.file, start)));
+            let mut reading = Some(read_ahead(LineReader::new(log.file, start), self.store.clone()));
             while let Some(pending) = reading.take() {
                 let io_error = |source| StoreError::Io {
                     op: "reading",
@@ -136,13 +136,13 @@ impl Ingester {
                     source,
                 };
                 let (reader, read) = pending.await.map_err(|e| io_error(io::Error::other(e)))?;
-                let batch = read.map_err(io_error)?;
+                let (batch, prepared) = read.map_err(io_error)?;
                 if batch.lines == 0 {
                     break;
                 }
                 if !batch.at_end {
                     // Reading and parsing the next batch overlaps storing this one.
-                    reading = Some(read_ahead(reader));
+                    reading = Some(read_ahead(reader, self.store.clone()));
                 }
                 let position = IngestOffset {
                     source: SOURCE.to_string(),
@@ -150,7 +150,7 @@ impl Ingester {
                     offset: batch.end,
                     head: batch.head.clone(),
                 };
-                let n = self.store.ingest(&batch.events, Some(&position)).await?;
+                let n = self.store.ingest_prepared(prepared, Some(&position)).await?;
                 self.position = Some(position);
                 inserted += n;
                 lag = lag.saturating_sub(batch.bytes);
@@ -245,10 +245,17 @@ impl Ingester {
     }
 }
 
-/// Reads the next batch on a blocking thread.
-fn read_ahead(mut reader: LineReader) -> JoinHandle<(LineReader, io::Result<Batch>)> {
+/// What [`read_ahead`] hands back: the reader, and the next batch read and
+/// encoded for the store.
+type ReadAhead = (LineReader, io::Result<(Batch, PreparedEvents)>);
+
+/// Reads the next batch and encodes it for the store, on a blocking thread.
+fn read_ahead(mut reader: LineReader, store: Store) -> JoinHandle<ReadAhead> {
     tokio::task::spawn_blocking(move || {
-        let batch = reader.read_batch();
+        let batch = reader.read_batch().map(|mut batch| {
+            let prepared = store.prepare(std::mem::take(&mut batch.events));
+            (batch, prepared)
+        });
         (reader, batch)
     })
 }

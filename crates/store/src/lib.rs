@@ -91,6 +91,26 @@ impl Store {
         }
     }
 
+    /// Encodes events for [`Store::ingest_prepared`]. Only CPU work, so the
+    /// ingester does it on its reading thread, beside the previous batch's
+    /// transaction.
+    pub(crate) fn prepare(&self, events: Vec<Event>) -> PreparedEvents {
+        match &self.backend {
+            Backend::Sqlite(_) => PreparedEvents::Sqlite(sqlite::Prepared::new(events)),
+        }
+    }
+
+    /// [`Store::ingest`] of prepared events.
+    pub(crate) async fn ingest_prepared(
+        &self,
+        batch: PreparedEvents,
+        offset: Option<&IngestOffset>,
+    ) -> Result<usize, StoreError> {
+        match (&self.backend, batch) {
+            (Backend::Sqlite(db), PreparedEvents::Sqlite(batch)) => db.ingest_prepared(batch, offset).await,
+        }
+    }
+
     /// Where ingestion of `source` got to.
     pub async fn ingest_offset(&self, source: &str) -> Result<Option<IngestOffset>, StoreError> {
         match &self.backend {
@@ -153,6 +173,12 @@ impl Store {
             Backend::Sqlite(db) => db.fleet().await,
         }
     }
+}
+
+/// Events encoded for one backend by [`Store::prepare`].
+#[derive(Debug)]
+pub(crate) enum PreparedEvents {
+    Sqlite(sqlite::Prepared),
 }
 
 /// What a store URL names.

@@ -14,10 +14,10 @@ use decnet_events::{Credential, Event, Fields, Severity};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::query_builder::Separated;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteArguments, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
 };
-use sqlx::{ConnectOptions, QueryBuilder, Row, SqlSafeStr};
+use sqlx::{Arguments, AssertSqlSafe, ConnectOptions, QueryBuilder, Row, SqlSafeStr};
 use uuid::Uuid;
 
 use crate::StoreError;
@@ -192,42 +192,40 @@ impl Sqlite {
     // === Writing ===
 
     pub(crate) async fn ingest(&self, events: &[Event], offset: Option<&IngestOffset>) -> Result<usize, StoreError> {
+        self.ingest_prepared(Prepared::new(events.to_vec()), offset).await
+    }
+
+    /// Stores a prepared batch, and the offset it was read up to, in one
+    /// transaction. The transaction only sends what [`Prepared::new`] encoded,
+    /// so the write lock is held for SQLite's own work alone.
+    pub(crate) async fn ingest_prepared(
+        &self,
+        batch: Prepared,
+        offset: Option<&IngestOffset>,
+    ) -> Result<usize, StoreError> {
         let op = "ingesting events";
-        let rows: Vec<EventRow<'_>> = events.iter().map(EventRow::new).collect();
+        let Prepared {
+            events,
+            ids,
+            inserts,
+            aggregates,
+        } = batch;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(self.fail(op))?;
         // New rows get a higher `seq` than any before (the write lock is ours).
         let before: i64 = sqlx::query_scalar("SELECT coalesce(max(seq), 0) FROM events")
             .fetch_one(&mut *tx)
             .await
             .map_err(self.fail(op))?;
-        let inserted = insert_rows(
-            &mut tx,
-            &format!("INSERT INTO events ({EVENT_COLUMNS}) "),
-            " ON CONFLICT (id) DO NOTHING",
-            &rows,
-            |b, r| {
-                b.push_bind(r.id.as_str())
-                    .push_bind(r.time)
-                    .push_bind(r.event.decky.as_str())
-                    .push_bind(r.event.service.as_str())
-                    .push_bind(r.event.kind.as_str())
-                    .push_bind(i64::from(r.event.severity.code()))
-                    .push_bind(r.src_ip.as_str())
-                    .push_bind(i64::from(r.event.src_port))
-                    .push_bind(r.session.as_deref())
-                    .push_bind(r.fields.as_deref())
-                    .push_bind(r.credential.as_deref())
-                    .push_bind(r.event.message.as_deref());
-            },
-        )
-        .await
-        .map_err(self.fail(op))?;
+        let mut inserted = 0;
+        for statement in inserts {
+            inserted += statement.execute(&mut tx).await.map_err(self.fail(op))?;
+        }
 
         // Only new events count towards the aggregates: a replay adds nothing.
-        let summary = if inserted == rows.len() {
-            Summary::of(events)
+        let aggregates = if inserted == events.len() {
+            aggregates
         } else if inserted == 0 {
-            Summary::default()
+            Vec::new()
         } else {
             let mut fresh: HashSet<String> = sqlx::query_scalar("SELECT id FROM events WHERE seq > ?")
                 .bind(before)
@@ -237,9 +235,16 @@ impl Sqlite {
                 .into_iter()
                 .collect();
             // Taking each id out of the set counts an id repeated in the batch once.
-            Summary::of(rows.iter().filter(|r| fresh.remove(&r.id)).map(|r| r.event))
+            let new = events
+                .iter()
+                .zip(&ids)
+                .filter(|(_, id)| fresh.remove(*id))
+                .map(|(e, _)| e);
+            aggregate_statements(&Summary::of(new))
         };
-        apply(&mut tx, &summary).await.map_err(self.fail(op))?;
+        for statement in aggregates {
+            statement.execute(&mut tx).await.map_err(self.fail(op))?;
+        }
         if let Some(offset) = offset {
             sqlx::query(
                 "INSERT INTO ingest_offsets (source, inode, byte_offset, head, updated) VALUES (?, ?, ?, ?, ?)
@@ -564,33 +569,125 @@ impl Sqlite {
     }
 }
 
-/// Adds a summary of new events to the aggregate tables.
-async fn apply(tx: &mut SqliteConnection, summary: &Summary<'_>) -> Result<(), sqlx::Error> {
-    let sessions: Vec<_> = summary.sessions.iter().collect();
-    insert_rows(
-        tx,
+/// A batch of events encoded for SQLite: the inserts of the events, and the
+/// upserts of their aggregates for when every event is new (the usual case).
+/// Building it is CPU work only, so the ingester does it on the thread that
+/// reads the log while the previous batch's transaction runs.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    events: Vec<Event>,
+    /// Each event's id as stored.
+    ids: Vec<String>,
+    inserts: Vec<Statement>,
+    aggregates: Vec<Statement>,
+}
+
+impl Prepared {
+    pub(crate) fn new(events: Vec<Event>) -> Self {
+        let ids: Vec<String> = events.iter().map(|e| e.id.to_string()).collect();
+        let inserts = values(
+            &format!("INSERT INTO events ({EVENT_COLUMNS}) "),
+            " ON CONFLICT (id) DO NOTHING",
+            12,
+            events.iter().zip(&ids).collect(),
+            |args, (event, id)| {
+                add(args, id.clone());
+                add(args, micros(event.time));
+                add(args, event.decky.clone());
+                add(args, event.service.clone());
+                add(args, event.kind.as_str());
+                add(args, i64::from(event.severity.code()));
+                add(args, event.src_ip.to_string());
+                add(args, i64::from(event.src_port));
+                add(args, event.session.map(|s| s.to_string()));
+                add(args, (!event.fields.is_empty()).then(|| json(&event.fields)));
+                add(args, event.credential.as_ref().map(json));
+                add(args, event.message.clone());
+            },
+        );
+        let aggregates = aggregate_statements(&Summary::of(&events));
+        Self {
+            events,
+            ids,
+            inserts,
+            aggregates,
+        }
+    }
+}
+
+/// A statement and its arguments, encoded ahead of the transaction that runs it.
+#[derive(Debug)]
+struct Statement {
+    sql: String,
+    args: SqliteArguments,
+}
+
+impl Statement {
+    /// Runs it; returns the rows inserted or updated.
+    async fn execute(self, conn: &mut SqliteConnection) -> Result<usize, sqlx::Error> {
+        let done = sqlx::query_with(AssertSqlSafe(self.sql), self.args)
+            .execute(conn)
+            .await?;
+        Ok(done.rows_affected() as usize)
+    }
+}
+
+/// `head VALUES (?, …), (?, …) tail` over `rows`, in chunks of [`MAX_ROWS`]
+/// and then powers of two, so that a handful of statements, each prepared
+/// once, serve any batch.
+fn values<T>(
+    head: &str,
+    tail: &str,
+    columns: usize,
+    rows: Vec<T>,
+    bind: impl Fn(&mut SqliteArguments, T),
+) -> Vec<Statement> {
+    let mut statements = Vec::new();
+    let mut rows = rows.into_iter();
+    let mut left = rows.len();
+    while left > 0 {
+        let size = if left >= MAX_ROWS { MAX_ROWS } else { 1 << left.ilog2() };
+        left -= size;
+        let row = format!("({})", vec!["?"; columns].join(", "));
+        let sql = format!("{head}VALUES {}{tail}", vec![row; size].join(", "));
+        let mut args = SqliteArguments::default();
+        args.reserve(size * columns, 0);
+        for row in rows.by_ref().take(size) {
+            bind(&mut args, row);
+        }
+        statements.push(Statement { sql, args });
+    }
+    statements
+}
+
+fn add<'q, T: sqlx::Encode<'q, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>>(args: &mut SqliteArguments, value: T) {
+    args.add(value)
+        .expect("text, integers, blobs and NULL always encode for SQLite");
+}
+
+/// The upserts that add a summary of new events to the aggregate tables.
+fn aggregate_statements(summary: &Summary<'_>) -> Vec<Statement> {
+    let mut statements = values(
         "INSERT INTO sessions (id, decky, service, src_ip, src_port, started, ended, events) ",
         " ON CONFLICT (id) DO UPDATE SET
              started = min(started, excluded.started),
              ended = max(coalesce(ended, excluded.ended), coalesce(excluded.ended, ended)),
              events = events + excluded.events",
-        &sessions,
-        |b, (id, s)| {
-            b.push_bind(id.to_string())
-                .push_bind(s.decky)
-                .push_bind(s.service)
-                .push_bind(s.src_ip.to_string())
-                .push_bind(i64::from(s.src_port))
-                .push_bind(s.span.first)
-                .push_bind(s.ended)
-                .push_bind(s.span.count);
+        8,
+        summary.sessions.iter().collect(),
+        |args, (id, s)| {
+            add(args, id.to_string());
+            add(args, s.decky.to_string());
+            add(args, s.service.to_string());
+            add(args, s.src_ip.to_string());
+            add(args, i64::from(s.src_port));
+            add(args, s.span.first);
+            add(args, s.ended);
+            add(args, s.span.count);
         },
-    )
-    .await?;
+    );
 
-    let credentials: Vec<_> = summary.credentials.iter().collect();
-    insert_rows(
-        tx,
+    statements.extend(values(
         "INSERT INTO credentials (src_ip, decky, service, secret_kind, principal, principal_key, secret_sha256,
              secret, secret_printable, challenge, hashcat, attempts, first_seen, last_seen, last_outcome,
              last_outcome_at) ",
@@ -602,27 +699,27 @@ async fn apply(tx: &mut SqliteConnection, summary: &Summary<'_>) -> Result<(), s
                  THEN excluded.last_outcome ELSE last_outcome END,
              last_outcome_at = CASE WHEN excluded.last_outcome_at >= coalesce(last_outcome_at, excluded.last_outcome_at)
                  THEN excluded.last_outcome_at ELSE last_outcome_at END",
-        &credentials,
-        |b, (k, c)| {
-            b.push_bind(k.src_ip.to_string())
-                .push_bind(k.decky)
-                .push_bind(k.service)
-                .push_bind(k.secret_kind)
-                .push_bind(c.credential.principal.clone())
-                .push_bind(k.principal_key)
-                .push_bind(k.secret_sha256.clone())
-                .push_bind(c.credential.secret.clone())
-                .push_bind(c.secret_printable.clone())
-                .push_bind(c.credential.challenge.clone())
-                .push_bind(c.hashcat.clone())
-                .push_bind(c.span.count)
-                .push_bind(c.span.first)
-                .push_bind(c.span.last)
-                .push_bind(c.last_outcome.map(|(_, o)| outcome_name(o)))
-                .push_bind(c.last_outcome.map(|(t, _)| t));
+        16,
+        summary.credentials.iter().collect(),
+        |args, (k, c)| {
+            add(args, k.src_ip.to_string());
+            add(args, k.decky.to_string());
+            add(args, k.service.to_string());
+            add(args, k.secret_kind);
+            add(args, c.credential.principal.clone());
+            add(args, k.principal_key.to_string());
+            add(args, k.secret_sha256.clone());
+            add(args, c.credential.secret.clone());
+            add(args, c.secret_printable.clone());
+            add(args, c.credential.challenge.clone());
+            add(args, c.hashcat.clone());
+            add(args, c.span.count);
+            add(args, c.span.first);
+            add(args, c.span.last);
+            add(args, c.last_outcome.map(|(_, o)| outcome_name(o)));
+            add(args, c.last_outcome.map(|(t, _)| t));
         },
-    )
-    .await?;
+    ));
 
     // Attackers, and the services and deckies each touched: first and last seen, events.
     let attackers: Vec<SpanRow<'_>> = summary.attackers.iter().map(|(ip, span)| (*ip, None, *span)).collect();
@@ -642,8 +739,8 @@ async fn apply(tx: &mut SqliteConnection, summary: &Summary<'_>) -> Result<(), s
         ("attacker_deckies", "ip, decky", deckies),
     ];
     for (table, key, rows) in tables {
-        insert_rows(
-            tx,
+        let columns = if key == "ip" { 4 } else { 5 };
+        statements.extend(values(
             &format!("INSERT INTO {table} ({key}, first_seen, last_seen, events) "),
             &format!(
                 " ON CONFLICT ({key}) DO UPDATE SET
@@ -651,48 +748,25 @@ async fn apply(tx: &mut SqliteConnection, summary: &Summary<'_>) -> Result<(), s
                      last_seen = max(last_seen, excluded.last_seen),
                      events = events + excluded.events"
             ),
-            &rows,
-            |b, (ip, name, span)| {
-                b.push_bind(ip.to_string());
+            columns,
+            rows,
+            |args, (ip, name, span)| {
+                add(args, ip.to_string());
                 if let Some(name) = name {
-                    b.push_bind(*name);
+                    add(args, name.to_string());
                 }
-                b.push_bind(span.first).push_bind(span.last).push_bind(span.count);
+                add(args, span.first);
+                add(args, span.last);
+                add(args, span.count);
             },
-        )
-        .await?;
+        ));
     }
-    Ok(())
+    statements
 }
 
 /// An address, the service or decky it touched (none for the attacker's own
 /// row), and when and how often.
 type SpanRow<'a> = (IpAddr, Option<&'a str>, Span);
-
-/// An event's columns that need encoding, encoded once.
-struct EventRow<'a> {
-    event: &'a Event,
-    id: String,
-    time: i64,
-    src_ip: String,
-    session: Option<String>,
-    fields: Option<String>,
-    credential: Option<String>,
-}
-
-impl<'a> EventRow<'a> {
-    fn new(event: &'a Event) -> Self {
-        Self {
-            event,
-            id: event.id.to_string(),
-            time: micros(event.time),
-            src_ip: event.src_ip.to_string(),
-            session: event.session.map(|s| s.to_string()),
-            fields: (!event.fields.is_empty()).then(|| json(&event.fields)),
-            credential: event.credential.as_ref().map(json),
-        }
-    }
-}
 
 /// Runs `head VALUES (…), (…) tail` over `rows` in chunks; returns the rows
 /// inserted or updated.
