@@ -3,7 +3,7 @@
 //! on redeploy, and leave nothing behind.
 
 use std::collections::BTreeSet;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -163,15 +163,7 @@ fn kill_9_then_deploy_or_engine_run_serves_again() {
         .map(|d| d["ip"].as_str().unwrap().to_string())
         .collect();
     let before = lab.leftovers();
-    let kill = |lab: &Lab| {
-        let pid = lab.engine_pid().unwrap();
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
-        wait_until("the engine to die", Duration::from_secs(5), || {
-            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err()
-        });
-    };
-
-    kill(&lab);
+    lab.kill_engine(None);
     assert!(
         !accepts(&lab, &ips[0], 22),
         "nothing should serve while the engine is dead"
@@ -191,14 +183,8 @@ fn kill_9_then_deploy_or_engine_run_serves_again() {
     assert_eq!(lab.leftovers(), before, "recovery duplicated or lost links");
 
     // Again, this time with `engine run` started by hand (as systemd would).
-    kill(&lab);
-    let mut engine = lab
-        .command()
-        .args(["engine", "run"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    lab.kill_engine(None);
+    let mut engine = lab.spawn_engine();
     let took = wait_until("every decky to serve again", Duration::from_secs(10), || {
         ips.iter().all(|ip| accepts(&lab, ip, 80))
     });

@@ -3,7 +3,7 @@
 //! does not match, and after a reboot is not re-created on an address that
 //! something else has taken meanwhile.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -37,16 +37,6 @@ fn ip(args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn kill_engine(lab: &Lab) {
-    let pid = lab.engine_pid().unwrap();
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
-    let start = Instant::now();
-    while nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok() {
-        assert!(start.elapsed() < Duration::from_secs(5), "the engine did not die");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]
@@ -101,7 +91,7 @@ fn survivors_that_do_not_match_are_rebuilt() {
     let status = lab.status();
     let list = deckies(&status);
     let ns = |name: &str| format!("{}-{name}", lab.prefix);
-    kill_engine(&lab);
+    lab.kill_engine(None);
 
     // decky-01 lost its default route.
     ip(&["-n", &ns("decky-01"), "route", "del", "default"]);
@@ -184,7 +174,7 @@ fn after_a_reboot_a_taken_address_is_not_deployed_again() {
     }
     let lab = Lab::up_ok(&["-n", "3", "--services", "ssh"]);
     let list = deckies(&lab.status());
-    kill_engine(&lab);
+    lab.kill_engine(None);
     // The reboot: every decky namespace (with its link) and the hairpin are gone …
     for d in &list {
         let ns = format!("{}-{}", lab.prefix, d["name"].as_str().unwrap());
@@ -212,13 +202,7 @@ fn after_a_reboot_a_taken_address_is_not_deployed_again() {
         .unwrap()
         .to_string();
 
-    let mut engine = lab
-        .command()
-        .args(["engine", "run"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut engine = lab.spawn_engine();
     let start = Instant::now();
     let status = loop {
         assert!(start.elapsed() < Duration::from_secs(20), "the engine did not recover");

@@ -55,28 +55,9 @@ fn stored(lab: &Lab) -> (Vec<Event>, Vec<decnet_store::Attacker>) {
 }
 
 /// SIGKILL to the engine; `ours` is its process if this test started it (to reap it).
-fn kill_engine(lab: &Lab, ours: Option<&mut KillOnDrop>) {
-    let pid = nix::unistd::Pid::from_raw(lab.engine_pid().unwrap());
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
-    if let Some(child) = ours {
-        child.0.wait().unwrap();
-        return;
-    }
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while nix::sys::signal::kill(pid, None).is_ok() {
-        assert!(Instant::now() < deadline, "the engine did not die");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
+/// Starts the engine and waits until it serves the decky again.
 fn start_engine(lab: &Lab) -> Child {
-    let child = lab
-        .command()
-        .args(["engine", "run"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let child = lab.spawn_engine();
     let deadline = Instant::now() + Duration::from_secs(15);
     while lab.status()["deckies"][0]["state"] != "running" {
         assert!(Instant::now() < deadline, "the engine did not come back");
@@ -114,7 +95,7 @@ fn kill_9_during_heavy_ingestion_loses_and_duplicates_nothing() {
     let mut engine: Option<KillOnDrop> = None;
     for pause in [1500, 2500, 900] {
         std::thread::sleep(Duration::from_millis(pause));
-        kill_engine(&lab, engine.as_mut());
+        lab.kill_engine(engine.as_mut().map(|e| &mut e.0));
         engine = Some(KillOnDrop(start_engine(&lab)));
     }
     flood.0.wait().unwrap();

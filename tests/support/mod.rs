@@ -2,8 +2,9 @@
 //! run and log directories) with its lab LAN, torn down on drop.
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -30,6 +31,15 @@ fn unique_prefix() -> String {
     format!("t{}{}", std::process::id() % 100_000, (b'a' + (n % 26) as u8) as char)
 }
 
+/// Labs share the machine; a test that measures timing (nmap's view of a
+/// decky's clocks) runs with no other lab up.
+static MACHINE: RwLock<()> = RwLock::new(());
+
+enum Share {
+    Shared(#[allow(dead_code)] RwLockReadGuard<'static, ()>),
+    Alone(#[allow(dead_code)] RwLockWriteGuard<'static, ()>),
+}
+
 pub(crate) struct Lab {
     pub(crate) prefix: String,
     dir: tempfile::TempDir,
@@ -37,11 +47,26 @@ pub(crate) struct Lab {
     pub(crate) attacker: String,
     /// What `lab up` printed.
     pub(crate) up: Output,
+    /// Released after the lab is down (fields drop after `Drop::drop`).
+    _share: Share,
 }
 
 impl Lab {
     /// `decnet lab up` with `args` (e.g. `["-c", file]`).
     pub(crate) fn up(args: &[&str]) -> Lab {
+        let share = Share::Shared(MACHINE.read().unwrap_or_else(|p| p.into_inner()));
+        Self::up_sharing(args, share)
+    }
+
+    /// Like [`Lab::up_ok`], with no other lab up while it lives.
+    pub(crate) fn up_alone_ok(args: &[&str]) -> Lab {
+        let share = Share::Alone(MACHINE.write().unwrap_or_else(|p| p.into_inner()));
+        let lab = Self::up_sharing(args, share);
+        assert!(lab.up.status.success(), "lab up failed:\n{}", lab.explain(&lab.up));
+        lab
+    }
+
+    fn up_sharing(args: &[&str], share: Share) -> Lab {
         let prefix = unique_prefix();
         let dir = tempfile::tempdir().unwrap();
         let mut lab = Lab {
@@ -54,6 +79,7 @@ impl Lab {
                 stdout: Vec::new(),
                 stderr: Vec::new(),
             },
+            _share: share,
         };
         let mut full = vec!["lab", "up"];
         full.extend_from_slice(args);
@@ -154,6 +180,33 @@ impl Lab {
             .trim()
             .parse()
             .ok()
+    }
+
+    /// `decnet engine run` started by hand, as systemd would.
+    pub(crate) fn spawn_engine(&self) -> Child {
+        self.command()
+            .args(["engine", "run"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
+    /// `kill -9` the engine and wait until it is gone. `ours`: the engine
+    /// this test spawned, which must be reaped (a zombie still answers
+    /// signals).
+    pub(crate) fn kill_engine(&self, ours: Option<&mut Child>) {
+        let pid = nix::unistd::Pid::from_raw(self.engine_pid().unwrap());
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+        if let Some(child) = ours {
+            child.wait().unwrap();
+            return;
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while nix::sys::signal::kill(pid, None).is_ok() {
+            assert!(Instant::now() < deadline, "the engine did not die");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// This instance's namespaces and links that exist right now.

@@ -98,12 +98,6 @@ impl Shaper {
         inner.attached.remove(&ip);
         let _ = inner.personalities.remove(&key(ip));
     }
-
-    /// Whether the decky at `ip` is shaped.
-    pub fn is_attached(&self, ip: Ipv4Addr) -> bool {
-        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        inner.attached.contains_key(&ip)
-    }
 }
 
 /// The map key: the address as the programs read it from a packet.

@@ -278,7 +278,7 @@ mod tests {
     #[test]
     fn family_sysctls_are_checked() {
         let services = BTreeMap::new();
-        let ok = "display_name = \"L\"\ndescription = \"d\"\n[sysctls]\n\"net.ipv4.ip_default_ttl\" = 64\n\"net.ipv4.tcp_rmem\" = \"4096 131072 6291456\"\n";
+        let ok = "display_name = \"L\"\ndescription = \"d\"\npersonality = \"linux\"\n[sysctls]\n\"net.ipv4.ip_default_ttl\" = 64\n\"net.ipv4.tcp_rmem\" = \"4096 131072 6291456\"\n";
         let f = parse_family("os/families/l.toml", "l", ok, &services).unwrap();
         assert_eq!(f.ttl, 64);
         let global = ok.replace("net.ipv4.tcp_rmem", "net.core.rmem_default");
@@ -286,7 +286,10 @@ mod tests {
         assert!(e.key.contains("net.core.rmem_default"), "{e}");
         let no_ttl = ok.replace("ip_default_ttl", "tcp_sack");
         assert!(parse_family("os/families/l.toml", "l", &no_ttl, &services).is_err());
+        // Packet shaping lives in personalities now: a family's own is refused.
         let bad_shape = format!("{ok}[shaping]\nip_id = \"sometimes\"\n");
         assert!(parse_family("os/families/l.toml", "l", &bad_shape, &services).is_err());
+        let no_personality = ok.replace("personality = \"linux\"\n", "");
+        assert!(parse_family("os/families/l.toml", "l", &no_personality, &services).is_err());
     }
 }
