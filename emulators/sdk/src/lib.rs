@@ -23,7 +23,7 @@ pub use self::conn::{Conn, ConnStats, LimitError};
 pub use self::limits::Limits;
 pub use self::session::{__to_json, DeckyInfo, ServiceCounters, ServiceInfo, SessionCx};
 pub use self::udp::UdpFlow;
-pub use decnet_core::catalogue::{Port, Transport};
+pub use decnet_core::catalogue::{Kernel, Port, Transport, Userland};
 pub use decnet_core::persona::{PersonaConfig, PersonaValue};
 pub use decnet_events::{Credential, Fields, Kind, SecretKind};
 pub use decnet_net::DeckyNet;
