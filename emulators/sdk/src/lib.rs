@@ -12,6 +12,7 @@
 
 #![forbid(unsafe_code)]
 
+mod accounts;
 mod conn;
 mod limits;
 mod session;
@@ -19,6 +20,7 @@ mod udp;
 
 use std::sync::Arc;
 
+pub use self::accounts::Accounts;
 pub use self::conn::{Conn, ConnStats, LimitError};
 pub use self::limits::Limits;
 pub use self::session::{__to_json, DeckyInfo, ServiceCounters, ServiceInfo, SessionCx};
