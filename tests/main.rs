@@ -11,6 +11,7 @@ mod support;
 mod engine;
 mod errors;
 mod fingerprint;
+mod fingerprint_check;
 mod floods;
 mod lifecycle;
 mod store;

@@ -2,6 +2,7 @@
 //! becomes a record the eBPF programs of `ebpf/personality` read ([`record`]),
 //! and the [`Shaper`] attaches those programs inside each decky's namespace.
 
+pub mod check;
 mod record;
 mod shaper;
 
