@@ -14,6 +14,7 @@ mod fingerprint;
 mod fingerprint_check;
 mod floods;
 mod lifecycle;
+mod p0f;
 mod store;
 mod syslog;
 mod tftp;

@@ -6,5 +6,5 @@ pub mod check;
 mod record;
 mod shaper;
 
-pub use self::record::record;
+pub use self::record::{record, shapes_anything};
 pub use self::shaper::{Shaper, ShaperError};

@@ -153,8 +153,11 @@ fn set_ip_id(ctx: &TcContext, decky: u32, policy: u8) -> Option<()> {
                     id
                 },
                 None => {
-                    let _ = IP_IDS.insert(&decky, &(unsafe { bpf_get_prandom_u32() } & 0xffff), 0);
-                    return None;
+                    // The first packet takes an ID too: left at the kernel's
+                    // (0 on a SYN-ACK with DF), it reads as Linux to p0f.
+                    let start = unsafe { bpf_get_prandom_u32() } & 0xffff;
+                    let _ = IP_IDS.insert(&decky, &start.wrapping_add(segs), 0);
+                    start
                 }
             } as u16;
             if policy == IPID_BROKEN { id.swap_bytes() } else { id }
