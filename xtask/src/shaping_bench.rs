@@ -102,6 +102,12 @@ pub(crate) fn shaping() -> anyhow::Result<()> {
         instance.run(&["lab", "exec", "--", "sysctl", "-q", "-w", setting])?;
     }
 
+    // The kernel's own count of the programs' runs and run time (what `bpftool
+    // prog` shows): the programs' cost, whatever the machine's load does to ab.
+    let _stats = BpfStats::enable()?;
+    let engine = std::fs::read_to_string(instance.dir.join("run/engine.pid"))?
+        .trim()
+        .to_string();
     println!(
         "shaping benchmark: ab -c {CONCURRENCY} -n {REQUESTS}, {ROUNDS} rounds, the two deckies in turn (medians of the rounds)"
     );
@@ -111,11 +117,20 @@ pub(crate) fn shaping() -> anyhow::Result<()> {
             ab(&instance, *ip, keep_alive, 500)?;
         }
         let mut runs: Vec<Vec<Run>> = vec![Vec::new(), Vec::new()];
+        let (mut prog_ns, mut prog_runs) = (0u64, 0u64);
         for round in 0..ROUNDS {
             // Alternate who goes first.
             let order: [usize; 2] = if round % 2 == 0 { [0, 1] } else { [1, 0] };
             for i in order {
+                let before = program_stats(&engine)?;
                 runs[i].push(ab(&instance, deckies[i].1, keep_alive, REQUESTS)?);
+                let after = program_stats(&engine)?;
+                if i == 0 {
+                    prog_ns += after.0 - before.0;
+                    prog_runs += after.1 - before.1;
+                } else {
+                    ensure!(after == before, "the programs ran for the unshaped decky");
+                }
             }
         }
         let shaped = Run::median(&runs[0]);
@@ -143,8 +158,59 @@ pub(crate) fn shaping() -> anyhow::Result<()> {
             TARGET_SLOWDOWN * 100.0,
             if slower <= TARGET_SLOWDOWN { "met" } else { "MISSED" }
         );
+        let requests = (ROUNDS * REQUESTS) as f64;
+        let per_request_us = prog_ns as f64 / requests / 1000.0;
+        println!(
+            "    the programs (kernel's bpf stats): {:.1} runs per request, {:.0} ns per run, {per_request_us:.2} µs of CPU per request = {:.1}% of one core at the unshaped rate",
+            prog_runs as f64 / requests,
+            prog_ns as f64 / prog_runs.max(1) as f64,
+            per_request_us * plain.per_s / 1e4
+        );
     }
     Ok(())
+}
+
+/// `kernel.bpf_stats_enabled` on while it lives, then as it was.
+struct BpfStats {
+    was: String,
+}
+
+const BPF_STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
+
+impl BpfStats {
+    fn enable() -> anyhow::Result<BpfStats> {
+        let was = std::fs::read_to_string(BPF_STATS)?.trim().to_string();
+        std::fs::write(BPF_STATS, "1").context("enabling kernel.bpf_stats_enabled")?;
+        Ok(BpfStats { was })
+    }
+}
+
+impl Drop for BpfStats {
+    fn drop(&mut self) {
+        let _ = std::fs::write(BPF_STATS, &self.was);
+    }
+}
+
+/// Run time (ns) and run count of the TC programs the engine `pid` holds,
+/// from its file descriptors' fdinfo.
+fn program_stats(pid: &str) -> anyhow::Result<(u64, u64)> {
+    let (mut ns, mut runs) = (0, 0);
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fdinfo"))? {
+        let Ok(info) = std::fs::read_to_string(entry?.path()) else {
+            continue;
+        };
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        // BPF_PROG_TYPE_SCHED_CLS
+        if field("prog_type:") == Some(3) {
+            ns += field("run_time_ns:").unwrap_or(0);
+            runs += field("run_cnt:").unwrap_or(0);
+        }
+    }
+    Ok((ns, runs))
 }
 
 /// One `ab` run: throughput and latency percentiles.
