@@ -691,8 +691,16 @@ impl Engine {
     /// answer anyone. A decky without shaping still serves (with Linux's
     /// stack), and status says so.
     async fn shape(&self, spec: &DeckySpec, netns: &Arc<Netns>) -> Result<(), String> {
-        let shaper = Arc::clone(self.shaper.as_ref()?);
         let (ip, record) = (spec.ip, decnet_fingerprint::record(spec));
+        if !decnet_fingerprint::shapes_anything(&record) {
+            // Its personality is the kernel's stack: nothing to attach (and
+            // a rebind drops what an earlier personality attached).
+            if let Ok(shaper) = &self.shaper {
+                shaper.detach(ip);
+            }
+            return Ok(());
+        }
+        let shaper = Arc::clone(self.shaper.as_ref()?);
         let result = self
             .executor
             .run(Some(Arc::clone(netns)), move || {
