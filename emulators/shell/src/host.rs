@@ -442,7 +442,7 @@ fn build(facts: HostFacts, common: &CommonData, family: &FamilyData) -> Result<H
     }
 
     // Lived-in home directories.
-    for u in users.iter().filter(|u| u.uid == 0 || u.uid >= 1000) {
+    for u in users.iter().filter(|u| u.uid == 0 || (1000..65_534).contains(&u.uid)) {
         let gid = u.gids[0];
         let mut r = seed.rng_for(&format!("shell.home.{}", u.name));
         let home_mode = if u.uid == 0 { 0o700 } else { 0o750 };

@@ -111,6 +111,8 @@ pub(crate) struct Run<'a> {
     /// The exec request's stdin, once complete.
     pub(crate) exec_stdin: Option<(Vec<u8>, usize)>,
     pub(crate) line_no: u32,
+    /// Status of the last `$(…)` in the current command's words.
+    pub(crate) subst_status: Option<i32>,
 }
 
 const IFS_DEFAULT: &str = " \t\n";
@@ -521,8 +523,7 @@ impl Run<'_> {
         }
         // Aliases: only the first word, only interactive-style ones.
         let mut argv = Vec::new();
-        let subst_before = self.st.last_status;
-        self.st.last_status = 0;
+        self.subst_status = None;
         for (i, w) in words.iter().enumerate() {
             if i == 0
                 && let Some(alias) = self.st.aliases.get(*w).cloned()
@@ -536,8 +537,6 @@ impl Run<'_> {
                 return Ok(126);
             }
         }
-        let subst_status = self.st.last_status;
-        self.st.last_status = subst_before;
         let mut values = Vec::new();
         for a in &assignments {
             let value = match &a.value {
@@ -555,6 +554,7 @@ impl Run<'_> {
             };
             values.push((name, value, a.append));
         }
+        let subst_status = self.subst_status.unwrap_or(0);
         if argv.is_empty() {
             for (name, value, append) in values {
                 self.set_var(&name, value, append);
@@ -1036,6 +1036,7 @@ impl Run<'_> {
             Err(other) => return Err(other),
         };
         self.st.last_status = status;
+        self.subst_status = Some(status);
         let mut text = String::from_utf8_lossy(&child.out).into_owned();
         while text.ends_with('\n') {
             text.pop();

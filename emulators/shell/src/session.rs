@@ -454,6 +454,7 @@ impl ShellSession {
             limits: self.limits,
             exec_stdin,
             line_no: 1,
+            subst_status: None,
         };
         run.events.push(ShellEvent::Command { line: line.clone(), cwd: run.st.cwd.clone(), user: run.st.user.name.clone() });
         let mut io = Io { stdin: Stdin::Terminal, out: Vec::new(), err: Vec::new(), top: true };

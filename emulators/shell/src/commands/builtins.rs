@@ -379,15 +379,21 @@ fn read(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
         run.set_var("REPLY", line, false);
         return Ok(0);
     }
-    let mut rest = line.trim_start().to_string();
+    let ifs = run.st.vars.get("IFS").cloned().unwrap_or_else(|| " \t\n".to_string());
+    let is_ws = |c: char| ifs.contains(c) && c.is_whitespace();
+    let mut rest: &str = line.trim_start_matches(is_ws);
     for (n, name) in names.iter().enumerate() {
         if n + 1 == names.len() {
-            run.set_var(name, rest.trim_end().to_string(), false);
+            run.set_var(name, rest.trim_end_matches(is_ws).to_string(), false);
             break;
         }
-        let (word, tail) = match rest.find([' ', '\t']) {
-            Some(i) => (rest[..i].to_string(), rest[i..].trim_start().to_string()),
-            None => (rest.clone(), String::new()),
+        let (word, tail) = match rest.find(|c: char| ifs.contains(c)) {
+            Some(i) => {
+                let sep = rest[i..].chars().next().unwrap_or(' ');
+                let tail = rest[i + sep.len_utf8()..].trim_start_matches(is_ws);
+                (rest[..i].to_string(), tail)
+            }
+            None => (rest.to_string(), ""),
         };
         run.set_var(name, word, false);
         rest = tail;

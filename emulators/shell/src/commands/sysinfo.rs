@@ -413,7 +413,15 @@ pub(crate) fn free(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
     let fmt = |v: u64| -> String {
         if f.contains('h') {
             let g = v as f64 / 1024.0 / 1024.0;
-            if g >= 1.0 { format!("{g:.1}Gi") } else { format!("{}Mi", v / 1024) }
+            if v == 0 {
+                "0B".to_string()
+            } else if g >= 10.0 {
+                format!("{}Gi", g.floor())
+            } else if g >= 1.0 {
+                format!("{g:.1}Gi")
+            } else {
+                format!("{}Mi", v / 1024)
+            }
         } else if f.contains('m') {
             (v / 1024).to_string()
         } else if f.contains('g') {
@@ -422,10 +430,10 @@ pub(crate) fn free(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
             v.to_string()
         }
     };
-    let w = if f.contains('h') { 10 } else { 11 };
-    let mut s = format!("{:>w2$}{:>w$}{:>w$}{:>w$}{:>w$}{:>w$}{:>w$}\n", "", "total", "used", "free", "shared", "buff/cache", "available", w2 = 7);
-    let _ = writeln!(s, "Mem:   {:>w$}{:>w$}{:>w$}{:>w$}{:>w$}{:>w$}", fmt(total), fmt(used), fmt(free), fmt(shared), fmt(cache), fmt(avail));
-    let _ = writeln!(s, "Swap:  {:>w$}{:>w$}{:>w$}", fmt(swap), fmt(0), fmt(swap));
+    let w = 12;
+    let mut s = format!("{:<8}{:>w$}{:>w$}{:>w$}{:>w$}{:>w$}{:>w$}\n", "", "total", "used", "free", "shared", "buff/cache", "available");
+    let _ = writeln!(s, "{:<8}{:>w$}{:>w$}{:>w$}{:>w$}{:>w$}{:>w$}", "Mem:", fmt(total), fmt(used), fmt(free), fmt(shared), fmt(cache), fmt(avail));
+    let _ = writeln!(s, "{:<8}{:>w$}{:>w$}{:>w$}", "Swap:", fmt(swap), fmt(0), fmt(swap));
     out(io, &s);
     Ok(0)
 }
@@ -470,9 +478,9 @@ pub(crate) fn df(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
         let avail = size.saturating_sub(*used);
         let pct = if *size == 0 { 0 } else { (used * 100).div_ceil(*size) };
         if h {
-            let _ = writeln!(s, "{fs:<15} {:>5} {:>5} {:>5} {:>3}% {mnt}", fmt(*size), fmt(*used), fmt(avail), pct);
+            let _ = writeln!(s, "{fs:<15} {:>4} {:>5} {:>5} {:>3}% {mnt}", fmt(*size), fmt(*used), fmt(avail), pct);
         } else {
-            let _ = writeln!(s, "{fs:<14} {size:>10} {used:>7} {avail:>9} {pct:>3}% {mnt}");
+            let _ = writeln!(s, "{fs:<14} {size:>9} {used:>7} {avail:>9} {pct:>3}% {mnt}");
         }
     }
     out(io, &s);
