@@ -13,7 +13,7 @@ pub(crate) mod test;
 pub(crate) mod text;
 
 use crate::fs::{NodeKind, X};
-use crate::interp::{Exec, Io, Run};
+use crate::interp::{Exec, Io, Run, Stdin};
 
 /// A program's implementation.
 pub(crate) type Program = fn(&mut Run<'_>, &[String], &mut Io) -> Exec;
@@ -30,6 +30,13 @@ pub(crate) fn dispatch(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec 
         find_in_path(run, name)
     };
     let Some(path) = path else {
+        if matches!(name, "wget" | "curl" | "tftp" | "ftp")
+            && let Some(tool) = find(name)
+        {
+            // The tool is not installed, but the URL it was given is the intelligence.
+            let mut scratch = Io::child(Stdin::Data(Vec::new().into()));
+            tool(run, argv, &mut scratch)?;
+        }
         let msg = format!("{}{name}: command not found\n", run.err_prefix());
         io.err.extend_from_slice(msg.as_bytes());
         return Ok(127);
