@@ -196,14 +196,14 @@ impl Run<'_> {
             *pos += end;
             return Ok(Some(line));
         }
+        // The prompt is written on every run, so a re-run's output has the
+        // same prefix as what the terminal already shows.
+        io.err.extend_from_slice(prompt.as_bytes());
+        self.flush(io);
         match self.answers.pop_front() {
             Some(Answer::Line(line)) => Ok(line),
             Some(Answer::Interrupt) => Err(Flow::Interrupted),
-            Some(Answer::All(_)) | None => {
-                io.err.extend_from_slice(prompt.as_bytes());
-                self.flush(io);
-                Err(Flow::NeedInput(InputRequest::Line { echo }))
-            }
+            Some(Answer::All(_)) | None => Err(Flow::NeedInput(InputRequest::Line { echo })),
         }
     }
 

@@ -120,3 +120,12 @@ fn piped_passwords_are_logged() {
     let r = common::exec(&host, "echo 'root:hunter2' | chpasswd");
     assert!(r.events.iter().any(|e| matches!(e, ShellEvent::Password { user, password, .. } if user == "root" && password == "hunter2")));
 }
+
+#[test]
+fn sudo_with_a_piped_password() {
+    let host = common::host("debian");
+    let r = common::exec_as(&host, "admin", "echo admin123 | sudo -S id -u");
+    assert_eq!(r.stdout, "0\n");
+    assert_eq!(r.stderr, "[sudo] password for admin: ");
+    assert!(r.events.iter().any(|e| matches!(e, ShellEvent::Password { tool, password, accepted: true, .. } if tool == "sudo" && password == "admin123")));
+}

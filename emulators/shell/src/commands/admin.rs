@@ -78,7 +78,8 @@ pub(crate) fn sudo(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
         let mut ok = false;
         for attempt in 0..3 {
             let prompt = format!("[sudo] password for {me}: ");
-            if stdin_password {
+            if stdin_password && !(run.interactive && matches!(io.stdin, Stdin::Terminal)) {
+                // -S reads a pipe; the prompt still goes to stderr.
                 err(io, &prompt);
             }
             let Some(typed) = run.read_line(io, &prompt, false)? else {
