@@ -210,6 +210,7 @@ impl Services {
             mac: spec.mac.0,
             os_family: spec.os_family.clone(),
             distro: spec.distro.clone(),
+            userland: spec.userland.clone(),
             seed: spec.seed,
         });
         let admission = Arc::new(Admission::new(host.limits));

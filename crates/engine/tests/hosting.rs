@@ -132,6 +132,7 @@ fn spec(services: &[(&str, Vec<Port>)]) -> DeckySpec {
         mac: MacAddr([2, 0, 0, 0, 0, 1]),
         hostname: "box".into(),
         distro: "debian".into(),
+        userland: Default::default(),
         os_family: "linux".into(),
         personality: "linux".into(),
         shaping: Default::default(),

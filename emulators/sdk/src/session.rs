@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
-use decnet_core::catalogue::Port;
+use decnet_core::catalogue::{Port, Userland};
 use decnet_core::persona::PersonaConfig;
 use decnet_core::seed::DeckySeed;
 use decnet_events::{Credential, Emitter, Event, Fields, Kind};
@@ -24,6 +24,8 @@ pub struct DeckyInfo {
     pub mac: [u8; 6],
     pub os_family: String,
     pub distro: String,
+    /// What a login shows of the distro (files, kernel, prompt).
+    pub userland: Userland,
     pub seed: DeckySeed,
 }
 
