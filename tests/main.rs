@@ -15,4 +15,5 @@ mod floods;
 mod lifecycle;
 mod store;
 mod syslog;
+mod telnet;
 mod tftp;

@@ -27,7 +27,7 @@ pub use self::session::{__to_json, DeckyInfo, ServiceCounters, ServiceInfo, Sess
 pub use self::udp::UdpFlow;
 pub use decnet_core::catalogue::{Kernel, Port, Transport, Userland};
 pub use decnet_core::persona::{PersonaConfig, PersonaValue};
-pub use decnet_events::{Credential, Fields, Kind, SecretKind};
+pub use decnet_events::{Credential, Fields, Kind, Outcome, SecretKind};
 pub use decnet_net::DeckyNet;
 pub use futures_util::future::BoxFuture;
 

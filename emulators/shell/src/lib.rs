@@ -24,9 +24,11 @@ mod interp;
 mod parse;
 mod pattern;
 mod session;
+mod userland;
 
 pub use self::host::{Account, HostError, HostFacts, OverlayScope, ShellHost, User};
 pub use self::session::{Mode, ShellSession};
+pub use self::userland::distro_of;
 
 use std::sync::Arc;
 
