@@ -72,6 +72,8 @@ send "toor\r"
 expect -re {{root@{hostname}:~# $}}
 send "uname -a; grep PRETTY /etc/os-release; id\r"
 expect -re {{uid=0.*# $}}
+send "echo IyEvYmluL3NoCmVjaG8gcHduZWQK | base64 -d > /tmp/.x.sh; sh /tmp/.x.sh\r"
+expect -re {{pwned.*# $}}
 send "exit\r"
 expect eof
 "#
@@ -112,6 +114,24 @@ expect eof
     );
     assert_eq!(command["fields"]["cwd"], "/root");
     assert_eq!(command["session"], ok["session"]);
+
+    // The dropped script is quarantined under its SHA-256.
+    let sha256 = "cebf25e0668376ce72d60cc05894de697b174396e5036fdb525363c351bf1f9b";
+    let captured = lab.wait_for_event(|e| e["kind"] == "file_captured" && e["service"] == "telnet");
+    assert_eq!(captured["fields"]["path"], "/tmp/.x.sh");
+    assert_eq!(captured["fields"]["sha256"], sha256);
+    let stored = lab.state_dir().join("artifacts").join(sha256);
+    assert_eq!(captured["fields"]["quarantine"], stored.display().to_string());
+    assert_eq!(std::fs::read(&stored).unwrap(), b"#!/bin/sh\necho pwned\n");
+
+    // The session was recorded as an asciinema v2 cast.
+    let recorded = lab.wait_for_event(|e| e["kind"] == "session_recorded" && e["service"] == "telnet");
+    assert_eq!(recorded["session"], ok["session"]);
+    let cast = std::fs::read_to_string(recorded["fields"]["path"].as_str().unwrap()).unwrap();
+    let header: serde_json::Value = serde_json::from_str(cast.lines().next().unwrap()).unwrap();
+    assert_eq!(header["version"], 2);
+    assert!(cast.contains("uid=0(root)"), "{cast}");
+    assert_eq!(recorded["fields"]["truncated"], false);
 }
 
 #[test]

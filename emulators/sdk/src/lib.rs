@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 mod accounts;
+mod captures;
 mod conn;
 mod limits;
 mod session;
@@ -21,6 +22,7 @@ mod udp;
 use std::sync::Arc;
 
 pub use self::accounts::Accounts;
+pub use self::captures::{CaptureLimits, Captures, Quarantined, Recording, RecordingSummary};
 pub use self::conn::{Conn, ConnStats, LimitError};
 pub use self::limits::Limits;
 pub use self::session::{__to_json, DeckyInfo, ServiceCounters, ServiceInfo, SessionCx};

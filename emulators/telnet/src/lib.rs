@@ -21,8 +21,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use decnet_emu_sdk::{
-    Accounts, BoxFuture, Close, Conn, Credential, DeckyInfo, Emulator, Kind, Outcome, Port, ServeError, Service,
-    ServiceInfo, SessionCx, Transport, fields,
+    Accounts, BoxFuture, Close, Conn, Credential, DeckyInfo, Emulator, Kind, Outcome, Port, Recording,
+    RecordingSummary, ServeError, Service, ServiceInfo, SessionCx, Transport, fields,
 };
 use decnet_shell::{Account, HostFacts, Limits, Mode, OverlayScope, ShellEvent, ShellHost, ShellOutput, ShellSession};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -95,7 +95,7 @@ fn shell_host(decky: &DeckyInfo, hostname: &str, accounts: &Accounts, ports: &[P
             .collect(),
         overlay: OverlayScope::Session,
         overlay_limits: Default::default(),
-        now: unix(SystemTime::now()),
+        now: unix(prepared_at()),
     };
     ShellHost::new(facts).map_err(|e| ServeError::Persona(e.0))
 }
@@ -143,6 +143,8 @@ struct Session<'a> {
     /// Options the daemon itself negotiates (its own offers are not refused).
     offered: BTreeSet<u8>,
     tty: String,
+    /// The shell's terminal, once logged in.
+    recording: Option<Recording>,
 }
 
 impl<'a> Session<'a> {
@@ -163,6 +165,7 @@ impl<'a> Session<'a> {
             client: Client::default(),
             offered,
             tty: format!("pts/{}", pts[0] % 4),
+            recording: None,
         }
     }
 
@@ -190,9 +193,43 @@ impl<'a> Session<'a> {
                 return Ok(Close::Timeout);
             }
         };
-        match user {
-            Some(user) => self.shell(&user).await,
-            None => Ok(Close::Done),
+        let Some(user) = user else {
+            return Ok(Close::Done);
+        };
+        let (width, height) = self.client.window.unwrap_or((80, 24));
+        self.recording = Some(self.cx.captures().record(
+            self.cx.session(),
+            self.cx.now(),
+            width,
+            height,
+            self.client.ttype.as_deref(),
+        ));
+        let result = self.shell(&user).await;
+        self.finish_recording();
+        result
+    }
+
+    /// Logs how the session's recording ended.
+    fn finish_recording(&mut self) {
+        let Some(recording) = self.recording.take() else {
+            return;
+        };
+        match recording.finish() {
+            RecordingSummary::Recorded {
+                path,
+                bytes,
+                duration_s,
+                truncated,
+            } => self.cx.emit(
+                Kind::SessionRecorded,
+                fields! {
+                    "path" => path.display().to_string(),
+                    "bytes" => bytes,
+                    "duration_s" => duration_s,
+                    "truncated" => truncated,
+                },
+            ),
+            RecordingSummary::Skipped { reason } => self.cx.emit(Kind::SessionSkipped, fields! { "reason" => reason }),
         }
     }
 
@@ -406,6 +443,9 @@ impl<'a> Session<'a> {
                 }
             }
             let typed: Vec<u8> = self.input.drain(..).collect();
+            if let Some(recording) = &mut self.recording {
+                recording.input(&typed);
+            }
             let outputs = shell.feed(self.now(), &typed);
             if self.handle(outputs, user).await? || shell.is_closed() {
                 return Ok(Close::Done);
@@ -417,7 +457,12 @@ impl<'a> Session<'a> {
     async fn handle(&mut self, outputs: Vec<ShellOutput>, user: &str) -> io::Result<bool> {
         for output in outputs {
             match output {
-                ShellOutput::Stdout(bytes) | ShellOutput::Stderr(bytes) => self.send(&codec::escape(&bytes)).await?,
+                ShellOutput::Stdout(bytes) | ShellOutput::Stderr(bytes) => {
+                    if let Some(recording) = &mut self.recording {
+                        recording.output(&bytes);
+                    }
+                    self.send(&codec::escape(&bytes)).await?
+                }
                 ShellOutput::Event(event) => self.log(event, user),
                 ShellOutput::Exit(_) => return Ok(true),
             }
@@ -440,10 +485,21 @@ impl<'a> Session<'a> {
                 sha256,
                 data,
                 via,
-            } => self.cx.emit(
-                Kind::FileCaptured,
-                fields! { "path" => path, "sha256" => sha256, "size" => data.len(), "via" => via, "user" => login },
-            ),
+            } => {
+                let stored = self.cx.captures().quarantine(&data);
+                self.cx.emit(
+                    Kind::FileCaptured,
+                    fields! {
+                        "path" => path,
+                        "sha256" => sha256,
+                        "size" => data.len(),
+                        "via" => via,
+                        "user" => login,
+                        "quarantine" => stored.as_ref().ok().map(|q| q.path.display().to_string()),
+                        "not_stored" => stored.err(),
+                    },
+                );
+            }
             ShellEvent::Password {
                 tool,
                 user,
@@ -525,6 +581,13 @@ fn printable(bytes: &[u8], max: usize) -> String {
         .take(max)
         .map(|b| if b.is_ascii_graphic() { *b as char } else { '?' })
         .collect()
+}
+
+/// When the decky's shell world is built: its boot time and file dates
+/// derive from it (a service is prepared before any session has a clock).
+#[allow(clippy::disallowed_methods)]
+fn prepared_at() -> SystemTime {
+    SystemTime::now()
 }
 
 fn unix(time: SystemTime) -> i64 {
