@@ -17,4 +17,5 @@ mod lifecycle;
 mod p0f;
 mod store;
 mod syslog;
+mod telnet;
 mod tftp;

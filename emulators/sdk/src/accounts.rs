@@ -29,6 +29,11 @@ impl Accounts {
         self.0.iter().any(|(u, p)| u == user && p.as_bytes() == password)
     }
 
+    /// The first password of `user`.
+    pub fn password_of(&self, user: &str) -> Option<&str> {
+        self.0.iter().find(|(u, _)| u == user).map(|(_, p)| p.as_str())
+    }
+
     /// The account names, each once, in persona order.
     pub fn names(&self) -> Vec<&str> {
         let mut names: Vec<&str> = Vec::new();

@@ -13,7 +13,7 @@ use decnet_events::{Credential, Emitter, Event, Fields, Kind};
 use decnet_net::DeckyNet;
 use uuid::Uuid;
 
-use crate::Limits;
+use crate::{Captures, Limits};
 
 /// The decky a service runs on.
 #[derive(Debug, Clone)]
@@ -60,6 +60,7 @@ pub struct SessionCx {
     counters: Arc<ServiceCounters>,
     net: DeckyNet,
     limits: Limits,
+    captures: Captures,
 }
 
 impl SessionCx {
@@ -72,6 +73,7 @@ impl SessionCx {
         counters: Arc<ServiceCounters>,
         net: DeckyNet,
         limits: Limits,
+        captures: Captures,
     ) -> Self {
         Self {
             service,
@@ -82,6 +84,7 @@ impl SessionCx {
             counters,
             net,
             limits,
+            captures,
         }
     }
 
@@ -108,6 +111,11 @@ impl SessionCx {
     /// The decky's socket factory: the only way to get another socket.
     pub fn net(&self) -> &DeckyNet {
         &self.net
+    }
+
+    /// Where dropped files and session recordings go.
+    pub fn captures(&self) -> &Captures {
+        &self.captures
     }
 
     pub fn limits(&self) -> &Limits {
