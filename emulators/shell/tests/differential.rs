@@ -165,7 +165,10 @@ fn real_bash(script: &str) -> (String, i32) {
         .env("LANG", "C.UTF-8")
         .output()
         .expect("run /bin/bash");
-    (String::from_utf8_lossy(&out.stdout).into_owned(), out.status.code().unwrap_or(-1))
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        out.status.code().unwrap_or(-1),
+    )
 }
 
 #[test]
@@ -183,5 +186,11 @@ fn same_stdout_and_status_as_real_bash() {
             ));
         }
     }
-    assert!(failures.is_empty(), "{} of {} scripts differ:\n{}", failures.len(), SCRIPTS.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} scripts differ:\n{}",
+        failures.len(),
+        SCRIPTS.len(),
+        failures.join("\n")
+    );
 }

@@ -233,7 +233,9 @@ fn unimplemented(run: &mut Run<'_>, program: &str, argv: &[String], io: &mut Io)
     let msg = match program {
         "vi" | "nano" | "less" | "top" | "htop" => "Error opening terminal: unknown.\n".to_string(),
         "python3" | "perl" => return Ok(0),
-        other => format!("{other}: error while loading shared libraries: libc.so.6: cannot open shared object file: No such file or directory\n"),
+        other => format!(
+            "{other}: error while loading shared libraries: libc.so.6: cannot open shared object file: No such file or directory\n"
+        ),
     };
     io.err.extend_from_slice(msg.as_bytes());
     Ok(1)
