@@ -109,6 +109,7 @@ struct CommonData {
 struct DistroOverride {
     package_manager: Option<String>,
     bash_version: Option<String>,
+    motd: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -124,6 +125,8 @@ struct FamilyData {
     passwd: Vec<String>,
     groups: Vec<String>,
     shadow_days: u32,
+    #[serde(default)]
+    motd: String,
     #[serde(default)]
     distro: BTreeMap<String, DistroOverride>,
     #[serde(default)]
@@ -171,6 +174,7 @@ pub(crate) struct HostInner {
     pub(crate) disk_kb: u64,
     pub(crate) disk_used_kb: u64,
     pub(crate) sudo_group: String,
+    pub(crate) motd: String,
 }
 
 impl ShellHost {
@@ -193,6 +197,12 @@ impl ShellHost {
         Ok(Self {
             inner: Arc::new(build(facts, &common, &family)?),
         })
+    }
+
+    /// What the login prints before the first prompt (pam_motd): the
+    /// distro's message of the day, with this host's kernel line.
+    pub fn motd(&self) -> &str {
+        &self.inner.motd
     }
 
     /// Host name.
@@ -392,6 +402,15 @@ fn build(facts: HostFacts, common: &CommonData, family: &FamilyData) -> Result<H
             .unwrap_or_else(|| facts.distro.display_name.clone()),
     );
     vars.insert("mounts", crate::commands::sysinfo::mounts_text());
+    vars.insert(
+        "uname",
+        format!(
+            "Linux {} {release} {} {}",
+            facts.hostname, facts.distro.kernel.version, facts.distro.kernel.machine
+        ),
+    );
+    let motd_template = over.and_then(|o| o.motd.clone()).unwrap_or_else(|| family.motd.clone());
+    let motd = template(motd_template.trim_start_matches('\n'), &vars);
 
     let mut base = BaseTree::new();
     let t = install_time;
@@ -458,6 +477,12 @@ fn build(facts: HostFacts, common: &CommonData, family: &FamilyData) -> Result<H
     }
     let shadow_gid = groups.iter().find(|g| g.0 == "shadow").map_or(0, |g| g.1);
     file("/etc/os-release", facts.distro.os_release.clone(), 0o644, 0, 0);
+    // /etc/motd holds the static part; the kernel line comes from update-motd.
+    let static_motd = motd
+        .split_once("\n\n")
+        .filter(|_| motd.starts_with("Linux "))
+        .map_or(motd.as_str(), |(_, rest)| rest);
+    file("/etc/motd", static_motd.to_string(), 0o644, 0, 0);
     file("/etc/issue", facts.distro.issue.clone(), 0o644, 0, 0);
     file("/etc/passwd", passwd_lines.join("\n") + "\n", 0o644, 0, 0);
     file("/etc/group", group_lines.join("\n") + "\n", 0o644, 0, 0);
@@ -593,6 +618,7 @@ fn build(facts: HostFacts, common: &CommonData, family: &FamilyData) -> Result<H
         disk_kb,
         disk_used_kb,
         sudo_group: family.sudo_group.clone(),
+        motd,
     })
 }
 

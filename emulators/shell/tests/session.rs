@@ -237,3 +237,49 @@ fn endless_loops_end() {
     );
     assert_eq!(r.stdout, "deep\n");
 }
+
+#[test]
+fn every_distro_tells_one_story() {
+    let catalogue = decnet_core::Catalogue::embedded().expect("catalogue");
+    for d in catalogue.distros() {
+        let host = common::host(&d.slug);
+        let r = exec(
+            &host,
+            "cat /etc/os-release; uname -r; cat /proc/version; cat /etc/hostname; uname -a",
+        );
+        assert_eq!(r.status, Some(0), "{}: {}", d.slug, r.stderr);
+        assert!(r.stdout.starts_with(&d.os_release), "{}", d.slug);
+        assert!(r.stdout.contains(&format!("\n{}\n", d.kernel.release)), "{}", d.slug);
+        assert!(
+            r.stdout.contains(&format!("Linux version {}", d.kernel.release)),
+            "{}",
+            d.slug
+        );
+        assert!(r.stdout.contains(&format!("{}\n", d.uname_a("web-01"))), "{}", d.slug);
+        let mut pty = Pty::new(&host, "root");
+        let shell = d.shell.rsplit('/').next().unwrap_or("bash");
+        let _ = shell;
+        assert!(
+            pty.type_("echo $SHELL\r").contains(&format!("{}\r\n", d.shell)),
+            "{}",
+            d.slug
+        );
+    }
+    let debian = common::host("debian");
+    assert!(
+        debian
+            .motd()
+            .starts_with("Linux web-01 6.1.0-56-amd64 #1 SMP PREEMPT_DYNAMIC"),
+        "{}",
+        debian.motd()
+    );
+    assert!(
+        common::host("ubuntu22")
+            .motd()
+            .starts_with("Welcome to Ubuntu 22.04.5 LTS (GNU/Linux")
+    );
+    assert_eq!(
+        exec(&debian, "head -1 /etc/motd").stdout,
+        "The programs included with the Debian GNU/Linux system are free software;\n"
+    );
+}
