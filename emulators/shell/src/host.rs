@@ -101,6 +101,7 @@ struct CommonData {
     cpu_counts: Vec<u32>,
     mem_kb: Vec<u64>,
     disk_kb: Vec<u64>,
+    net: BTreeMap<String, String>,
     files: BTreeMap<String, String>,
 }
 
@@ -110,6 +111,8 @@ struct DistroOverride {
     package_manager: Option<String>,
     bash_version: Option<String>,
     motd: Option<String>,
+    #[serde(default)]
+    net: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -127,6 +130,8 @@ struct FamilyData {
     shadow_days: u32,
     #[serde(default)]
     motd: String,
+    #[serde(default)]
+    net: BTreeMap<String, String>,
     #[serde(default)]
     distro: BTreeMap<String, DistroOverride>,
     #[serde(default)]
@@ -175,6 +180,8 @@ pub(crate) struct HostInner {
     pub(crate) disk_used_kb: u64,
     pub(crate) sudo_group: String,
     pub(crate) motd: String,
+    /// Message templates of the network tools (`wget_no_route` …).
+    pub(crate) net: BTreeMap<String, String>,
 }
 
 impl ShellHost {
@@ -409,6 +416,11 @@ fn build(facts: HostFacts, common: &CommonData, family: &FamilyData) -> Result<H
             facts.hostname, facts.distro.kernel.version, facts.distro.kernel.machine
         ),
     );
+    let mut net = common.net.clone();
+    net.extend(family.net.clone());
+    if let Some(o) = over {
+        net.extend(o.net.clone());
+    }
     let motd_template = over.and_then(|o| o.motd.clone()).unwrap_or_else(|| family.motd.clone());
     let motd = template(motd_template.trim_start_matches('\n'), &vars);
 
@@ -619,6 +631,7 @@ fn build(facts: HostFacts, common: &CommonData, family: &FamilyData) -> Result<H
         disk_used_kb,
         sudo_group: family.sudo_group.clone(),
         motd,
+        net,
     })
 }
 

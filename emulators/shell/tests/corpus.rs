@@ -188,3 +188,20 @@ fn sudo_with_a_piped_password() {
     assert_eq!(r.stderr, "[sudo] password for admin: ");
     assert!(r.events.iter().any(|e| matches!(e, ShellEvent::Password { tool, password, accepted: true, .. } if tool == "sudo" && password == "admin123")));
 }
+
+#[test]
+fn download_failures_follow_the_distro_tools() {
+    let alpine = common::host("alpine");
+    let r = common::exec(&alpine, "wget http://192.0.2.10/x");
+    assert_eq!(
+        r.stderr,
+        "Connecting to 192.0.2.10 (192.0.2.10:80)\nwget: can't connect to remote host (192.0.2.10): No route to host\n"
+    );
+    assert_eq!(r.status, Some(1));
+    let centos = common::host("centos7");
+    let r = common::exec(&centos, "curl -s -S http://192.0.2.10:81/x");
+    assert_eq!(
+        r.stderr,
+        "curl: (7) Failed connect to 192.0.2.10:81; No route to host\n"
+    );
+}

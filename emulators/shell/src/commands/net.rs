@@ -225,6 +225,15 @@ fn is_ip(host: &str) -> bool {
     host.parse::<Ipv4Addr>().is_ok() || host.trim_matches(['[', ']']).parse::<std::net::Ipv6Addr>().is_ok()
 }
 
+/// A network tool's message from the persona, placeholders filled.
+fn message(run: &Run<'_>, key: &str, vars: &[(&str, String)]) -> String {
+    let mut text = run.host.inner.net.get(key).cloned().unwrap_or_default();
+    for (k, v) in vars {
+        text = text.replace(&format!("{{{k}}}"), v);
+    }
+    text
+}
+
 fn timestamp(run: &Run<'_>) -> String {
     let (y, mo, d, h, mi, s, _) = civil(run.now);
     format!("{y}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}")
@@ -279,22 +288,26 @@ pub(crate) fn wget(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
         if quiet {
             continue;
         }
-        let ts = timestamp(run);
-        if is_ip(&host) {
-            err(
-                io,
-                &format!("--{ts}--  {shown}\nConnecting to {host}:{port}... failed: No route to host.\n"),
-            );
-        } else {
-            err(
-                io,
-                &format!(
-                    "--{ts}--  {shown}\nResolving {host} ({host})... failed: Temporary failure in name resolution.\nwget: unable to resolve host address ‘{host}’\n"
-                ),
-            );
-        }
+        let key = if is_ip(&host) { "wget_no_route" } else { "wget_no_dns" };
+        let text = message(
+            run,
+            key,
+            &[
+                ("ts", timestamp(run)),
+                ("url", shown),
+                ("host", host),
+                ("port", port.to_string()),
+            ],
+        );
+        err(io, &text);
     }
-    Ok(4)
+    Ok(run
+        .host
+        .inner
+        .net
+        .get("wget_status")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(4))
 }
 
 pub(crate) fn curl(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
@@ -346,20 +359,18 @@ pub(crate) fn curl(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
                 "  % Total    % Received % Xferd  Average Speed   Time    Time     Time  Current\n                                 Dload  Upload   Total   Spent    Left  Speed\n\r  0     0    0     0    0     0      0      0 --:--:-- --:--:-- --:--:--     0",
             );
         }
-        let (code, msg) = if is_ip(&host) {
-            let ms = 3000 + run.now % 97;
-            (
-                7,
-                format!("Failed to connect to {host} port {port} after {ms} ms: Couldn't connect to server"),
-            )
+        let (code, key) = if is_ip(&host) {
+            (7, "curl_no_route")
         } else {
-            (6, format!("Could not resolve host: {host}"))
+            (6, "curl_no_dns")
         };
+        let ms = (3000 + run.now % 97).to_string();
+        let msg = message(run, key, &[("host", host), ("port", port.to_string()), ("ms", ms)]);
         if meter {
             err(io, "\n");
         }
         if !silent || show_error {
-            err(io, &format!("curl: ({code}) {msg}\n"));
+            err(io, &msg);
         }
         status = code;
     }
