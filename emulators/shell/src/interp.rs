@@ -95,6 +95,8 @@ pub(crate) struct State {
     pub(crate) pid: u32,
     pub(crate) last_bg: Option<u32>,
     pub(crate) aliases: BTreeMap<String, String>,
+    /// Indexed arrays (`a=(x y)`); `$a` is element 0, kept in `vars`.
+    pub(crate) arrays: BTreeMap<String, Vec<String>>,
     pub(crate) sudo_ok_until: i64,
 }
 
@@ -574,9 +576,16 @@ impl Run<'_> {
                 ast::AssignmentValue::Array(items) => {
                     let mut parts = Vec::new();
                     for (_, w) in items {
-                        parts.push(self.expand_single(&w.value, io)?);
+                        parts.extend(self.expand_word(&w.value, io)?);
                     }
-                    parts.join(" ")
+                    parts.truncate(self.limits.max_args);
+                    let first = parts.first().cloned().unwrap_or_default();
+                    if let ast::AssignmentName::VariableName(n) = &a.name
+                        && (self.st.arrays.len() < 256 || self.st.arrays.contains_key(n))
+                    {
+                        self.st.arrays.insert(n.clone(), parts);
+                    }
+                    first
                 }
             };
             let name = match &a.name {
@@ -1173,13 +1182,17 @@ impl Run<'_> {
                 _ => self.st.vars.get(name).cloned(),
             },
             Parameter::NamedWithIndex { name, index } => {
-                if index == "0" {
-                    self.st.vars.get(name).cloned()
-                } else {
-                    None
+                let i = index.trim().parse::<usize>().ok()?;
+                match self.st.arrays.get(name) {
+                    Some(items) => items.get(i).cloned(),
+                    None if i == 0 => self.st.vars.get(name).cloned(),
+                    None => None,
                 }
             }
-            Parameter::NamedWithAllIndices { name, .. } => self.st.vars.get(name).cloned(),
+            Parameter::NamedWithAllIndices { name, .. } => match self.st.arrays.get(name) {
+                Some(items) => Some(items.join(" ")),
+                None => self.st.vars.get(name).cloned(),
+            },
         }
     }
 

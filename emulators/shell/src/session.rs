@@ -90,6 +90,7 @@ impl ShellSession {
             pid,
             last_bg: None,
             aliases: BTreeMap::new(),
+            arrays: BTreeMap::new(),
             sudo_ok_until: 0,
         };
         login_env(&mut st, &user, host, interactive);
