@@ -283,3 +283,19 @@ fn every_distro_tells_one_story() {
         "The programs included with the Debian GNU/Linux system are free software;\n"
     );
 }
+
+#[test]
+fn ls_on_a_terminal_uses_columns_and_colours() {
+    let mut pty = Pty::new(&common::host("debian"), "root");
+    let shown = pty.type_("ls /\r");
+    let lines: Vec<&str> = shown.split("\r\n").collect();
+    // Two rows of columns, like GNU ls on an 80-column terminal, with the alias's colours.
+    assert_eq!(lines.len(), 4, "{shown:?}");
+    assert!(
+        lines[1].starts_with("\x1b[01;36mbin\x1b[0m   \x1b[01;34mdev\x1b[0m  "),
+        "{shown:?}"
+    );
+    // Through a pipe: one name per line, no colour, no long format.
+    let piped = common::exec(&common::host("debian"), "ls --color=auto / | head -2");
+    assert_eq!(piped.stdout, "bin\nboot\n");
+}
