@@ -95,6 +95,11 @@ expect eof
         said.contains(r#"PRETTY_NAME="Debian GNU/Linux 12 (bookworm)""#),
         "{said}"
     );
+    // Debian's message of the day, after the login.
+    assert!(
+        said.contains("Debian GNU/Linux comes with ABSOLUTELY NO WARRANTY"),
+        "{said}"
+    );
     assert!(said.contains("uid=0(root) gid=0(root) groups=0(root)"), "{said}");
     // The password was not echoed.
     assert!(!said.contains("hunter2"), "{said}");

@@ -430,6 +430,12 @@ impl<'a> Session<'a> {
         if let Some(term) = self.client.ttype.clone() {
             shell.set_env("TERM", &term);
         }
+        // login(1) shows the message of the day (pam_motd) before the shell starts.
+        let motd = self.svc.host.motd().replace('\n', "\r\n");
+        if let Some(recording) = &mut self.recording {
+            recording.output(motd.as_bytes());
+        }
+        self.send_text(&motd).await?;
         let outputs = shell.start(self.now());
         if self.handle(outputs, user).await? {
             return Ok(Close::Done);
