@@ -99,7 +99,7 @@ enum Engine {
     Plain,
     ChaCha { main: [u8; 32], header: [u8; 32] },
     Gcm { cipher: Gcm, iv: [u8; 12] },
-    Ctr { cipher: Box<Ctr>, mac: MacKey },
+    Ctr { cipher: Box<Ctr>, mac: Box<MacKey> },
 }
 
 /// One direction of a connection: its keys and its sequence number.
@@ -155,7 +155,7 @@ impl Direction {
                 };
                 Engine::Ctr {
                     cipher: Box::new(c),
-                    mac: MacKey::new(mac, mac_key),
+                    mac: Box::new(MacKey::new(mac, mac_key)),
                 }
             }
         };

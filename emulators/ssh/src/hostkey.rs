@@ -256,6 +256,27 @@ mod tests {
     }
 
     #[test]
+    fn rsa_is_deterministic_and_its_cache_round_trips() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = dir.path().join("rsa.primes");
+        let a = HostKeys::from_seed(b"decky-rsa", Some(cache.clone()));
+        let blob = a.public_blob("rsa-sha2-512").expect("rsa");
+        assert!(cache.exists());
+        let b = HostKeys::from_seed(b"decky-rsa", Some(cache));
+        assert_eq!(b.public_blob("rsa-sha2-512"), Some(blob.clone()));
+        let c = HostKeys::from_seed(b"decky-rsa", None);
+        assert_eq!(
+            c.public_blob("ssh-rsa"),
+            Some(blob.clone()),
+            "same key without the cache"
+        );
+        for alg in ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"] {
+            let sig = b.sign(alg, b"H").expect("sign");
+            assert!(verify(alg, &blob, b"H", &sig), "{alg}");
+        }
+    }
+
+    #[test]
     fn base64_matches_rfc4648() {
         assert_eq!(base64_nopad(b"foobar"), "Zm9vYmFy");
         assert_eq!(base64_nopad(b"fooba"), "Zm9vYmE");

@@ -24,6 +24,18 @@ where
     H: Handler,
 {
     let grace = Instant::now() + config.login_grace;
+    if config
+        .profile
+        .host_key
+        .iter()
+        .any(|k| k.starts_with("rsa-") || k == "ssh-rsa")
+    {
+        // RSA generation takes seconds; keep it off the async workers.
+        let keys = config.host_keys.clone();
+        tokio::task::spawn_blocking(move || keys.warm_rsa())
+            .await
+            .map_err(std::io::Error::other)?;
+    }
     let mut conn = Connection::new(config, handler);
     let mut buf = vec![0u8; 64 * 1024];
     loop {

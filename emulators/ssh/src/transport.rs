@@ -631,7 +631,7 @@ impl<H: Handler> Connection<H> {
         }
         self.auth.attempts += 1;
         self.auth.kbd_user = None;
-        let offered = self.config.auth_methods.iter().any(|m| *m == method)
+        let offered = self.config.auth_methods.contains(&method)
             || (method == "publickey-hostbound-v00@openssh.com"
                 && self.config.profile.publickey_hostbound
                 && self.config.auth_methods.iter().any(|m| m == "publickey"));
