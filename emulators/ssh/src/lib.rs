@@ -24,6 +24,7 @@ pub mod server;
 pub mod transport;
 pub mod umac;
 pub mod wire;
+pub mod zlib;
 
 pub use handler::{Action, AuthAttempt, AuthDecision, AuthMethod, ChannelRequest, Handler, Observation};
 pub use hostkey::HostKeys;

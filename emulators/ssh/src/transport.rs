@@ -19,6 +19,7 @@ use crate::kexinit::{KexInit, Negotiated, negotiate};
 use crate::mac::MacAlg;
 use crate::profile::{Profile, STRICT_KEX_CLIENT, hassh, hassh_string};
 use crate::wire::{Reader, WireError, put_bool, put_name_list, put_string, put_u8, put_u32};
+use crate::zlib::{Deflater, Inflater};
 
 pub mod msg {
     pub const DISCONNECT: u8 = 1;
@@ -159,6 +160,11 @@ pub struct Connection<H: Handler> {
     channels: BTreeMap<u32, Channel>,
     delay: Option<Duration>,
     closed: bool,
+    /// zlib@openssh.com negotiated (client-to-server, server-to-client);
+    /// it starts once authentication has succeeded.
+    zlib: (bool, bool),
+    deflate: Option<Deflater>,
+    inflate: Option<Inflater>,
 }
 
 /// Why processing stopped: the connection ends after `output` is flushed.
@@ -207,6 +213,9 @@ impl<H: Handler> Connection<H> {
             channels: BTreeMap::new(),
             delay: None,
             closed: false,
+            zlib: (false, false),
+            deflate: None,
+            inflate: None,
         }
     }
 
@@ -307,6 +316,13 @@ impl<H: Handler> Connection<H> {
                 Ok(Some((payload, used))) => {
                     used_total += used;
                     self.last_rx_seq = self.rx.seq.wrapping_sub(1);
+                    let payload = match &mut self.inflate {
+                        Some(z) => match z.decompress(&payload) {
+                            Some(p) => p,
+                            None => break Err(Stop::Disconnect("Invalid compressed data".into())),
+                        },
+                        None => payload,
+                    };
                     if let Err(e) = self.packet(&payload) {
                         break Err(e);
                     }
@@ -321,7 +337,23 @@ impl<H: Handler> Connection<H> {
 
     /// Seals a payload now, regardless of key-exchange state.
     fn seal(&mut self, payload: &[u8]) {
+        if let Some(z) = &mut self.deflate
+            && let Some(packed) = z.compress(payload)
+        {
+            self.tx.seal(&packed, &mut random_pad, &mut self.output);
+            return;
+        }
         self.tx.seal(payload, &mut random_pad, &mut self.output);
+    }
+
+    /// Starts delayed compression in the directions that negotiated it.
+    fn start_compression(&mut self) {
+        if self.zlib.0 && self.inflate.is_none() {
+            self.inflate = Some(Inflater::default());
+        }
+        if self.zlib.1 && self.deflate.is_none() {
+            self.deflate = Some(Deflater::default());
+        }
     }
 
     /// Sends a payload, holding back non-transport messages while a key
@@ -453,10 +485,15 @@ impl<H: Handler> Connection<H> {
                 negotiated.kex
             )));
         }
-        if negotiated.comp_c2s != "none" || negotiated.comp_s2c != "none" {
-            // zlib@openssh.com (delayed) is not implemented yet.
-            return Err(Stop::Silent("compression zlib@openssh.com is not supported yet".into()));
-        }
+        let zlib = |name: &str| -> Result<bool, Stop> {
+            match name {
+                "none" => Ok(false),
+                "zlib@openssh.com" => Ok(true),
+                other => Err(Stop::Silent(format!("compression {other} is not supported"))),
+            }
+        };
+        self.zlib = (zlib(&negotiated.comp_c2s)?, zlib(&negotiated.comp_s2c)?);
+        let kex = self.kex.as_mut().expect("set above");
         kex.skip_guess = client.first_kex_follows
             && (client.kex.0.first() != Some(&negotiated.kex)
                 || client.host_key.0.first() != Some(&negotiated.host_key));
@@ -590,6 +627,9 @@ impl<H: Handler> Connection<H> {
         self.rx = rx;
         self.kex = None;
         self.initial_kex_done = true;
+        if self.auth.done {
+            self.start_compression();
+        }
         Ok(())
     }
 
@@ -742,6 +782,7 @@ impl<H: Handler> Connection<H> {
         if success {
             self.auth.done = true;
             self.send(vec![msg::USERAUTH_SUCCESS]);
+            self.start_compression();
             return Ok(());
         }
         if delayed {

@@ -560,3 +560,37 @@ async fn bad_identification_gets_sshds_answer() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delayed_zlib_compression() {
+    let s = start(DEBIAN, None, |_| {}).await;
+    let command = format!("echo {}", "compressible ".repeat(500));
+    let o = password_login(s.port, "toor", &["Compression=yes"], &command).await;
+    assert_echo(&o, &command, "zlib");
+    assert!(
+        has_line(
+            &stderr(&o),
+            "kex: server->client cipher: chacha20-poly1305@openssh.com MAC: <implicit> compression: zlib@openssh.com"
+        ),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains("Enabling compression at level 6"), "{}", stderr(&o));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_initiated_rekeying() {
+    let s = start(DEBIAN, None, |_| {}).await;
+    // A command far above the rekey limit makes the client re-exchange keys
+    // mid-session, several times.
+    let command = format!("echo {}", "y".repeat(20_000));
+    for opts in [
+        &["RekeyLimit=4K"][..],
+        &["RekeyLimit=4K", "Ciphers=aes128-gcm@openssh.com"][..],
+    ] {
+        let o = password_login(s.port, "toor", opts, &command).await;
+        assert_echo(&o, &command, "rekey");
+        let rekeys = stderr(&o).matches("SSH2_MSG_KEXINIT sent").count();
+        assert!(rekeys >= 2, "expected re-exchanges:\n{}", stderr(&o));
+    }
+}
