@@ -40,6 +40,7 @@ pub mod msg {
     pub const USERAUTH_INFO_REQUEST: u8 = 60;
     pub const USERAUTH_INFO_RESPONSE: u8 = 61;
     pub const GLOBAL_REQUEST: u8 = 80;
+    pub const REQUEST_SUCCESS: u8 = 81;
     pub const REQUEST_FAILURE: u8 = 82;
     pub const CHANNEL_OPEN: u8 = 90;
     pub const CHANNEL_OPEN_CONFIRMATION: u8 = 91;
@@ -783,6 +784,7 @@ impl<H: Handler> Connection<H> {
             self.auth.done = true;
             self.send(vec![msg::USERAUTH_SUCCESS]);
             self.start_compression();
+            self.send_hostkeys();
             return Ok(());
         }
         if delayed {
@@ -801,13 +803,82 @@ impl<H: Handler> Connection<H> {
 
     // --- connection protocol -----------------------------------------
 
+    /// The public-key blobs sshd would load, in its default HostKey order
+    /// (RSA, ECDSA, Ed25519), limited to the types the profile offers.
+    fn host_key_blobs(&self) -> Vec<(&'static str, Vec<u8>)> {
+        let offered = &self.config.profile.host_key;
+        let mut out = Vec::new();
+        for (sign_alg, names) in [
+            ("rsa-sha2-512", &["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"][..]),
+            ("ecdsa-sha2-nistp256", &["ecdsa-sha2-nistp256"][..]),
+            ("ssh-ed25519", &["ssh-ed25519"][..]),
+        ] {
+            if let Some(name) = names.iter().find(|n| offered.iter().any(|o| o == *n))
+                && let Some(blob) = self.config.host_keys.public_blob(name)
+            {
+                let alg = if *name == "ssh-rsa" && !offered.iter().any(|o| o.starts_with("rsa-")) {
+                    "ssh-rsa"
+                } else {
+                    sign_alg
+                };
+                out.push((alg, blob));
+            }
+        }
+        out
+    }
+
+    /// sshd announces all its host keys once the user is in
+    /// (`hostkeys-00@openssh.com`, for the client's UpdateHostKeys).
+    fn send_hostkeys(&mut self) {
+        let mut p = vec![msg::GLOBAL_REQUEST];
+        put_string(&mut p, b"hostkeys-00@openssh.com");
+        put_bool(&mut p, false);
+        for (_, blob) in self.host_key_blobs() {
+            put_string(&mut p, &blob);
+        }
+        self.send(p);
+    }
+
+    /// Answers `hostkeys-prove-00@openssh.com`: one signature per key asked
+    /// about, over the session id; an unknown key fails the whole request.
+    fn prove_hostkeys(&mut self, r: &mut Reader<'_>) -> Result<Option<Vec<u8>>, Stop> {
+        let ours = self.host_key_blobs();
+        let session_id = self.session_id.clone().unwrap_or_default();
+        let mut p = vec![msg::REQUEST_SUCCESS];
+        let mut count = 0;
+        while r.remaining() > 0 {
+            let blob = r.string()?;
+            count += 1;
+            if count > 16 {
+                return Ok(None);
+            }
+            let Some((alg, _)) = ours.iter().find(|(_, b)| b == blob) else {
+                return Ok(None);
+            };
+            let mut data = Vec::new();
+            put_string(&mut data, b"hostkeys-prove-00@openssh.com");
+            put_string(&mut data, &session_id);
+            put_string(&mut data, blob);
+            let Some(sig) = self.config.host_keys.sign(alg, &data) else {
+                return Ok(None);
+            };
+            put_string(&mut p, &sig);
+        }
+        Ok(Some(p))
+    }
+
     fn global_request(&mut self, payload: &[u8]) -> Result<(), Stop> {
         let mut r = Reader::new(&payload[1..]);
         let name = r.utf8()?;
         let want_reply = r.bool()?;
+        let proof = if name == "hostkeys-prove-00@openssh.com" {
+            self.prove_hostkeys(&mut r)?
+        } else {
+            None
+        };
         self.handler.observe(&Observation::GlobalRequest { name });
         if want_reply {
-            self.send(vec![msg::REQUEST_FAILURE]);
+            self.send(proof.unwrap_or_else(|| vec![msg::REQUEST_FAILURE]));
         }
         Ok(())
     }
@@ -922,11 +993,7 @@ impl<H: Handler> Connection<H> {
         } else {
             self.handler.channel_request(id, &request, &mut actions)
         };
-        if want_reply {
-            let mut p = vec![if ok { msg::CHANNEL_SUCCESS } else { msg::CHANNEL_FAILURE }];
-            put_u32(&mut p, remote_id);
-            self.send(p);
-        }
+        // sshd opens the window as the session starts, before it replies.
         if ok && starts {
             if let Some(c) = self.channels.get_mut(&id) {
                 c.started = true;
@@ -935,6 +1002,11 @@ impl<H: Handler> Connection<H> {
             let mut p = vec![msg::CHANNEL_WINDOW_ADJUST];
             put_u32(&mut p, remote_id);
             put_u32(&mut p, SESSION_WINDOW);
+            self.send(p);
+        }
+        if want_reply {
+            let mut p = vec![if ok { msg::CHANNEL_SUCCESS } else { msg::CHANNEL_FAILURE }];
+            put_u32(&mut p, remote_id);
             self.send(p);
         }
         self.apply(actions);

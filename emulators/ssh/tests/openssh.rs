@@ -146,6 +146,11 @@ async fn run(program: &str, args: Vec<String>) -> Output {
 /// `sshpass -p PASSWORD ssh … root@127.0.0.1 COMMAND` with extra options.
 async fn password_login(port: u16, password: &str, options: &[&str], command: &str) -> Output {
     let mut args = vec!["-p".to_string(), password.to_string(), "ssh".into()];
+    // ssh keeps the first value given for an option: the test's own go first.
+    for o in options {
+        args.push("-o".into());
+        args.push((*o).into());
+    }
     args.extend(ssh_base(port));
     for o in [
         "PreferredAuthentications=password",
@@ -154,10 +159,6 @@ async fn password_login(port: u16, password: &str, options: &[&str], command: &s
     ] {
         args.push("-o".into());
         args.push(o.into());
-    }
-    for o in options {
-        args.push("-o".into());
-        args.push((*o).into());
     }
     args.push("root@127.0.0.1".into());
     args.push(command.into());
@@ -592,5 +593,30 @@ async fn client_initiated_rekeying() {
         assert_echo(&o, &command, "rekey");
         let rekeys = stderr(&o).matches("SSH2_MSG_KEXINIT sent").count();
         assert!(rekeys >= 2, "expected re-exchanges:\n{}", stderr(&o));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_keys_are_announced_and_proven_for_update_host_keys() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let known = dir.path().join("known_hosts");
+    let s = start(DEBIAN, None, |_| {}).await;
+    // First login learns the ed25519 key only; UpdateHostKeys then asks the
+    // server to prove the other two and records them.
+    let known_opt = format!("UserKnownHostsFile={}", known.display());
+    let first = [known_opt.as_str(), "HostKeyAlgorithms=ssh-ed25519", "UpdateHostKeys=no"];
+    let o = password_login(s.port, "toor", &first, "true").await;
+    assert_echo(&o, "true", "first login");
+    let second = [known_opt.as_str(), "UpdateHostKeys=yes"];
+    let o = password_login(s.port, "toor", &second, "true").await;
+    assert_echo(&o, "true", "second login");
+    assert!(
+        stderr(&o).contains("client_input_global_request: rtype hostkeys-00@openssh.com"),
+        "{}",
+        stderr(&o)
+    );
+    let text = std::fs::read_to_string(&known).expect("known_hosts");
+    for kind in ["ssh-ed25519", "ecdsa-sha2-nistp256", "ssh-rsa"] {
+        assert!(text.contains(kind), "{kind} learnt:\n{text}\n{}", stderr(&o));
     }
 }
