@@ -19,6 +19,7 @@ pub mod ident;
 pub mod kex;
 pub mod kexinit;
 pub mod mac;
+pub mod modp;
 pub mod profile;
 pub mod server;
 pub mod transport;

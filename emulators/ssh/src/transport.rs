@@ -14,7 +14,7 @@ use crate::cipher::{CipherAlg, Direction};
 use crate::handler::{Action, AuthAttempt, AuthDecision, AuthMethod, ChannelRequest, Handler, Observation};
 use crate::hostkey::{HostKeys, blob_type, fingerprint, verify};
 use crate::ident::IdentReader;
-use crate::kex::{self, HashInput, KexAlg};
+use crate::kex::{self, DhGroup, HashInput, KexAlg};
 use crate::kexinit::{KexInit, Negotiated, negotiate};
 use crate::mac::MacAlg;
 use crate::profile::{Profile, STRICT_KEX_CLIENT, hassh, hassh_string};
@@ -33,6 +33,10 @@ pub mod msg {
     pub const NEWKEYS: u8 = 21;
     pub const KEX_ECDH_INIT: u8 = 30;
     pub const KEX_ECDH_REPLY: u8 = 31;
+    pub const KEX_DH_GEX_GROUP: u8 = 31;
+    pub const KEX_DH_GEX_INIT: u8 = 32;
+    pub const KEX_DH_GEX_REPLY: u8 = 33;
+    pub const KEX_DH_GEX_REQUEST: u8 = 34;
     pub const USERAUTH_REQUEST: u8 = 50;
     pub const USERAUTH_FAILURE: u8 = 51;
     pub const USERAUTH_SUCCESS: u8 = 52;
@@ -109,6 +113,8 @@ struct KexState {
     /// Keys for our receive direction, installed on the client's NEWKEYS.
     rx_next: Option<Direction>,
     sent_newkeys: bool,
+    /// Group exchange: the encoded (min, n, max, p, g) and the group.
+    gex: Option<(Vec<u8>, DhGroup)>,
 }
 
 #[derive(Debug)]
@@ -381,6 +387,7 @@ impl<H: Handler> Connection<H> {
             skip_guess: false,
             rx_next: None,
             sent_newkeys: false,
+            gex: None,
         });
     }
 
@@ -396,7 +403,10 @@ impl<H: Handler> Connection<H> {
         };
         let in_kex = self.kex.is_some();
         if in_kex && !self.initial_kex_done && self.strict {
-            let allowed = matches!(kind, msg::KEXINIT | msg::NEWKEYS | msg::KEX_ECDH_INIT);
+            let allowed = matches!(
+                kind,
+                msg::KEXINIT | msg::NEWKEYS | msg::KEX_ECDH_INIT | msg::KEX_DH_GEX_INIT | msg::KEX_DH_GEX_REQUEST
+            );
             if !allowed {
                 return Err(Stop::Disconnect(format!(
                     "strict KEX violation: unexpected packet type {kind} (seqnr {})",
@@ -414,7 +424,8 @@ impl<H: Handler> Connection<H> {
             }
             msg::IGNORE | msg::DEBUG | msg::UNIMPLEMENTED => Ok(()),
             msg::KEXINIT => self.kexinit(payload),
-            msg::KEX_ECDH_INIT if in_kex => self.kex_init_message(payload),
+            msg::KEX_ECDH_INIT | msg::KEX_DH_GEX_INIT if in_kex => self.kex_init_message(payload),
+            msg::KEX_DH_GEX_REQUEST if in_kex => self.gex_request(payload),
             msg::NEWKEYS if in_kex => self.newkeys(),
             _ if in_kex && kind < 50 => {
                 self.unimplemented();
@@ -505,6 +516,35 @@ impl<H: Handler> Connection<H> {
         Ok(())
     }
 
+    /// RFC 4419: the client asks for a group size; we answer with a group.
+    fn gex_request(&mut self, payload: &[u8]) -> Result<(), Stop> {
+        let is_gex = self
+            .kex
+            .as_ref()
+            .and_then(|k| k.negotiated.as_ref())
+            .is_some_and(|n| KexAlg::from_name(&n.kex) == Some(KexAlg::DhGex));
+        let Some(kex) = self.kex.as_mut().filter(|k| is_gex && k.gex.is_none()) else {
+            self.unimplemented();
+            return Ok(());
+        };
+        let mut r = Reader::new(&payload[1..]);
+        let (min, n, max) = (r.u32()?, r.u32()?, r.u32()?);
+        let group = DhGroup::for_request(min, n, max)
+            .ok_or_else(|| Stop::Disconnect("DH_GEX_REQUEST, bad parameters".into()))?;
+        let mut encoded = Vec::new();
+        put_u32(&mut encoded, min);
+        put_u32(&mut encoded, n);
+        put_u32(&mut encoded, max);
+        crate::wire::put_mpint(&mut encoded, &group.p.to_bytes_be());
+        crate::wire::put_mpint(&mut encoded, &group.g.to_bytes_be());
+        let mut p = vec![msg::KEX_DH_GEX_GROUP];
+        crate::wire::put_mpint(&mut p, &group.p.to_bytes_be());
+        crate::wire::put_mpint(&mut p, &group.g.to_bytes_be());
+        kex.gex = Some((encoded, group));
+        self.seal(&p);
+        Ok(())
+    }
+
     fn kex_init_message(&mut self, payload: &[u8]) -> Result<(), Stop> {
         let Some(kex) = self.kex.as_mut() else {
             return Err(Stop::Disconnect("unexpected key exchange message".into()));
@@ -521,10 +561,22 @@ impl<H: Handler> Connection<H> {
             return Err(Stop::Disconnect("duplicate key exchange message".into()));
         }
         let server_kexinit = kex.server_kexinit.clone();
-        let mut r = Reader::new(&payload[1..]);
-        let client_public = r.string()?;
+        let gex = kex.gex.clone();
         let alg = KexAlg::from_name(&negotiated.kex).ok_or_else(|| Stop::Silent("kex vanished".into()))?;
-        let reply = kex::server_reply(alg, client_public).map_err(|e| Stop::Silent(e.to_string()))?;
+        let want = if alg == KexAlg::DhGex {
+            msg::KEX_DH_GEX_INIT
+        } else {
+            msg::KEX_ECDH_INIT
+        };
+        if payload[0] != want || (alg == KexAlg::DhGex && gex.is_none()) {
+            self.unimplemented();
+            return Ok(());
+        }
+        let finite_field = matches!(alg, KexAlg::DhGroup { .. } | KexAlg::DhGex);
+        let mut r = Reader::new(&payload[1..]);
+        let client_public = if finite_field { r.mpint()? } else { r.string()? };
+        let reply = kex::server_reply(alg, client_public, gex.as_ref().map(|g| &g.1))
+            .map_err(|e| Stop::Silent(e.to_string()))?;
         let host_key = self
             .config
             .host_keys
@@ -539,8 +591,10 @@ impl<H: Handler> Connection<H> {
                 client_kexinit: &client_kexinit,
                 server_kexinit: &server_kexinit,
                 host_key: &host_key,
+                gex: gex.as_ref().map_or(&[][..], |g| &g.0),
                 client_public,
                 server_public: &reply.server_public,
+                mpint: reply.mpint,
                 shared: &reply.shared,
             },
         );
@@ -550,9 +604,17 @@ impl<H: Handler> Connection<H> {
             .host_keys
             .sign(&negotiated.host_key, &h)
             .ok_or_else(|| Stop::Silent("signing failed".into()))?;
-        let mut p = vec![msg::KEX_ECDH_REPLY];
+        let mut p = vec![if alg == KexAlg::DhGex {
+            msg::KEX_DH_GEX_REPLY
+        } else {
+            msg::KEX_ECDH_REPLY
+        }];
         put_string(&mut p, &host_key);
-        put_string(&mut p, &reply.server_public);
+        if reply.mpint {
+            crate::wire::put_mpint(&mut p, &reply.server_public);
+        } else {
+            put_string(&mut p, &reply.server_public);
+        }
         put_string(&mut p, &signature);
         self.seal(&p);
         self.seal(&[msg::NEWKEYS]);

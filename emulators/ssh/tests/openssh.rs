@@ -201,6 +201,10 @@ async fn every_kex_method_the_client_can_run() {
         "ecdh-sha2-nistp256",
         "ecdh-sha2-nistp384",
         "ecdh-sha2-nistp521",
+        "diffie-hellman-group-exchange-sha256",
+        "diffie-hellman-group16-sha512",
+        "diffie-hellman-group18-sha512",
+        "diffie-hellman-group14-sha256",
     ] {
         let o = password_login(s.port, "toor", &[&format!("KexAlgorithms={kex}")], "id").await;
         assert_echo(&o, "id", kex);
@@ -279,8 +283,16 @@ async fn every_host_key_type() {
             stderr(&o)
         );
     }
-    // An old release still offers ssh-rsa (SHA-1) signatures.
+    // An old release still offers ssh-rsa (SHA-1) signatures and
+    // diffie-hellman-group14-sha1.
     let old = start("OpenSSH_7.4", None, |_| {}).await;
+    let o = password_login(old.port, "toor", &["KexAlgorithms=diffie-hellman-group14-sha1"], "true").await;
+    assert_echo(&o, "true", "group14-sha1");
+    assert!(
+        has_line(&stderr(&o), "kex: algorithm: diffie-hellman-group14-sha1"),
+        "{}",
+        stderr(&o)
+    );
     let o = password_login(old.port, "toor", &["HostKeyAlgorithms=ssh-rsa"], "true").await;
     assert_echo(&o, "true", "ssh-rsa");
     assert!(
