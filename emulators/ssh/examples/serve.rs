@@ -60,6 +60,8 @@ async fn main() {
     let profile = Profiles::load_dir(&dir).unwrap().closest(&version).clone();
     eprintln!("profile {} for {version}", profile.release);
     let keys = Arc::new(HostKeys::from_seed(b"example-decky", None));
+    // Generate the RSA key before the first client, as a deployment would.
+    keys.warm_rsa();
     let config = Arc::new(ServerConfig::new(&version, profile, keys));
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
     loop {

@@ -36,6 +36,13 @@ where
             .await
             .map_err(std::io::Error::other)?;
     }
+    if !config.ident_delay.is_zero() {
+        let mut jitter = [0u8; 1];
+        rand_core06::RngCore::fill_bytes(&mut rand_core06::OsRng, &mut jitter);
+        // 75% to 125% of the configured delay.
+        let factor = 0.75 + f64::from(jitter[0]) / 510.0;
+        sleep(config.ident_delay.mul_f64(factor)).await;
+    }
     let mut conn = Connection::new(config, handler);
     let mut buf = vec![0u8; 64 * 1024];
     loop {
