@@ -67,6 +67,8 @@ const SESSION_WINDOW: u32 = 64 * SESSION_MAX_PACKET;
 /// SSH2_OPEN_ADMINISTRATIVELY_PROHIBITED / SSH2_OPEN_CONNECT_FAILED.
 const OPEN_ADMIN_PROHIBITED: u32 = 1;
 const OPEN_CONNECT_FAILED: u32 = 2;
+/// Channel output held for a peer whose window is full, per channel.
+const MAX_QUEUED: usize = 1024 * 1024;
 /// sshd's keyboard-interactive (PAM) prompt.
 const KBD_PROMPT: &str = "Password: ";
 
@@ -1161,6 +1163,19 @@ impl<H: Handler> Connection<H> {
                 Action::Close(id) => (id, Out::Close),
             };
             if let Some(c) = self.channels.get_mut(&id) {
+                let queued: usize = c
+                    .queue
+                    .iter()
+                    .map(|o| match o {
+                        Out::Data(d) | Out::Stderr(d) => d.len(),
+                        _ => 0,
+                    })
+                    .sum();
+                // A client that never opens its window cannot make us
+                // buffer without bound: output beyond the cap is dropped.
+                if matches!(&out, Out::Data(_) | Out::Stderr(_)) && queued > MAX_QUEUED {
+                    continue;
+                }
                 c.queue.push_back(out);
                 touched.push(id);
             }
