@@ -978,6 +978,14 @@ impl<H: Handler> Connection<H> {
                 }
                 _ => (None, None, OPEN_CONNECT_FAILED),
             };
+            if kind == "tun@openssh.com" {
+                // sshd (PermitTunnel no) says why in a debug message first.
+                let mut p = vec![msg::DEBUG];
+                put_bool(&mut p, false);
+                put_string(&mut p, b"Server has rejected tunnel device forwarding");
+                put_string(&mut p, b"");
+                self.send(p);
+            }
             self.handler
                 .observe(&Observation::ChannelRefused { kind, target, origin });
             refuse(self, reason);
