@@ -30,7 +30,11 @@ fn config() -> Arc<ServerConfig> {
             let profile = Profile {
                 release: "9.2p1".into(),
                 source: String::new(),
-                kex: names(&["curve25519-sha256", "sntrup761x25519-sha512@openssh.com", "ecdh-sha2-nistp256"]),
+                kex: names(&[
+                    "curve25519-sha256",
+                    "sntrup761x25519-sha512@openssh.com",
+                    "ecdh-sha2-nistp256",
+                ]),
                 host_key: names(&["ssh-ed25519"]),
                 ciphers: names(&["chacha20-poly1305@openssh.com", "aes128-ctr"]),
                 macs: names(&["hmac-sha2-256", "umac-64-etm@openssh.com"]),
