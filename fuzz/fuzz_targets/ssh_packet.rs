@@ -43,6 +43,7 @@ fn config() -> Arc<ServerConfig> {
                 strict_kex: true,
                 server_sig_algs: names(&["ssh-ed25519"]),
                 publickey_hostbound: true,
+                ping: true,
             };
             let keys = Arc::new(HostKeys::from_seed(b"fuzz", None));
             Arc::new(ServerConfig::new("OpenSSH_9.2p1 Debian-2+deb12u10", profile, keys))

@@ -33,6 +33,9 @@ pub struct Profile {
     pub server_sig_algs: Vec<String>,
     #[serde(default)]
     pub publickey_hostbound: bool,
+    /// EXT_INFO advertises `ping@openssh.com` (OpenSSH 9.5 and later).
+    #[serde(default)]
+    pub ping: bool,
 }
 
 #[derive(Debug, Error)]

@@ -57,6 +57,8 @@ pub mod msg {
     pub const CHANNEL_REQUEST: u8 = 98;
     pub const CHANNEL_SUCCESS: u8 = 99;
     pub const CHANNEL_FAILURE: u8 = 100;
+    pub const PING: u8 = 192;
+    pub const PONG: u8 = 193;
 }
 
 /// SSH2_DISCONNECT_PROTOCOL_ERROR, what sshd's packet_disconnect uses.
@@ -457,6 +459,14 @@ impl<H: Handler> Connection<H> {
             msg::CHANNEL_EOF if self.auth.done => self.channel_eof(payload),
             msg::CHANNEL_CLOSE if self.auth.done => self.channel_close(payload),
             msg::CHANNEL_SUCCESS | msg::CHANNEL_FAILURE if self.auth.done => Ok(()),
+            msg::PING if self.auth.done && self.config.profile.ping => {
+                // ping@openssh.com: echo the data back in a PONG.
+                let data = Reader::new(&payload[1..]).string()?.to_vec();
+                let mut p = vec![msg::PONG];
+                put_string(&mut p, &data);
+                self.send(p);
+                Ok(())
+            }
             _ => {
                 self.unimplemented();
                 Ok(())
@@ -677,6 +687,11 @@ impl<H: Handler> Connection<H> {
         }
         if profile.publickey_hostbound {
             put_string(&mut body, b"publickey-hostbound@openssh.com");
+            put_string(&mut body, b"0");
+            count += 1;
+        }
+        if profile.ping {
+            put_string(&mut body, b"ping@openssh.com");
             put_string(&mut body, b"0");
             count += 1;
         }
@@ -1308,6 +1323,7 @@ mod tests {
             strict_kex: strict,
             server_sig_algs: Vec::new(),
             publickey_hostbound: false,
+            ping: false,
         };
         Arc::new(ServerConfig::new(
             "OpenSSH_9.2p1",

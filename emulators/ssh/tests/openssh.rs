@@ -632,3 +632,27 @@ async fn host_keys_are_announced_and_proven_for_update_host_keys() {
         assert!(text.contains(kind), "{kind} learnt:\n{text}\n{}", stderr(&o));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_releases_present_their_own_offer() {
+    // 9.6 appends ext-info-s and advertises ping@openssh.com; 7.4 has no
+    // strict kex and still offers ssh-rsa first.
+    let s = start("OpenSSH_9.6", None, |_| {}).await;
+    let o = password_login(s.port, "toor", &[], "true").await;
+    assert_echo(&o, "true", "9.6");
+    let err = stderr(&o);
+    assert!(err.contains("ext-info-s,kex-strict-s-v00@openssh.com"), "{err}");
+    assert!(err.contains("kex_input_ext_info: ping@openssh.com"), "{err}");
+    let s = start("OpenSSH_7.4", None, |_| {}).await;
+    let o = password_login(s.port, "toor", &[], "true").await;
+    assert_echo(&o, "true", "7.4");
+    let err = stderr(&o);
+    assert!(
+        has_line(
+            &err,
+            "host key algorithms: ssh-rsa,rsa-sha2-512,rsa-sha2-256,ecdsa-sha2-nistp256,ssh-ed25519"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("kex-strict-s-v00@openssh.com"), "{err}");
+}
