@@ -87,7 +87,13 @@ struct Server {
 
 async fn start(version: &str, authorized: Option<Vec<u8>>, tweak: impl FnOnce(&mut ServerConfig)) -> Server {
     let profile = profiles().closest(version).clone();
-    let mut config = ServerConfig::new(version, profile, host_keys());
+    // As a deployment would: RSA generated before the first client.
+    let keys = host_keys();
+    let warm = keys.clone();
+    tokio::task::spawn_blocking(move || warm.warm_rsa())
+        .await
+        .expect("RSA key");
+    let mut config = ServerConfig::new(version, profile, keys);
     config.auth_failure_delay = Duration::from_millis(300);
     tweak(&mut config);
     let config = Arc::new(config);
@@ -655,4 +661,28 @@ async fn other_releases_present_their_own_offer() {
         "{err}"
     );
     assert!(!err.contains("kex-strict-s-v00@openssh.com"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_grace_time_ends_idle_unauthenticated_connections() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let s = start(DEBIAN, None, |c| c.login_grace = Duration::from_millis(500)).await;
+    let mut c = tokio::net::TcpStream::connect(("127.0.0.1", s.port))
+        .await
+        .expect("connect");
+    c.write_all(b"SSH-2.0-OpenSSH_9.2p1 idle\r\n").await.expect("ident");
+    let started = Instant::now();
+    let mut all = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut all)).await;
+    assert!(read.is_ok(), "server closed the connection");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(400) && waited < Duration::from_secs(5),
+        "{waited:?}"
+    );
+    // Banner and KEXINIT, then silence: sshd sends no message on this timeout.
+    assert!(all.starts_with(b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u10\r\n"));
+    let log = s.log.lock().expect("log");
+    assert!(log.observations.iter().any(|o| matches!(o,
+        Observation::Closed { reason } if reason == "Timeout before authentication")));
 }
