@@ -672,6 +672,10 @@ impl<H: Handler> Connection<H> {
         for queued in std::mem::take(&mut self.kex_queue) {
             self.seal(&queued);
         }
+        let ids: Vec<u32> = self.channels.keys().copied().collect();
+        for id in ids {
+            self.flush_channel(id);
+        }
         Ok(())
     }
 
@@ -1212,6 +1216,11 @@ impl<H: Handler> Connection<H> {
     /// Sends queued channel output in order, as far as the peer's window
     /// allows.
     fn flush_channel(&mut self, id: u32) {
+        // During a key exchange channel output stays in its (capped) queue
+        // rather than piling up behind the exchange.
+        if self.kex.as_ref().is_some_and(|k| !k.sent_newkeys) {
+            return;
+        }
         let mut packets = Vec::new();
         let mut finished = false;
         if let Some(c) = self.channels.get_mut(&id) {
