@@ -1418,6 +1418,23 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_corrupt_length_closes_silently_like_sshd() {
+        // sshd logs "Bad packet length 4294967295." and hangs up without a
+        // message: the client sees the banner, the KEXINIT, then EOF.
+        let mut conn = Connection::new(config(true), Deny);
+        conn.feed(b"SSH-2.0-x\r\n\xff\xff\xff\xff\0\0\0\0\0\0\0\0");
+        assert!(conn.is_closed());
+        let out = conn.take_output();
+        let start = out.windows(2).position(|w| w == b"\r\n").expect("ident") + 2;
+        let (payload, used) = Direction::default()
+            .open(&out[start..])
+            .expect("valid")
+            .expect("one packet");
+        assert_eq!(payload[0], msg::KEXINIT);
+        assert_eq!(start + used, out.len(), "nothing after KEXINIT");
+    }
+
     proptest! {
         #[test]
         fn hostile_bytes_after_identification_never_panic(data in proptest::collection::vec(any::<u8>(), 0..2000)) {
