@@ -34,7 +34,8 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
             deploy(deckies)
         }
         Some("events") => events(),
-        _ => bail!("usage: cargo xtask bench deploy [--deckies N] | events"),
+        Some("shaping") => crate::shaping_bench::shaping(),
+        _ => bail!("usage: cargo xtask bench deploy [--deckies N] | events | shaping"),
     }
 }
 
@@ -73,7 +74,7 @@ fn events() -> anyhow::Result<()> {
         file / TARGET_FILE_PER_S
     );
     println!(
-        "  ingestion into SQLite (batches of 1000):         {ingest:>9.0} events/s  target ≥ {TARGET_INGEST_PER_S:.0}  {:.2}× target",
+        "  ingestion into SQLite (batches ≤ 8192 lines):   {ingest:>9.0} events/s  target ≥ {TARGET_INGEST_PER_S:.0}  {:.2}× target",
         ingest / TARGET_INGEST_PER_S
     );
     println!(
@@ -88,10 +89,10 @@ fn events() -> anyhow::Result<()> {
     Ok(())
 }
 
-struct Instance {
-    exe: PathBuf,
-    prefix: String,
-    dir: PathBuf,
+pub(crate) struct Instance {
+    pub(crate) exe: PathBuf,
+    pub(crate) prefix: String,
+    pub(crate) dir: PathBuf,
 }
 
 impl Instance {
@@ -108,7 +109,7 @@ impl Instance {
         cmd
     }
 
-    fn run(&self, args: &[&str]) -> anyhow::Result<String> {
+    pub(crate) fn run(&self, args: &[&str]) -> anyhow::Result<String> {
         let out = self.decnet(args).stderr(Stdio::inherit()).output()?;
         ensure!(out.status.success(), "decnet {} failed", args.join(" "));
         Ok(String::from_utf8(out.stdout)?)

@@ -7,10 +7,13 @@
 //!   time, engine RSS and kernel memory per decky, against the targets.
 //! - `bench events`: the event pipeline's throughput (format + file sink,
 //!   SQLite ingestion) and emit → stored latency, against the targets.
+//! - `bench shaping`: HTTP throughput and latency of a decky shaped by the
+//!   personality programs against an unshaped one in the same lab.
 //! - `build-ebpf`: rebuilds the committed personality eBPF object (nightly).
 
 mod bench;
 mod ebpf;
+mod shaping_bench;
 
 use std::process::{Command, ExitCode};
 
@@ -25,7 +28,7 @@ fn main() -> ExitCode {
         Some("build-ebpf") => ebpf::build(&workspace_root()),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci | test [cargo test args] | bench deploy [--deckies N] | bench events | build-ebpf>"
+                "usage: cargo xtask <ci | test [cargo test args] | bench deploy [--deckies N] | bench events | bench shaping | build-ebpf>"
             );
             return ExitCode::from(2);
         }

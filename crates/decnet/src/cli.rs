@@ -104,6 +104,30 @@ pub(crate) enum Command {
     /// A private lab LAN on this machine, with an attacker namespace.
     #[command(subcommand)]
     Lab(LabCommand),
+    /// OS fingerprints of the deckies, as scanners see them.
+    #[command(subcommand)]
+    Fingerprint(FingerprintCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum FingerprintCommand {
+    /// Run `nmap -O` from the lab's attacker namespace against each running
+    /// decky and compare nmap's verdict with its OS personality; exits 1 when
+    /// an exact personality is not named in every round.
+    Check(FingerprintCheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct FingerprintCheckArgs {
+    /// Only this decky.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) decky: Option<String>,
+    /// How many times to run nmap against each decky.
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub(crate) rounds: u32,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Args)]

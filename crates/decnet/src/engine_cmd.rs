@@ -14,6 +14,7 @@ use crate::cli::Global;
 /// Every protocol emulator this build has.
 fn registry() -> Registry {
     let mut registry = Registry::new();
+    registry.register(Arc::new(decnet_emu_telnet::Telnet));
     registry.register(Arc::new(decnet_emu_tftp::Tftp));
     registry
 }

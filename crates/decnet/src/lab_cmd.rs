@@ -2,7 +2,7 @@
 //! LAN on this machine with an attacker namespace, and a fleet deployed on it.
 
 use std::io::{self, Write};
-use std::process::{Command, ExitCode};
+use std::process::{Child, Command, ExitCode};
 
 use anyhow::Context as _;
 use decnet_core::fleet::{CliFleet, FleetSpec};
@@ -95,20 +95,32 @@ pub(crate) fn shell(global: &Global) -> anyhow::Result<ExitCode> {
 }
 
 /// Runs `cmd` in the attacker namespace with this terminal, and exits with its status.
-fn run_in_attacker(global: &Global, mut cmd: Command) -> anyhow::Result<ExitCode> {
+fn run_in_attacker(global: &Global, cmd: Command) -> anyhow::Result<ExitCode> {
     let config = global.engine_config()?;
     decnet_net::require_network_admin()?;
-    let lab = lab::load(&config)?.ok_or_else(|| BadInput("there is no lab; run `decnet lab up` first".into()))?;
+    let ns = attacker_namespace(&config)?;
+    let status = spawn_in(&ns, cmd)?.wait()?;
+    Ok(ExitCode::from(status.code().unwrap_or(1).clamp(0, 255) as u8))
+}
+
+/// The lab's attacker namespace, or why there is none.
+pub(crate) fn attacker_namespace(config: &decnet_engine::EngineConfig) -> anyhow::Result<Netns> {
+    let lab = lab::load(config)?.ok_or_else(|| BadInput("there is no lab; run `decnet lab up` first".into()))?;
     let ns = Netns::open(&lab.attacker_ns)?.ok_or_else(|| {
         BadInput(format!(
             "the lab's namespace {} is gone; run `decnet lab up`",
             lab.attacker_ns
         ))
     })?;
+    Ok(ns)
+}
+
+/// Starts `cmd` inside `ns`.
+pub(crate) fn spawn_in(ns: &Netns, mut cmd: Command) -> anyhow::Result<Child> {
     let program = cmd.get_program().to_string_lossy().into_owned();
     // A child starts in the namespace of the thread that forks it: enter on a
     // thread of our own, spawn there.
-    let mut child = std::thread::scope(|s| {
+    std::thread::scope(|s| {
         s.spawn(|| {
             let _guard = ns.enter()?;
             anyhow::Ok(cmd.spawn()?)
@@ -116,9 +128,7 @@ fn run_in_attacker(global: &Global, mut cmd: Command) -> anyhow::Result<ExitCode
         .join()
         .map_err(|_| anyhow::anyhow!("the namespace thread panicked"))?
     })
-    .with_context(|| format!("running {program} in {}", lab.attacker_ns))?;
-    let status = child.wait()?;
-    Ok(ExitCode::from(status.code().unwrap_or(1).clamp(0, 255) as u8))
+    .with_context(|| format!("running {program} in {}", ns.name()))
 }
 
 pub(crate) fn down(global: &Global) -> anyhow::Result<ExitCode> {

@@ -7,6 +7,7 @@ mod catalogue_cmd;
 mod cli;
 mod deploy_cmd;
 mod engine_cmd;
+mod fingerprint_cmd;
 mod lab_cmd;
 mod output;
 mod status_cmd;
@@ -19,7 +20,7 @@ use clap::Parser;
 use decnet_core::{CatalogueError, ConfigError};
 use decnet_engine::ClientError;
 
-use crate::cli::{Cli, Command, EngineCommand, LabCommand};
+use crate::cli::{Cli, Command, EngineCommand, FingerprintCommand, LabCommand};
 
 fn main() -> ExitCode {
     if let Err(err) = load_env_files() {
@@ -51,6 +52,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Lab(LabCommand::Exec { command }) => lab_cmd::exec(g, &command),
         Command::Lab(LabCommand::Shell) => lab_cmd::shell(g),
         Command::Lab(LabCommand::Down) => lab_cmd::down(g),
+        Command::Fingerprint(FingerprintCommand::Check(args)) => fingerprint_cmd::check(g, &args),
     }
 }
 

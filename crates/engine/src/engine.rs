@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use decnet_core::fleet::{DeckySpec, FleetSpec, LinkDriver, Mode};
-use decnet_emu_sdk::Limits;
+use decnet_emu_sdk::{CaptureLimits, Captures, Limits};
 use decnet_events::Emitter;
 use decnet_fingerprint::Shaper;
 use decnet_net::{
@@ -103,6 +103,7 @@ struct Parent {
 
 impl Engine {
     pub fn new(config: EngineConfig, registry: Registry, emitter: Emitter, limits: Limits) -> Self {
+        let captures = Captures::new(&config.state_dir, CaptureLimits::default());
         // Namespace work waits on the kernel (RCU, mounts) more than it computes.
         let threads = std::thread::available_parallelism()
             .map_or(2, |n| n.get() * 2)
@@ -117,6 +118,7 @@ impl Engine {
                 registry: Arc::new(registry),
                 emitter,
                 limits,
+                captures,
             },
             started: Instant::now(),
             inner: Mutex::default(),
@@ -691,8 +693,16 @@ impl Engine {
     /// answer anyone. A decky without shaping still serves (with Linux's
     /// stack), and status says so.
     async fn shape(&self, spec: &DeckySpec, netns: &Arc<Netns>) -> Result<(), String> {
-        let shaper = Arc::clone(self.shaper.as_ref()?);
         let (ip, record) = (spec.ip, decnet_fingerprint::record(spec));
+        if !decnet_fingerprint::shapes_anything(&record) {
+            // Its personality is the kernel's stack: nothing to attach (and
+            // a rebind drops what an earlier personality attached).
+            if let Ok(shaper) = &self.shaper {
+                shaper.detach(ip);
+            }
+            return Ok(());
+        }
+        let shaper = Arc::clone(self.shaper.as_ref()?);
         let result = self
             .executor
             .run(Some(Arc::clone(netns)), move || {

@@ -16,8 +16,8 @@ use bytes::Bytes;
 use decnet_core::catalogue::Transport;
 use decnet_core::fleet::DeckySpec;
 use decnet_emu_sdk::{
-    Close, Conn, DeckyInfo, DeckyNet, Emulator, Kind, Limits, ServeError, Service, ServiceCounters, ServiceInfo,
-    SessionCx, UdpFlow, fields,
+    Captures, Close, Conn, DeckyInfo, DeckyNet, Emulator, Kind, Limits, ServeError, Service, ServiceCounters,
+    ServiceInfo, SessionCx, UdpFlow, fields,
 };
 use decnet_events::Emitter;
 use futures_util::FutureExt as _;
@@ -36,6 +36,8 @@ pub struct Host {
     pub registry: Arc<Registry>,
     pub emitter: Emitter,
     pub limits: Limits,
+    /// Where sessions' dropped files and recordings go.
+    pub captures: Captures,
 }
 
 /// The running services of one decky.
@@ -210,6 +212,7 @@ impl Services {
             mac: spec.mac.0,
             os_family: spec.os_family.clone(),
             distro: spec.distro.clone(),
+            userland: spec.userland.clone(),
             seed: spec.seed,
         });
         let admission = Arc::new(Admission::new(host.limits));
@@ -242,6 +245,7 @@ impl Services {
                             counters: Arc::clone(&counters),
                             admission: Arc::clone(&admission),
                             emitter: host.emitter.clone(),
+                            captures: host.captures.clone(),
                             net: net.clone(),
                             cancel: cancel.clone(),
                         };
@@ -339,6 +343,7 @@ struct Session {
     counters: Arc<ServiceCounters>,
     admission: Arc<Admission>,
     emitter: Emitter,
+    captures: Captures,
     net: DeckyNet,
     cancel: CancellationToken,
 }
@@ -369,6 +374,7 @@ impl Session {
             Arc::clone(&self.counters),
             self.net.clone(),
             self.admission.limits,
+            self.captures.clone(),
         )
     }
 }

@@ -14,7 +14,7 @@ use decnet_core::catalogue::Port;
 use decnet_core::fleet::{DeckySpec, MacAddr, ServiceSpec};
 use decnet_core::seed::FleetSeed;
 use decnet_emu_sdk::{
-    BoxFuture, Close, Conn, DeckyNet, Emulator, Limits, ServeError, Service, ServiceInfo, SessionCx, UdpFlow,
+    BoxFuture, Captures, Close, Conn, DeckyNet, Emulator, Limits, ServeError, Service, ServiceInfo, SessionCx, UdpFlow,
 };
 use decnet_engine::Registry;
 use decnet_engine::hosting::{Host, Services};
@@ -132,6 +132,7 @@ fn spec(services: &[(&str, Vec<Port>)]) -> DeckySpec {
         mac: MacAddr([2, 0, 0, 0, 0, 1]),
         hostname: "box".into(),
         distro: "debian".into(),
+        userland: Default::default(),
         os_family: "linux".into(),
         personality: "linux".into(),
         shaping: Default::default(),
@@ -159,6 +160,7 @@ async fn start(sandbox: &Sandbox, services: &[(&str, Vec<Port>)], limits: Limits
         registry: Arc::new(registry),
         emitter,
         limits,
+        captures: Captures::disabled(),
     };
     (
         Services::start(&spec(services), sandbox.net.clone(), &host).await,
@@ -354,6 +356,7 @@ async fn ports_an_emulator_cannot_serve_are_reported() {
         registry: Arc::new(registry),
         emitter,
         limits: Limits::default(),
+        captures: Captures::disabled(),
     };
     let mut services = Services::start(
         &spec(&[("tftp", vec![Port::tcp(free_port() + 5)])]),

@@ -2,8 +2,9 @@
 //! becomes a record the eBPF programs of `ebpf/personality` read ([`record`]),
 //! and the [`Shaper`] attaches those programs inside each decky's namespace.
 
+pub mod check;
 mod record;
 mod shaper;
 
-pub use self::record::record;
+pub use self::record::{record, shapes_anything};
 pub use self::shaper::{Shaper, ShaperError};

@@ -27,6 +27,22 @@ pub fn record(spec: &DeckySpec) -> ebpf::Personality {
     shaping_record(&spec.shaping, ttl, tcp_df, clock)
 }
 
+/// Whether the programs would change any packet of a decky with this
+/// record: a personality that is the kernel's own stack needs none attached.
+pub fn shapes_anything(r: &ebpf::Personality) -> bool {
+    let untouched = r.flags == 0
+        && r.wscale == 0xff
+        && r.mss == 0
+        && r.ip_id == [ebpf::IPID_KERNEL; 3]
+        && r.tcp_df == ebpf::DF_KERNEL
+        && r.windows == [0; ebpf::CLASSES]
+        && r.options_len == [0; 8]
+        && r.t2.flags == 0
+        && r.t3.flags == 0
+        && r.isn_per_ms == 0;
+    !untouched
+}
+
 /// A decky's timestamp clock: offset, and drift in ppm (fast or slow).
 struct Clock {
     offset: u32,
@@ -47,7 +63,7 @@ fn shaping_record(s: &Shaping, ttl: u8, tcp_df: bool, clock: Clock) -> ebpf::Per
         flags |= ebpf::F_ECHO_CODE;
     }
     let mut windows = [tcp.syn_ack_window.unwrap_or(0); ebpf::CLASSES];
-    for (class, name) in PROBE_CLASSES.iter().enumerate().skip(1) {
+    for (class, name) in PROBE_CLASSES.iter().enumerate() {
         if let Some(w) = tcp.syn_ack_windows.get(*name) {
             windows[class] = *w;
         }
@@ -237,6 +253,7 @@ mod tests {
         assert_eq!(r.flags & ebpf::F_RST_ACK_OTHER, ebpf::F_RST_ACK_OTHER);
         assert_eq!(r.flags & ebpf::F_ECHO_CODE, ebpf::F_ECHO_CODE);
         assert_eq!(r.ts_hz, 1000);
+        assert!(shapes_anything(&r));
     }
 
     #[test]
@@ -255,5 +272,13 @@ mod tests {
         assert_eq!(r.options_len, [0; 8]);
         assert_eq!(r.t2.flags, 0);
         assert_eq!(r.t3.flags, 0);
+        assert!(!shapes_anything(&r), "the kernel's own stack needs no programs");
+        let clock = Clock {
+            offset: 0,
+            skew_ppm: 0,
+            slow: 0,
+        };
+        let no_df = shaping_record(&Shaping::default(), 64, false, clock);
+        assert!(shapes_anything(&no_df), "RSTs lose DF only by rewriting");
     }
 }

@@ -26,8 +26,12 @@ use crate::{IngestOffset, PreparedEvents, Store, StoreError};
 
 /// The source name the ingester's offset is stored under.
 pub const SOURCE: &str = JSON_LOG;
-/// Lines per transaction at most.
-pub const BATCH_LINES: usize = 1000;
+/// Lines per transaction at most. At a steady rate a batch is whatever was
+/// logged since the last one (~100 ms of events); a backlog (a restart, a
+/// burst) goes in big transactions, which cost SQLite far less per event
+/// (each commit rewrites the index pages it touched) — measured 1.3–1.7×
+/// the throughput of 1,000-line batches.
+pub const BATCH_LINES: usize = 8192;
 /// How often the log is looked at when no write wakes the ingester.
 const TICK: Duration = Duration::from_millis(100);
 /// The longest wait before retrying after a failure.

@@ -33,8 +33,6 @@ const AT_IP_CSUM: usize = IP + 10;
 const L4: usize = IP + 20;
 const AT_TCP_SEQ: usize = L4 + 4;
 const AT_TCP_ACK: usize = L4 + 8;
-const AT_TCP_DOFF: usize = L4 + 12;
-const AT_TCP_FLAGS: usize = L4 + 13;
 const AT_TCP_WIN: usize = L4 + 14;
 const AT_TCP_CSUM: usize = L4 + 16;
 const AT_TCP_OPTS: usize = L4 + 20;
@@ -75,42 +73,65 @@ fn ifindex(ctx: &TcContext) -> u32 {
     unsafe { (*ctx.skb.skb).ifindex }
 }
 
-/// The decky's address and personality, if the packet is plain IPv4 (no IP
-/// options) from (`outgoing`) or to a decky.
-fn personality(ctx: &TcContext, outgoing: bool) -> Option<(u32, &'static Personality)> {
-    let proto: u16 = ctx.load(12).ok()?;
-    let ver_ihl: u8 = ctx.load(IP).ok()?;
-    if proto != 0x0800u16.to_be() || ver_ihl != 0x45 {
-        return None;
-    }
-    let decky: u32 = ctx.load(if outgoing { IP + 12 } else { IP + 16 }).ok()?;
-    // SAFETY: entries are only replaced whole by the loader.
-    let p = unsafe { PERSONALITIES.get(&decky) }?;
-    Some((decky, p))
+/// The Ethernet and IPv4 headers, read with one helper call (each load is
+/// one; they are most of a packet's cost), and the TCP header likewise.
+type IpHead = [u8; L4];
+type TcpHead = [u8; 20];
+
+fn be16(b: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([b[at], b[at + 1]])
 }
 
-fn flow(ctx: &TcContext, outgoing: bool) -> Option<FlowKey> {
-    let src: u32 = ctx.load(IP + 12).ok()?;
-    let dst: u32 = ctx.load(IP + 16).ok()?;
-    let sport: u16 = ctx.load(L4).ok()?;
-    let dport: u16 = ctx.load(L4 + 2).ok()?;
-    Some(if outgoing {
-        FlowKey { local: src, remote: dst, local_port: sport, remote_port: dport }
+/// A 32-bit field as it sits in the packet (network order in memory).
+fn raw32(b: &[u8], at: usize) -> u32 {
+    u32::from_ne_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+/// The decky's address, personality and the packet's headers, if the
+/// packet is plain IPv4 (no IP options) from (`outgoing`) or to a decky.
+fn personality(ctx: &TcContext, outgoing: bool) -> Option<(u32, &'static Personality, IpHead)> {
+    let ip: IpHead = ctx.load(0).ok()?;
+    if ip[12] != 0x08 || ip[13] != 0 || ip[IP] != 0x45 {
+        return None;
+    }
+    let decky = raw32(&ip, if outgoing { IP + 12 } else { IP + 16 });
+    // SAFETY: entries are only replaced whole by the loader.
+    let p = unsafe { PERSONALITIES.get(&decky) }?;
+    Some((decky, p, ip))
+}
+
+fn flow(ip: &IpHead, tcp: &TcpHead, outgoing: bool) -> FlowKey {
+    let src = raw32(ip, IP + 12);
+    let dst = raw32(ip, IP + 16);
+    let sport = u16::from_ne_bytes([tcp[0], tcp[1]]);
+    let dport = u16::from_ne_bytes([tcp[2], tcp[3]]);
+    if outgoing {
+        FlowKey {
+            local: src,
+            remote: dst,
+            local_port: sport,
+            remote_port: dport,
+        }
     } else {
-        FlowKey { local: dst, remote: src, local_port: dport, remote_port: sport }
-    })
+        FlowKey {
+            local: dst,
+            remote: src,
+            local_port: dport,
+            remote_port: sport,
+        }
+    }
 }
 
 // ---------------------------------------------------------------- egress
 
 fn try_egress(ctx: &TcContext) -> Option<()> {
-    let (decky, p) = personality(ctx, true)?;
-    let proto: u8 = ctx.load(IP + 9).ok()?;
-    let class = match proto {
+    let (decky, p, ip) = personality(ctx, true)?;
+    let class = match ip[IP + 9] {
         6 => {
-            let flags: u8 = ctx.load(AT_TCP_FLAGS).ok()?;
-            tcp_egress(ctx, decky, p, flags);
-            set_df(ctx, p.tcp_df);
+            let tcp: TcpHead = ctx.load(L4).ok()?;
+            let flags = tcp[13];
+            tcp_egress(ctx, decky, p, &ip, &tcp);
+            set_df(ctx, &ip, p.tcp_df);
             if flags & TCP_RST != 0 { IPID_TCP_RST } else { IPID_TCP }
         }
         1 => {
@@ -119,16 +140,16 @@ fn try_egress(ctx: &TcContext) -> Option<()> {
         }
         _ => return Some(()),
     };
-    set_ip_id(ctx, decky, p.ip_id[class]);
+    set_ip_id(ctx, &ip, decky, p.ip_id[class]);
     Some(())
 }
 
 /// Sets or clears the don't-fragment bit (`DF_*`).
-fn set_df(ctx: &TcContext, policy: u8) -> Option<()> {
+fn set_df(ctx: &TcContext, ip: &IpHead, policy: u8) -> Option<()> {
     if policy == DF_KERNEL {
         return Some(());
     }
-    let old: u16 = ctx.load(AT_IP_FRAG).ok()?;
+    let old = u16::from_ne_bytes([ip[AT_IP_FRAG], ip[AT_IP_FRAG + 1]]);
     let df = 0x4000u16.to_be();
     let new = if policy == DF_SET { old | df } else { old & !df };
     if new != old {
@@ -138,7 +159,7 @@ fn set_df(ctx: &TcContext, policy: u8) -> Option<()> {
     Some(())
 }
 
-fn set_ip_id(ctx: &TcContext, decky: u32, policy: u8) -> Option<()> {
+fn set_ip_id(ctx: &TcContext, ip: &IpHead, decky: u32, policy: u8) -> Option<()> {
     let new = match policy {
         IPID_ZERO => 0,
         IPID_RANDOM => (unsafe { bpf_get_prandom_u32() }) as u16,
@@ -153,15 +174,18 @@ fn set_ip_id(ctx: &TcContext, decky: u32, policy: u8) -> Option<()> {
                     id
                 },
                 None => {
-                    let _ = IP_IDS.insert(&decky, &(unsafe { bpf_get_prandom_u32() } & 0xffff), 0);
-                    return None;
+                    // The first packet takes an ID too: left at the kernel's
+                    // (0 on a SYN-ACK with DF), it reads as Linux to p0f.
+                    let start = unsafe { bpf_get_prandom_u32() } & 0xffff;
+                    let _ = IP_IDS.insert(&decky, &start.wrapping_add(segs), 0);
+                    start
                 }
             } as u16;
             if policy == IPID_BROKEN { id.swap_bytes() } else { id }
         }
         _ => return None,
     };
-    let old: u16 = ctx.load(AT_IP_ID).ok()?;
+    let old = u16::from_ne_bytes([ip[AT_IP_ID], ip[AT_IP_ID + 1]]);
     let new = new.to_be();
     if old != new {
         ctx.store(AT_IP_ID, &new, 0).ok()?;
@@ -170,21 +194,27 @@ fn set_ip_id(ctx: &TcContext, decky: u32, policy: u8) -> Option<()> {
     Some(())
 }
 
-fn tcp_egress(ctx: &TcContext, decky: u32, p: &Personality, flags: u8) -> Option<()> {
-    let key = flow(ctx, true)?;
+fn tcp_egress(ctx: &TcContext, decky: u32, p: &Personality, ip: &IpHead, tcp: &TcpHead) -> Option<()> {
+    let key = flow(ip, tcp, true);
+    let flags = tcp[13];
     if flags & (TCP_SYN | TCP_ACK) == TCP_SYN | TCP_ACK {
-        return syn_ack(ctx, decky, p, key);
+        return syn_ack(ctx, decky, p, key, tcp);
     }
     let conn = unsafe { CONNECTIONS.get(&key) };
     if let Some(conn) = conn
         && conn.isn_delta != 0
     {
-        let old: u32 = ctx.load(AT_TCP_SEQ).ok()?;
-        write_u32(ctx, AT_TCP_SEQ, u32::from_be(old).wrapping_add(conn.isn_delta).to_be())?;
+        let old = raw32(tcp, 4);
+        write_known(
+            ctx,
+            AT_TCP_SEQ,
+            old,
+            u32::from_be(old).wrapping_add(conn.isn_delta).to_be(),
+        )?;
     }
     if conn.is_none() && flags & (TCP_RST | TCP_ACK) == TCP_RST && p.flags & F_RST_ACK_OTHER != 0 {
         // Linux leaves a bare RST's acknowledgement at zero; Windows does not.
-        let old: u32 = ctx.load(AT_TCP_ACK).ok()?;
+        let old = raw32(tcp, 8);
         let new = unsafe { bpf_get_prandom_u32() } | 1;
         ctx.store(AT_TCP_ACK, &new, 0).ok()?;
         ctx.l4_csum_replace(AT_TCP_CSUM, old as u64, new as u64, 4).ok()?;
@@ -192,13 +222,13 @@ fn tcp_egress(ctx: &TcContext, decky: u32, p: &Personality, flags: u8) -> Option
     }
     let conn = conn?;
     if flags & TCP_SYN == 0 && conn.kernel_wscale != conn.persona_wscale {
-        rescale_window(ctx, conn)?;
+        rescale_window(ctx, tcp, conn)?;
     }
-    if p.flags & F_TIMESTAMPS != 0 {
-        // Linux puts NOP NOP TS first in every segment that carries it.
-        let head: u32 = ctx.load(AT_TCP_OPTS).ok()?;
-        if head == u32::from_be(0x0101_080a) {
-            let old: u32 = ctx.load(AT_TCP_OPTS + 4).ok()?;
+    // Linux puts NOP NOP TS first in every segment that carries it.
+    if p.flags & F_TIMESTAMPS != 0 && tcp[12] >> 4 >= 8 {
+        let head: [u8; 8] = ctx.load(AT_TCP_OPTS).ok()?;
+        if head[..4] == [1, 1, 8, 10] {
+            let old = raw32(&head, 4);
             let new = persona_ts(p, conn, u32::from_be(old)).to_be();
             ctx.store(AT_TCP_OPTS + 4, &new, 0).ok()?;
             ctx.l4_csum_replace(AT_TCP_CSUM, old as u64, new as u64, 4).ok()?;
@@ -209,8 +239,8 @@ fn tcp_egress(ctx: &TcContext, decky: u32, p: &Personality, flags: u8) -> Option
 
 /// The kernel advertises windows in its own scale; the peer reads them in
 /// the persona's.
-fn rescale_window(ctx: &TcContext, conn: &Connection) -> Option<()> {
-    let old: u16 = ctx.load(AT_TCP_WIN).ok()?;
+fn rescale_window(ctx: &TcContext, tcp: &TcpHead, conn: &Connection) -> Option<()> {
+    let old = u16::from_ne_bytes([tcp[14], tcp[15]]);
     let bytes = (u16::from_be(old) as u32) << (conn.kernel_wscale & 15);
     let new = ((bytes >> (conn.persona_wscale & 15)).min(0xffff) as u16).to_be();
     ctx.store(AT_TCP_WIN, &new, 0).ok()?;
@@ -223,7 +253,11 @@ fn clock_now(p: &Personality) -> u32 {
     let ms = unsafe { bpf_ktime_get_ns() } / 1_000_000;
     let ticks = ms * p.ts_hz as u64 / 1000;
     let skew = ticks * p.ts_skew_ppm as u64 / 1_000_000;
-    let ticks = if p.ts_skew_slow != 0 { ticks - skew } else { ticks + skew };
+    let ticks = if p.ts_skew_slow != 0 {
+        ticks - skew
+    } else {
+        ticks + skew
+    };
     (ticks as u32).wrapping_add(p.ts_offset)
 }
 
@@ -264,7 +298,7 @@ fn next_isn(decky: u32, p: &Personality) -> Option<u32> {
     Some(isn)
 }
 
-fn syn_ack(ctx: &TcContext, decky: u32, p: &Personality, key: FlowKey) -> Option<()> {
+fn syn_ack(ctx: &TcContext, decky: u32, p: &Personality, key: FlowKey, tcp: &TcpHead) -> Option<()> {
     let class = match unsafe { PROBES.get(&key) } {
         Some(c) => *c,
         None => CLASS_ORDINARY,
@@ -272,20 +306,23 @@ fn syn_ack(ctx: &TcContext, decky: u32, p: &Personality, key: FlowKey) -> Option
     let _ = PROBES.remove(&key);
     let window = p.windows[(class as usize) & (CLASSES - 1)];
     if window != 0 {
-        let old: u16 = ctx.load(AT_TCP_WIN).ok()?;
+        let old = u16::from_ne_bytes([tcp[14], tcp[15]]);
         let new = window.to_be();
         ctx.store(AT_TCP_WIN, &new, 0).ok()?;
         ctx.l4_csum_replace(AT_TCP_CSUM, old as u64, new as u64, 2).ok()?;
     }
-    let doff: u8 = ctx.load(AT_TCP_DOFF).ok()?;
-    let words = ((doff >> 4) as usize).saturating_sub(5);
+    let words = ((tcp[12] >> 4) as usize).saturating_sub(5);
     if !(1..=10).contains(&words) {
         return Some(());
     }
     // Linux lays a SYN-ACK's options out one way: MSS; then SACK-permitted
     // and timestamps ("04 02 08 0a") or NOP NOP timestamps, or NOP NOP
     // SACK-permitted; then NOP and window scale last.
-    let second: [u8; 4] = if words > 1 { ctx.load(AT_TCP_OPTS + 4).ok()? } else { [0; 4] };
+    let second: [u8; 4] = if words > 1 {
+        ctx.load(AT_TCP_OPTS + 4).ok()?
+    } else {
+        [0; 4]
+    };
     let last: [u8; 4] = ctx.load(AT_TCP_OPTS + (words - 1) * 4).ok()?;
     let has_ts = second[2] == 8 && second[3] == 10;
     let has_sack = second[0] == 4 || (second[2] == 4 && second[3] == 2);
@@ -299,7 +336,7 @@ fn syn_ack(ctx: &TcContext, decky: u32, p: &Personality, key: FlowKey) -> Option
     } else {
         (0, 0)
     };
-    let kernel_isn = u32::from_be(ctx.load(AT_TCP_SEQ).ok()?);
+    let kernel_isn = u32::from_be(raw32(tcp, 4));
     let previous = unsafe { CONNECTIONS.get(&key) }.copied();
     let mut conn = Connection {
         isn_kernel: kernel_isn,
@@ -322,7 +359,12 @@ fn syn_ack(ctx: &TcContext, decky: u32, p: &Personality, key: FlowKey) -> Option
             Some(prev) if prev.isn_kernel == kernel_isn => prev.isn_delta,
             _ => next_isn(decky, p)?.wrapping_sub(kernel_isn),
         };
-        write_u32(ctx, AT_TCP_SEQ, kernel_isn.wrapping_add(conn.isn_delta).to_be())?;
+        write_known(
+            ctx,
+            AT_TCP_SEQ,
+            kernel_isn.to_be(),
+            kernel_isn.wrapping_add(conn.isn_delta).to_be(),
+        )?;
     }
     let _ = CONNECTIONS.insert(&key, &conn, 0);
 
@@ -336,7 +378,11 @@ fn syn_ack(ctx: &TcContext, decky: u32, p: &Personality, key: FlowKey) -> Option
             write_u32(ctx, AT_TCP_OPTS, u32::from_ne_bytes([2, 4, m[0], m[1]]))?;
         }
         if has_ws && p.wscale != 0xff {
-            write_u32(ctx, AT_TCP_OPTS + (words - 1) * 4, u32::from_ne_bytes([1, 3, 3, p.wscale]))?;
+            write_u32(
+                ctx,
+                AT_TCP_OPTS + (words - 1) * 4,
+                u32::from_ne_bytes([1, 3, 3, p.wscale]),
+            )?;
         }
         if has_ts && p.flags & F_TIMESTAMPS != 0 {
             write_u32(ctx, AT_TCP_OPTS + 8, conn.ts_persona.to_be())?;
@@ -377,6 +423,11 @@ fn syn_ack(ctx: &TcContext, decky: u32, p: &Personality, key: FlowKey) -> Option
 /// the TCP segment, and updates the checksum.
 fn write_u32(ctx: &TcContext, at: usize, new: u32) -> Option<()> {
     let old: u32 = ctx.load(at).ok()?;
+    write_known(ctx, at, old, new)
+}
+
+/// [`write_u32`] when the old value is already known.
+fn write_known(ctx: &TcContext, at: usize, old: u32, new: u32) -> Option<()> {
     if old != new {
         ctx.store(at, &new, 0).ok()?;
         ctx.l4_csum_replace(AT_TCP_CSUM, old as u64, new as u64, 4).ok()?;
@@ -400,25 +451,25 @@ fn icmp_egress(ctx: &TcContext, p: &Personality) -> Option<()> {
 // --------------------------------------------------------------- ingress
 
 fn try_ingress(ctx: &TcContext) -> Option<i32> {
-    let (_, p) = personality(ctx, false)?;
-    let proto: u8 = ctx.load(IP + 9).ok()?;
-    if proto != 6 {
+    let (_, p, ip) = personality(ctx, false)?;
+    if ip[IP + 9] != 6 {
         return None;
     }
-    let flags: u8 = ctx.load(AT_TCP_FLAGS).ok()?;
-    let key = flow(ctx, false)?;
+    let tcp: TcpHead = ctx.load(L4).ok()?;
+    let flags = tcp[13];
+    let key = flow(&ip, &tcp, false);
     if flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN) == TCP_SYN {
-        let class = classify(ctx, flags)?;
+        let class = classify(ctx, &tcp)?;
         if class != CLASS_ORDINARY {
             let _ = PROBES.insert(&key, &class, 0);
         }
         return None;
     }
     if flags & !(TCP_ECE | TCP_CWR) == 0 && p.t2.flags != 0 {
-        return reply(ctx, &p.t2, p.ttl);
+        return reply(ctx, &ip, &tcp, &p.t2, p.ttl);
     }
     if flags & (TCP_SYN | TCP_FIN) == TCP_SYN | TCP_FIN && p.t3.flags != 0 {
-        return reply(ctx, &p.t3, p.ttl);
+        return reply(ctx, &ip, &tcp, &p.t3, p.ttl);
     }
     if flags & TCP_RST != 0 {
         let _ = CONNECTIONS.remove(&key);
@@ -429,43 +480,35 @@ fn try_ingress(ctx: &TcContext) -> Option<i32> {
     }
     let conn = unsafe { CONNECTIONS.get(&key) }?;
     if conn.isn_delta != 0 {
-        let old: u32 = ctx.load(AT_TCP_ACK).ok()?;
+        let old = raw32(&tcp, 8);
         let new = u32::from_be(old).wrapping_sub(conn.isn_delta).to_be();
         ctx.store(AT_TCP_ACK, &new, 0).ok()?;
         ctx.l4_csum_replace(AT_TCP_CSUM, old as u64, new as u64, 4).ok()?;
     }
-    if p.flags & F_TIMESTAMPS != 0 {
-        let at = find_timestamp(ctx)?;
-        let old: u32 = ctx.load(at + 6).ok()?;
+    // The timestamps option of an incoming segment: first in the options,
+    // alone or after two NOPs, as common stacks send it (RFC 7323, appendix
+    // A), where a 16-bit checksum update works.
+    if p.flags & F_TIMESTAMPS != 0 && tcp[12] >> 4 >= 8 {
+        let head: [u8; 12] = ctx.load(AT_TCP_OPTS).ok()?;
+        let (at, old) = match head {
+            [1, 1, 8, 10, ..] => (AT_TCP_OPTS + 8, raw32(&head, 8)),
+            [8, 10, ..] => (AT_TCP_OPTS + 6, raw32(&head, 6)),
+            _ => return None,
+        };
         if old != 0 {
             let new = kernel_ts(p, conn, u32::from_be(old)).to_be();
-            ctx.store(at + 6, &new, 0).ok()?;
+            ctx.store(at, &new, 0).ok()?;
             ctx.l4_csum_replace(AT_TCP_CSUM, old as u64, new as u64, 4).ok()?;
         }
     }
     None
 }
 
-/// The offset of the timestamps option of an incoming segment: first in
-/// the options, alone or after two NOPs, as common stacks send it (RFC 7323,
-/// appendix A), where a 16-bit checksum update works.
-fn find_timestamp(ctx: &TcContext) -> Option<usize> {
-    let doff: u8 = ctx.load(AT_TCP_DOFF).ok()?;
-    if doff >> 4 < 8 {
-        return None;
-    }
-    let head: [u8; 4] = ctx.load(AT_TCP_OPTS).ok()?;
-    match head {
-        [1, 1, 8, 10] => Some(AT_TCP_OPTS + 2),
-        [8, 10, ..] => Some(AT_TCP_OPTS),
-        _ => None,
-    }
-}
-
 /// nmap's SYN probes, told apart by window and first option the way its
 /// OS detection sends them (nmap book, "TCP/IP Fingerprinting Methods").
-fn classify(ctx: &TcContext, flags: u8) -> Option<u8> {
-    let window = u16::from_be(ctx.load(AT_TCP_WIN).ok()?);
+fn classify(ctx: &TcContext, tcp: &TcpHead) -> Option<u8> {
+    let flags = tcp[13];
+    let window = be16(tcp, 14);
     if flags & (TCP_ECE | TCP_CWR) == TCP_ECE | TCP_CWR {
         return Some(if window == 3 { CLASS_ECN } else { CLASS_ORDINARY });
     }
@@ -482,14 +525,15 @@ fn classify(ctx: &TcContext, flags: u8) -> Option<u8> {
 }
 
 /// Turns the probe into the persona's answer and sends it back out.
-fn reply(ctx: &TcContext, r: &Reply, ttl: u8) -> Option<i32> {
-    let macs: [u8; 12] = ctx.load(0).ok()?;
-    let src: [u8; 4] = ctx.load(IP + 12).ok()?;
-    let dst: [u8; 4] = ctx.load(IP + 16).ok()?;
-    let ports: [u8; 4] = ctx.load(L4).ok()?;
-    let seq = u32::from_be(ctx.load(AT_TCP_SEQ).ok()?);
-    let ack = u32::from_be(ctx.load(AT_TCP_ACK).ok()?);
-    let flags: u8 = ctx.load(AT_TCP_FLAGS).ok()?;
+#[inline(always)]
+fn reply(ctx: &TcContext, ip: &IpHead, tcp: &TcpHead, r: &Reply, ttl: u8) -> Option<i32> {
+    let macs = &ip[0..12];
+    let src = &ip[IP + 12..IP + 16];
+    let dst = &ip[IP + 16..IP + 20];
+    let ports = &tcp[0..4];
+    let seq = u32::from_be(raw32(tcp, 4));
+    let ack = u32::from_be(raw32(tcp, 8));
+    let flags = tcp[13];
     let syn_fin = (flags & TCP_SYN != 0) as u32 + (flags & TCP_FIN != 0) as u32;
     let out_seq = match r.seq {
         NUM_ECHO => ack,
@@ -516,8 +560,8 @@ fn reply(ctx: &TcContext, r: &Reply, ttl: u8) -> Option<i32> {
     }
     pkt[22] = ttl;
     pkt[23] = 6;
-    pkt[26..30].copy_from_slice(&dst);
-    pkt[30..34].copy_from_slice(&src);
+    pkt[26..30].copy_from_slice(dst);
+    pkt[30..34].copy_from_slice(src);
     let ip_sum = fold(sum16(&pkt[14..34]));
     pkt[24..26].copy_from_slice(&(!ip_sum).to_be_bytes());
 
@@ -543,8 +587,7 @@ fn reply(ctx: &TcContext, r: &Reply, ttl: u8) -> Option<i32> {
     if unsafe { bpf_skb_store_bytes(ctx.skb.skb.cast(), 0, pkt.as_ptr().cast(), 54, BPF_F_RECOMPUTE_CSUM) } != 0 {
         return Some(TC_ACT_SHOT);
     }
-    Some(unsafe { bpf_redirect(ifindex(ctx), 0) } as i32)
-        .map(|r| if r == TC_ACT_REDIRECT { r } else { TC_ACT_SHOT })
+    Some(unsafe { bpf_redirect(ifindex(ctx), 0) } as i32).map(|r| if r == TC_ACT_REDIRECT { r } else { TC_ACT_SHOT })
 }
 
 fn sum16(bytes: &[u8]) -> u32 {

@@ -12,6 +12,8 @@
 
 #![forbid(unsafe_code)]
 
+mod accounts;
+mod captures;
 mod conn;
 mod limits;
 mod session;
@@ -19,13 +21,15 @@ mod udp;
 
 use std::sync::Arc;
 
+pub use self::accounts::Accounts;
+pub use self::captures::{CaptureLimits, Captures, Quarantined, Recording, RecordingSummary};
 pub use self::conn::{Conn, ConnStats, LimitError};
 pub use self::limits::Limits;
 pub use self::session::{__to_json, DeckyInfo, ServiceCounters, ServiceInfo, SessionCx};
 pub use self::udp::UdpFlow;
-pub use decnet_core::catalogue::{Port, Transport};
+pub use decnet_core::catalogue::{Kernel, Port, Transport, Userland};
 pub use decnet_core::persona::{PersonaConfig, PersonaValue};
-pub use decnet_events::{Credential, Fields, Kind, SecretKind};
+pub use decnet_events::{Credential, Fields, Kind, Outcome, SecretKind};
 pub use decnet_net::DeckyNet;
 pub use futures_util::future::BoxFuture;
 

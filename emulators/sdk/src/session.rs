@@ -6,14 +6,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
-use decnet_core::catalogue::Port;
+use decnet_core::catalogue::{Port, Userland};
 use decnet_core::persona::PersonaConfig;
 use decnet_core::seed::DeckySeed;
 use decnet_events::{Credential, Emitter, Event, Fields, Kind};
 use decnet_net::DeckyNet;
 use uuid::Uuid;
 
-use crate::Limits;
+use crate::{Captures, Limits};
 
 /// The decky a service runs on.
 #[derive(Debug, Clone)]
@@ -24,6 +24,8 @@ pub struct DeckyInfo {
     pub mac: [u8; 6],
     pub os_family: String,
     pub distro: String,
+    /// What a login shows of the distro (files, kernel, prompt).
+    pub userland: Userland,
     pub seed: DeckySeed,
 }
 
@@ -58,6 +60,7 @@ pub struct SessionCx {
     counters: Arc<ServiceCounters>,
     net: DeckyNet,
     limits: Limits,
+    captures: Captures,
 }
 
 impl SessionCx {
@@ -70,6 +73,7 @@ impl SessionCx {
         counters: Arc<ServiceCounters>,
         net: DeckyNet,
         limits: Limits,
+        captures: Captures,
     ) -> Self {
         Self {
             service,
@@ -80,6 +84,7 @@ impl SessionCx {
             counters,
             net,
             limits,
+            captures,
         }
     }
 
@@ -106,6 +111,11 @@ impl SessionCx {
     /// The decky's socket factory: the only way to get another socket.
     pub fn net(&self) -> &DeckyNet {
         &self.net
+    }
+
+    /// Where dropped files and session recordings go.
+    pub fn captures(&self) -> &Captures {
+        &self.captures
     }
 
     pub fn limits(&self) -> &Limits {

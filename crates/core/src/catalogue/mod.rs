@@ -18,7 +18,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 pub use self::hostname::HostnameStyle;
-pub use self::os::{Distro, Kernel, OsFamily};
+pub use self::os::{Distro, Kernel, OsFamily, Userland};
 pub use self::personality::{
     AckChoice, Icmp, IpIdPolicy, IpIds, Isn, OPTION_SETS, PROBE_CLASSES, Personality, ProbeReply, RstAck, SeqChoice,
     Shaping, Tcp, tcp_flags, template_len,

@@ -129,8 +129,26 @@ pub struct Distro {
     pub service_defaults: ServiceDefaults,
 }
 
+/// What a login on a decky shows of its distribution: carried in the
+/// [`DeckySpec`](crate::fleet::DeckySpec), so the engine and its emulators
+/// (the shell of SSH and Telnet) need no catalogue.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Userland {
+    /// `PRETTY_NAME`-like display name (`Debian 12 (Bookworm)`).
+    pub distro_name: String,
+    /// Login shell of root and users.
+    pub shell: String,
+    /// Default prompt, in bash `PS1` syntax.
+    pub ps1: String,
+    /// `/etc/issue`.
+    pub issue: String,
+    /// `/etc/os-release`, verbatim.
+    pub os_release: String,
+    pub kernel: Kernel,
+}
+
 /// What `uname` and `/proc/version` say.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Kernel {
     /// `uname -r`, e.g. `6.1.0-28-amd64`.
@@ -147,6 +165,18 @@ pub struct Kernel {
 }
 
 impl Distro {
+    /// What a login on a decky of this distro shows.
+    pub fn userland(&self) -> Userland {
+        Userland {
+            distro_name: self.display_name.clone(),
+            shell: self.shell.clone(),
+            ps1: self.ps1.clone(),
+            issue: self.issue.clone(),
+            os_release: self.os_release.clone(),
+            kernel: self.kernel.clone(),
+        }
+    }
+
     /// `uname -a` on a host called `hostname`.
     pub fn uname_a(&self, hostname: &str) -> String {
         self.kernel_template(&self.kernel.uname_a, hostname)

@@ -197,7 +197,9 @@ pub const OPTION_SETS: [(&str, usize); 8] = [
 
 /// Keys of `tcp.syn_ack_windows`, in probe-class order (class 0 is an
 /// ordinary SYN).
-pub const PROBE_CLASSES: [&str; 8] = ["", "probe1", "probe2", "probe3", "probe4", "probe5", "probe6", "ecn"];
+pub const PROBE_CLASSES: [&str; 8] = [
+    "ordinary", "probe1", "probe2", "probe3", "probe4", "probe5", "probe6", "ecn",
+];
 
 /// The byte length of an option template, or the letter that is not one.
 pub fn template_len(template: &str) -> Result<usize, char> {
@@ -321,11 +323,11 @@ pub(crate) fn parse_personality(file: &str, slug: &str, text: &str) -> Result<Pe
         }
     }
     for key in tcp.syn_ack_windows.keys() {
-        if !PROBE_CLASSES[1..].contains(&key.as_str()) {
+        if !PROBE_CLASSES.contains(&key.as_str()) {
             return Err(CatalogueError::new(
                 file,
                 format!("tcp.syn_ack_windows.{key}"),
-                "not a probe; one of probe1 … probe6, ecn",
+                "not a SYN class; one of ordinary, probe1 … probe6, ecn",
             ));
         }
     }

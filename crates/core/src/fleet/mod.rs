@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 pub use self::network::{MacAddr, usable_hosts};
 pub use self::plan::{PlanOptions, plan};
 pub use self::request::{CliFleet, DeckyGroup, FleetRequest, MAX_AMOUNT, Origin, PersonaSection};
-use crate::catalogue::{Port, Shaping};
+use crate::catalogue::{Port, Shaping, Userland};
 use crate::persona::PersonaConfig;
 use crate::seed::DeckySeed;
 
@@ -58,6 +58,9 @@ pub struct DeckySpec {
     pub mac: MacAddr,
     pub hostname: String,
     pub distro: String,
+    /// What a login shows of the distro (files, kernel, prompt).
+    #[serde(default)]
+    pub userland: Userland,
     pub os_family: String,
     /// The OS personality (TCP/IP stack) it shows.
     #[serde(default, skip_serializing_if = "String::is_empty")]

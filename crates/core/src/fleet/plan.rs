@@ -630,6 +630,7 @@ impl<'a> Context<'a> {
             mac,
             hostname,
             distro: distro.slug.clone(),
+            userland: distro.userland(),
             os_family: family.slug.clone(),
             personality: personality.slug.clone(),
             sysctls,

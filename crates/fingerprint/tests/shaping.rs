@@ -1,0 +1,565 @@
+//! The packet shaping offline: a real `nmap -O` exchange with a decky that
+//! ran Linux's own stack (captured once, `tests/fixtures/`) is fed packet by
+//! packet through the committed eBPF programs with the kernel's
+//! BPF_PROG_TEST_RUN (aya's `TestRun`), as if the decky were `windows-10`:
+//! nmap's probes into `ingress`, the kernel's answers into `egress`. Every
+//! packet that comes out is checked field by field against the
+//! personality's TOML, and its checksums are checked. Needs root (CAP_BPF);
+//! under `CI=true` it fails instead of skipping.
+//!
+//! The fixture: `nmap -n -O -Pn -sS -sU -p T:80,81,U:9 --max-os-tries 1
+//! 10.213.0.2` from the lab's attacker, captured on the attacker's `eth0`,
+//! against a decky whose personality shaped nothing (family windows: TTL 128).
+
+#![allow(clippy::unwrap_used)] // A failed unwrap is the test failing.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use aya::programs::{SchedClassifier, TestRun, TestRunOptions};
+use aya::{Ebpf, include_bytes_aligned};
+use decnet_core::Catalogue;
+use decnet_core::catalogue::{AckChoice, IpIdPolicy, Personality, ProbeReply, RstAck, SeqChoice, tcp_flags};
+use decnet_core::fleet::{CliFleet, DeckySpec, FleetRequest, PlanOptions, plan};
+use decnet_core::host::{HostFacts, HostInterface};
+
+static OBJECT: &[u8] = include_bytes_aligned!("../bpf/decnet-personality.o");
+static FIXTURE: &[u8] = include_bytes!("fixtures/nmap-os-linux-stack.pcap");
+const DECKY: Ipv4Addr = Ipv4Addr::new(10, 213, 0, 2);
+const TC_ACT_OK: u32 = 0;
+const TC_ACT_REDIRECT: u32 = 7;
+
+fn is_root() -> bool {
+    let root = std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|v| v.split_whitespace().nth(1).map(|euid| euid == "0"))
+        .unwrap_or(false);
+    if !root {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI runs as root; BPF_PROG_TEST_RUN needs it"
+        );
+        eprintln!("skipped: loading eBPF programs needs root");
+    }
+    root
+}
+
+/// The decky the fixture's address would be with `slug`, planned as a deploy plans it.
+fn decky(slug: &str) -> DeckySpec {
+    let catalogue = Catalogue::embedded().unwrap();
+    let flags = CliFleet {
+        deckies: Some(1),
+        services: Some("http".into()),
+        os_personality: Some(slug.into()),
+        interface: Some("lab0".into()),
+        subnet: Some("10.213.0.0/24".into()),
+        gateway: Some("10.213.0.1".into()),
+        ip_start: Some(DECKY.to_string()),
+        seed: Some("fixture".into()),
+        ..CliFleet::default()
+    };
+    let request = FleetRequest::build(&flags, None, &catalogue).unwrap();
+    let host = HostFacts {
+        interfaces: vec![HostInterface {
+            name: "lab0".into(),
+            addrs: vec!["10.213.0.1/24".parse().unwrap()],
+        }],
+        default_route: None,
+    };
+    let options = PlanOptions {
+        installation_seed: None,
+        reserved: Vec::new(),
+    };
+    let fleet = plan(&request, &catalogue, &host, &options).unwrap();
+    let spec = fleet.deckies.into_iter().next().unwrap();
+    assert_eq!(spec.ip, DECKY);
+    assert_eq!(spec.personality, slug);
+    spec
+}
+
+/// The fixture's Ethernet frames, in order.
+fn frames(pcap: &[u8]) -> Vec<&[u8]> {
+    assert_eq!(&pcap[0..4], &0xa1b2_c3d4u32.to_le_bytes(), "a little-endian µs pcap");
+    let linktype = u32::from_le_bytes(pcap[20..24].try_into().unwrap());
+    assert_eq!(linktype, 1, "Ethernet");
+    let mut out = Vec::new();
+    let mut at = 24;
+    while at + 16 <= pcap.len() {
+        let caplen = u32::from_le_bytes(pcap[at + 8..at + 12].try_into().unwrap()) as usize;
+        let len = u32::from_le_bytes(pcap[at + 12..at + 16].try_into().unwrap()) as usize;
+        assert_eq!(caplen, len, "the fixture holds whole packets");
+        out.push(&pcap[at + 16..at + 16 + caplen]);
+        at += 16 + caplen;
+    }
+    out
+}
+
+/// The fields of an IPv4 packet in an Ethernet frame that the checks read.
+#[derive(Debug, Clone)]
+struct Packet {
+    bytes: Vec<u8>,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    id: u16,
+    df: bool,
+    ttl: u8,
+    proto: u8,
+}
+
+const TCP: usize = 34;
+
+impl Packet {
+    fn parse(frame: &[u8]) -> Packet {
+        assert_eq!(&frame[12..14], &[8, 0], "IPv4");
+        assert_eq!(frame[14], 0x45, "no IP options");
+        Packet {
+            bytes: frame.to_vec(),
+            src: Ipv4Addr::new(frame[26], frame[27], frame[28], frame[29]),
+            dst: Ipv4Addr::new(frame[30], frame[31], frame[32], frame[33]),
+            id: u16::from_be_bytes([frame[18], frame[19]]),
+            df: frame[20] & 0x40 != 0,
+            ttl: frame[22],
+            proto: frame[23],
+        }
+    }
+
+    fn u16_at(&self, at: usize) -> u16 {
+        u16::from_be_bytes([self.bytes[at], self.bytes[at + 1]])
+    }
+
+    fn u32_at(&self, at: usize) -> u32 {
+        u32::from_be_bytes(self.bytes[at..at + 4].try_into().unwrap())
+    }
+
+    fn seq(&self) -> u32 {
+        self.u32_at(TCP + 4)
+    }
+
+    fn ack(&self) -> u32 {
+        self.u32_at(TCP + 8)
+    }
+
+    fn flags(&self) -> u8 {
+        self.bytes[TCP + 13]
+    }
+
+    fn window(&self) -> u16 {
+        self.u16_at(TCP + 14)
+    }
+
+    fn ports(&self) -> (u16, u16) {
+        (self.u16_at(TCP), self.u16_at(TCP + 2))
+    }
+
+    fn tcp_options(&self) -> &[u8] {
+        let doff = (self.bytes[TCP + 12] >> 4) as usize * 4;
+        &self.bytes[TCP + 20..TCP + doff]
+    }
+
+    /// The options in nmap's letters, with their values.
+    fn option_letters(&self) -> (String, Options) {
+        let mut letters = String::new();
+        let mut values = Options::default();
+        let o = self.tcp_options();
+        let mut i = 0;
+        while i < o.len() {
+            match o[i] {
+                0 => {
+                    letters.push('L');
+                    i += 1;
+                }
+                1 => {
+                    letters.push('N');
+                    i += 1;
+                }
+                kind => {
+                    let len = o[i + 1] as usize;
+                    match kind {
+                        2 => {
+                            letters.push('M');
+                            values.mss = Some(u16::from_be_bytes([o[i + 2], o[i + 3]]));
+                        }
+                        3 => {
+                            letters.push('W');
+                            values.ws = Some(o[i + 2]);
+                        }
+                        4 => letters.push('S'),
+                        8 => {
+                            letters.push('T');
+                            values.ts = Some((
+                                u32::from_be_bytes(o[i + 2..i + 6].try_into().unwrap()),
+                                u32::from_be_bytes(o[i + 6..i + 10].try_into().unwrap()),
+                            ));
+                        }
+                        other => panic!("unexpected option {other}"),
+                    }
+                    i += len;
+                }
+            }
+        }
+        (letters, values)
+    }
+
+    /// Whether the IP header checksum and the TCP or ICMP checksum hold.
+    fn checksums_hold(&self) -> bool {
+        let b = &self.bytes;
+        let total = self.u16_at(16) as usize;
+        let ip_ok = fold(sum(&b[14..34])) == 0xffff;
+        let l4 = &b[34..14 + total];
+        let l4_ok = match self.proto {
+            6 => {
+                let pseudo = sum(&b[26..34]) + 6 + l4.len() as u32;
+                fold(pseudo + sum(l4)) == 0xffff
+            }
+            1 => fold(sum(l4)) == 0xffff,
+            _ => true,
+        };
+        ip_ok && l4_ok
+    }
+}
+
+/// The decky's TCP checksums were offloaded (the capture holds only the
+/// pseudo-header's sum): fill them in as the device would, so that the
+/// programs' incremental updates can be checked against a full sum.
+fn with_full_checksum(frame: &[u8]) -> Vec<u8> {
+    let mut b = frame.to_vec();
+    if b[23] == 6 {
+        let total = u16::from_be_bytes([b[16], b[17]]) as usize;
+        b[TCP + 16] = 0;
+        b[TCP + 17] = 0;
+        let pseudo = sum(&b[26..34]) + 6 + (total - 20) as u32;
+        let csum = !fold(pseudo + sum(&b[TCP..14 + total]));
+        b[TCP + 16..TCP + 18].copy_from_slice(&csum.to_be_bytes());
+    }
+    b
+}
+
+#[derive(Debug, Default)]
+struct Options {
+    mss: Option<u16>,
+    ws: Option<u8>,
+    ts: Option<(u32, u32)>,
+}
+
+fn sum(bytes: &[u8]) -> u32 {
+    bytes
+        .chunks(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)])))
+        .sum()
+}
+
+fn fold(mut s: u32) -> u16 {
+    while s > 0xffff {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    s as u16
+}
+
+/// nmap's SYN probes by window and first option (nmap book, OS detection
+/// methods): the key of `tcp.syn_ack_windows` each belongs to.
+fn probe_class(syn: &Packet) -> &'static str {
+    let first = syn.tcp_options().first().copied().unwrap_or(0);
+    if syn.flags() & 0xc0 == 0xc0 {
+        return if syn.window() == 3 { "ecn" } else { "ordinary" };
+    }
+    match (syn.window(), first) {
+        (1, 3) => "probe1",
+        (63, 2) => "probe2",
+        (4, 8) => "probe3",
+        (4, 4) => "probe4",
+        (16, 2) => "probe5",
+        (512, 2) => "probe6",
+        _ => "ordinary",
+    }
+}
+
+/// The option-set key (`wst`, `st` …) the kernel answered with.
+fn option_set(letters: &str) -> String {
+    let set: String = [('W', 'w'), ('S', 's'), ('T', 't')]
+        .iter()
+        .filter(|(l, _)| letters.contains(*l))
+        .map(|(_, k)| *k)
+        .collect();
+    if set.is_empty() { "none".into() } else { set }
+}
+
+struct Programs {
+    ebpf: Ebpf,
+}
+
+impl Programs {
+    fn load(spec: &DeckySpec) -> Programs {
+        let mut ebpf = Ebpf::load(OBJECT).unwrap();
+        for name in ["egress", "ingress"] {
+            let p: &mut SchedClassifier = ebpf.program_mut(name).unwrap().try_into().unwrap();
+            p.load().unwrap();
+        }
+        let mut map: aya::maps::HashMap<_, u32, decnet_ebpf_common::Personality> =
+            aya::maps::HashMap::try_from(ebpf.map_mut("PERSONALITIES").unwrap()).unwrap();
+        map.insert(
+            u32::from_ne_bytes(spec.ip.octets()),
+            decnet_fingerprint::record(spec),
+            0,
+        )
+        .unwrap();
+        Programs { ebpf }
+    }
+
+    /// Runs `program` on one frame: its verdict and the frame it leaves.
+    fn run(&self, program: &str, frame: &[u8]) -> (u32, Packet) {
+        let p: &SchedClassifier = self.ebpf.program(program).unwrap().try_into().unwrap();
+        let mut out = vec![0u8; 2048];
+        let result = p
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                data_out: Some(&mut out),
+                ..TestRunOptions::default()
+            })
+            .unwrap();
+        out.truncate(result.data_size_out as usize);
+        (result.return_value, Packet::parse(&out))
+    }
+}
+
+fn expected_reply(spec: &DeckySpec, probe: &Packet, reply: &ProbeReply, out: &Packet, what: &str) {
+    assert_eq!(out.flags(), tcp_flags(&reply.flags).unwrap(), "{what} flags");
+    assert_eq!(out.window(), reply.window, "{what} window");
+    assert_eq!((out.src, out.dst), (probe.dst, probe.src), "{what} goes back");
+    assert_eq!(out.ports(), (probe.ports().1, probe.ports().0), "{what} ports");
+    let seq = match reply.seq {
+        SeqChoice::Zero => Some(0),
+        SeqChoice::Ack => Some(probe.ack()),
+        SeqChoice::AckPlusOne => Some(probe.ack().wrapping_add(1)),
+        SeqChoice::Other => None,
+    };
+    if let Some(seq) = seq {
+        assert_eq!(out.seq(), seq, "{what} seq");
+    }
+    match reply.ack {
+        AckChoice::Zero => assert_eq!(out.ack(), 0, "{what} ack"),
+        AckChoice::Seq => assert_eq!(out.ack(), probe.seq(), "{what} ack"),
+        AckChoice::SeqPlusOne => assert_eq!(out.ack(), probe.seq().wrapping_add(1), "{what} ack"),
+        AckChoice::Other => {
+            assert!(
+                ![0, probe.seq(), probe.seq().wrapping_add(1)].contains(&out.ack()),
+                "{what} ack"
+            )
+        }
+    }
+    let ttl: u8 = spec
+        .sysctls
+        .get("net.ipv4.ip_default_ttl")
+        .map_or(64, |t| t.parse().unwrap());
+    assert_eq!(out.ttl, ttl, "{what} TTL");
+    let df = spec.sysctls.get("net.ipv4.ip_no_pmtu_disc").is_none_or(|v| v == "0");
+    assert_eq!(out.df, reply.df.unwrap_or(df), "{what} DF");
+    assert!(out.tcp_options().is_empty(), "{what} has no options");
+}
+
+#[test]
+fn nmaps_exchange_comes_out_as_each_personality() {
+    if !is_root() {
+        return;
+    }
+    let catalogue = Catalogue::embedded().unwrap();
+    let slugs: Vec<String> = catalogue.personalities().map(|p| p.slug.clone()).collect();
+    assert!(slugs.len() >= 12, "{slugs:?}");
+    for slug in &slugs {
+        let p = catalogue.personality(slug).unwrap();
+        exchange_as(p, &decky(slug));
+    }
+}
+
+/// Feeds the fixture through programs holding `spec`'s record and checks
+/// every packet that comes out against personality `p`.
+fn exchange_as(p: &Personality, spec: &DeckySpec) {
+    let slug = &p.slug;
+    let tcp = &p.shaping.tcp;
+    let programs = Programs::load(spec);
+
+    let mut syns: BTreeMap<(u16, u16), Packet> = BTreeMap::new();
+    let mut last_id: Option<u16> = None;
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    for frame in frames(FIXTURE) {
+        let packet = Packet::parse(frame);
+        if packet.dst == DECKY {
+            let (verdict, out) = programs.run("ingress", frame);
+            if packet.proto != 6 {
+                assert_eq!((verdict, &out.bytes), (TC_ACT_OK, &packet.bytes), "passes unchanged");
+                continue;
+            }
+            let flags = packet.flags();
+            // nmap's T2 (no flags) and T3 (SYN+FIN+PSH+URG) to the open port.
+            let probe = match flags {
+                0 => Some(("T2", tcp.t2.as_ref())),
+                0x2b => Some(("T3", tcp.t3.as_ref())),
+                _ => None,
+            };
+            match probe {
+                Some((what, Some(reply))) if packet.ports().1 == 80 => {
+                    assert_eq!(verdict, TC_ACT_REDIRECT, "{slug}: {what} is answered");
+                    assert!(
+                        out.checksums_hold(),
+                        "{slug}: {what} answer checksums: {:02x?}",
+                        out.bytes
+                    );
+                    expected_reply(spec, &packet, reply, &out, &format!("{slug}: {what}"));
+                    *seen.entry(what).or_default() += 1;
+                }
+                _ => {
+                    assert_eq!(verdict, TC_ACT_OK, "{slug}: passes");
+                    if flags & 0x17 == 0x02 {
+                        // A SYN is only sorted, never changed.
+                        assert_eq!(out.bytes, packet.bytes);
+                        syns.insert(packet.ports(), packet.clone());
+                    }
+                }
+            }
+            continue;
+        }
+
+        assert_eq!(packet.src, DECKY);
+        let frame = &with_full_checksum(frame);
+        let packet = Packet::parse(frame);
+        assert!(packet.checksums_hold());
+        let (verdict, out) = programs.run("egress", frame);
+        assert_eq!(verdict, TC_ACT_OK);
+        assert!(out.checksums_hold(), "{slug}: checksums of {:02x?}", out.bytes);
+        assert_eq!(out.bytes.len(), packet.bytes.len(), "lengths stay");
+        assert_eq!(out.ttl, packet.ttl, "the TTL is the namespace's sysctl");
+        // One counter for TCP, RSTs and ICMP: consecutive IDs.
+        let policy = match (out.proto, out.proto == 6 && out.flags() & 0x04 != 0) {
+            (6, true) => tcp.ip_id.rst,
+            (6, false) => tcp.ip_id.tcp,
+            _ => tcp.ip_id.icmp,
+        };
+        match policy {
+            IpIdPolicy::Incremental => {
+                if let Some(last) = last_id {
+                    assert_eq!(out.id, last.wrapping_add(1), "{slug}: IP IDs count up");
+                }
+                last_id = Some(out.id);
+            }
+            IpIdPolicy::Zero => assert_eq!(out.id, 0, "{slug}: zero IP IDs"),
+            IpIdPolicy::Kernel => assert_eq!(out.id, packet.id, "{slug}: the kernel's IP ID"),
+            _ => {}
+        }
+        if out.proto == 1 {
+            let kind = out.bytes[TCP];
+            if kind == 0 {
+                let code = p.shaping.icmp.echo_code.unwrap_or(packet.bytes[TCP + 1]);
+                assert_eq!(out.bytes[TCP + 1], code, "{slug}: echo reply code");
+                *seen.entry("IE").or_default() += 1;
+            } else {
+                assert_eq!(
+                    out.bytes[TCP..],
+                    packet.bytes[TCP..],
+                    "other ICMP passes (U1 is not shaped)"
+                );
+            }
+            continue;
+        }
+        let keeps_df = spec.sysctls.get("net.ipv4.ip_no_pmtu_disc").is_none_or(|v| v == "0");
+        assert_eq!(out.df, keeps_df && packet.df, "{slug}: DF follows ip_no_pmtu_disc");
+        let flags = out.flags();
+        if flags & 0x12 == 0x12 {
+            // A SYN-ACK: window per probe, options in the persona's order.
+            let (sport, dport) = out.ports();
+            let syn = &syns[&(dport, sport)];
+            let class = probe_class(syn);
+            let window = tcp.syn_ack_windows.get(class).copied().or(tcp.syn_ack_window);
+            assert_eq!(
+                out.window(),
+                window.unwrap_or(packet.window()),
+                "{slug}: {class} window"
+            );
+            let (kernel_letters, kernel) = packet.option_letters();
+            let (letters, values) = out.option_letters();
+            let set = option_set(&kernel_letters);
+            let template = tcp.options.get(&set).cloned().unwrap_or(kernel_letters.clone());
+            assert_eq!(
+                letters, template,
+                "{slug}: {class} options (kernel's: {kernel_letters})"
+            );
+            assert_eq!(values.mss, tcp.mss.or(kernel.mss), "{slug}: {class} MSS");
+            if kernel.ws.is_some() {
+                assert_eq!(
+                    values.ws,
+                    tcp.window_scale.or(kernel.ws),
+                    "{slug}: {class} window scale"
+                );
+            }
+            if let (Some((val, ecr)), Some((kval, kecr))) = (values.ts, kernel.ts) {
+                assert_eq!(ecr, kecr, "{slug}: {class}: the peer's timestamp is echoed");
+                if tcp.timestamp_hz.is_some() {
+                    assert_ne!(val, kval, "{slug}: {class}: the decky's own timestamp clock");
+                } else {
+                    assert_eq!(val, kval, "{slug}: {class}: the kernel's timestamp");
+                }
+            }
+            if tcp.isn.is_some() {
+                assert_ne!(out.seq(), packet.seq(), "{slug}: {class}: the decky's own ISN");
+            } else {
+                assert_eq!(out.seq(), packet.seq(), "{slug}: {class}: the kernel's ISN");
+            }
+            assert_eq!(out.ack(), packet.ack());
+            *seen.entry("SYN-ACK").or_default() += 1;
+        } else if flags == 0x04 {
+            // A bare RST (T4, T6, the ACK probes).
+            if tcp.rst_ack == Some(RstAck::Other) {
+                assert_ne!(out.ack(), 0, "{slug}: bare RST ack (A=O)");
+            } else {
+                assert_eq!(out.ack(), packet.ack(), "{slug}: the kernel's bare RST ack");
+            }
+            assert_eq!(out.seq(), packet.seq());
+            *seen.entry("RST").or_default() += 1;
+        } else {
+            assert_eq!(out.seq(), packet.seq(), "no connection: no ISN translation");
+            assert_eq!(out.flags(), packet.flags());
+            *seen.entry("RST+ACK").or_default() += 1;
+        }
+    }
+    // The fixture drives every path: 6 SEQ probes, ECN, T1 and the port scan's SYN-ACK …
+    let seen = |what: &str| seen.get(what).copied().unwrap_or(0);
+    assert!(seen("SYN-ACK") >= 8, "{slug}");
+    assert_eq!(
+        seen("T2") > 0,
+        tcp.t2.is_some(),
+        "{slug}: T2 answered iff the personality answers it"
+    );
+    assert_eq!(
+        seen("T3") > 0,
+        tcp.t3.is_some(),
+        "{slug}: T3 answered iff the personality answers it"
+    );
+    assert!(seen("RST") >= 2 && seen("RST+ACK") >= 3, "{slug}");
+    assert!(seen("IE") >= 2, "{slug}");
+}
+
+#[test]
+fn a_decky_without_a_personality_passes_untouched() {
+    if !is_root() {
+        return;
+    }
+    let spec = decky("windows-10");
+    // Loaded, but with no record for the fixture's address.
+    let mut ebpf = Ebpf::load(OBJECT).unwrap();
+    for name in ["egress", "ingress"] {
+        let p: &mut SchedClassifier = ebpf.program_mut(name).unwrap().try_into().unwrap();
+        p.load().unwrap();
+    }
+    let programs = Programs { ebpf };
+    assert_eq!(spec.ip, DECKY);
+    for frame in frames(FIXTURE) {
+        let packet = Packet::parse(frame);
+        let program = if packet.dst == DECKY { "ingress" } else { "egress" };
+        let (verdict, out) = programs.run(program, frame);
+        assert_eq!(verdict, TC_ACT_OK);
+        assert_eq!(
+            out.bytes, packet.bytes,
+            "{program} changed a packet of an unknown decky"
+        );
+    }
+}

@@ -1,0 +1,97 @@
+//! Parsing a command line with brush-parser, behind bounds that keep its
+//! recursive-descent parser's stack small, and bash's own error wording.
+
+use brush_parser::{ParseError, ParserOptions, ast};
+
+use crate::Limits;
+
+/// Why a line did not parse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ParseFailure {
+    /// More input could complete it (an open quote, `if` without `fi`, a
+    /// trailing `|`): an interactive shell shows `PS2` and reads on.
+    Incomplete { quote: Option<char> },
+    /// A syntax error at this token (`newline` at the end of a line).
+    Syntax { token: String },
+    /// Beyond the parser's bounds (too long, nested too deep).
+    TooComplex,
+}
+
+impl ParseFailure {
+    /// bash's message for the interactive shell (without the `-bash: ` prefix).
+    pub(crate) fn message(&self) -> String {
+        match self {
+            ParseFailure::Incomplete { quote: Some(q) } => format!("unexpected EOF while looking for matching `{q}'"),
+            ParseFailure::Incomplete { quote: None } => "syntax error: unexpected end of file".to_string(),
+            ParseFailure::Syntax { token } => format!("syntax error near unexpected token `{token}'"),
+            ParseFailure::TooComplex => "xmalloc: cannot allocate memory".to_string(),
+        }
+    }
+}
+
+/// The options our parser runs with (bash mode, extglob off like a login shell).
+pub(crate) fn options() -> ParserOptions {
+    ParserOptions { enable_extended_globbing: false, ..ParserOptions::default() }
+}
+
+/// Parses a whole program.
+pub(crate) fn parse(text: &str, limits: &Limits) -> Result<ast::Program, ParseFailure> {
+    if text.len() > limits.max_line || nesting(text) > limits.max_nesting {
+        return Err(ParseFailure::TooComplex);
+    }
+    let mut parser = brush_parser::Parser::new(std::io::Cursor::new(text.as_bytes()), &options());
+    match parser.parse_program() {
+        Ok(p) => Ok(p),
+        Err(ParseError::ParsingAtEndOfInput) => Err(ParseFailure::Incomplete { quote: None }),
+        Err(ParseError::Tokenizing { inner, .. }) if inner.is_incomplete() => {
+            let quote = match inner {
+                brush_parser::TokenizerError::UnterminatedSingleQuote(_) => Some('\''),
+                brush_parser::TokenizerError::UnterminatedDoubleQuote(_) => Some('"'),
+                brush_parser::TokenizerError::UnterminatedBackquote(_) => Some('`'),
+                brush_parser::TokenizerError::UnterminatedCommandSubstitution => Some(')'),
+                _ => None,
+            };
+            Err(ParseFailure::Incomplete { quote })
+        }
+        Err(ParseError::Tokenizing { .. }) => Err(ParseFailure::Syntax { token: "newline".into() }),
+        Err(ParseError::ParsingNear(pos)) => Err(ParseFailure::Syntax { token: token_at(text, pos.index) }),
+    }
+}
+
+/// The token starting at (or after) char index `at`.
+fn token_at(text: &str, at: usize) -> String {
+    if let Ok(tokens) = brush_parser::tokenize_str(text) {
+        for t in &tokens {
+            let (s, span) = match t {
+                brush_parser::Token::Operator(s, span) | brush_parser::Token::Word(s, span) => (s, span),
+            };
+            if span.start.index >= at {
+                return if s == "\n" { "newline".into() } else { s.clone() };
+            }
+        }
+    }
+    "newline".into()
+}
+
+/// The deepest nesting of brackets and quotes-within-substitutions, a cheap
+/// upper bound on the parser's recursion.
+fn nesting(text: &str) -> usize {
+    let mut depth: usize = 0;
+    let mut max = 0;
+    for c in text.chars() {
+        match c {
+            '(' | '{' | '[' | '`' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            ')' | '}' | ']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    // Keywords nest too (`if if if …`), so count them as well.
+    let keywords = text
+        .split(|c: char| c.is_whitespace() || c == ';')
+        .filter(|w| matches!(*w, "if" | "while" | "until" | "for" | "case" | "do" | "then"))
+        .count();
+    max.max(keywords / 4)
+}

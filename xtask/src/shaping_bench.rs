@@ -1,0 +1,340 @@
+//! `cargo xtask bench shaping`: what the personality programs cost an HTTP
+//! server. One lab, two deckies: `shaped` (windows-10: every packet passes
+//! through the TC programs, which rewrite SYN-ACKs, sequence numbers,
+//! timestamps, windows and IP IDs) and `plain` (a bench-only personality
+//! that is the kernel's own stack, so the engine attaches nothing). A small
+//! HTTP server runs inside each decky's namespace on port 8080 (the
+//! emulators are not on the measured path); ApacheBench (`ab`, Debian's
+//! apache2-utils) drives it from the attacker namespace, the two deckies
+//! taking turns round by round so that machine load hits both alike.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail, ensure};
+use nix::sched::{CloneFlags, setns};
+
+use crate::bench::Instance;
+
+const PORT: u16 = 8080;
+const ROUNDS: usize = 9;
+const REQUESTS: usize = 4000;
+const CONCURRENCY: usize = 8;
+const WORKERS: usize = 16;
+const TARGET_SLOWDOWN: f64 = 0.05;
+
+/// The bench-only personality: Linux's own stack, nothing to shape, with the
+/// same family (so the same sysctls) as windows-10: only the programs differ.
+const KERNEL_PERSONALITY: &str = "display_name = \"Linux (the kernel's own stack)\"\n\
+description = \"Benchmark only: no shaping, no programs attached\"\n\
+family = \"windows\"\n\
+nmap = [\"Linux\"]\n\
+exact = false\n";
+
+const BODY: &str = "<html><body>It works!</body></html>\n";
+
+pub(crate) fn shaping() -> anyhow::Result<()> {
+    ensure!(
+        nix::unistd::geteuid().is_root(),
+        "the shaping benchmark builds namespaces: run it as root"
+    );
+    ensure!(
+        std::process::Command::new("ab")
+            .arg("-V")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success()),
+        "ApacheBench is missing: apt-get install apache2-utils"
+    );
+    // The engine is not on the measured path (the bench serves HTTP itself),
+    // and the programs run in the kernel: a debug build measures the same.
+    crate::cargo(&["build", "--locked", "-p", "decnet"])?;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = std::env::temp_dir().join(format!("decnet-bench-shaping-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let instance = Instance {
+        exe: root.join("target/debug/decnet"),
+        prefix: format!("bsh{}", std::process::id() % 100_000),
+        dir,
+    };
+    let personas = instance.dir.join("personas");
+    let copied = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(root.join("personas"))
+        .arg(&personas)
+        .status()?;
+    ensure!(copied.success(), "copying personas/");
+    std::fs::write(personas.join("os/personalities/kernel.toml"), KERNEL_PERSONALITY)?;
+    let fleet = instance.dir.join("fleet.ini");
+    std::fs::write(
+        &fleet,
+        "[shaped]\nos_personality = windows-10\nservices = http\n\n\
+         [plain]\nos_personality = kernel\nservices = http\n",
+    )?;
+    let personas = personas.to_str().context("a UTF-8 temp dir")?;
+    instance.run(&[
+        "--personas",
+        personas,
+        "lab",
+        "up",
+        "-c",
+        fleet.to_str().context("UTF-8")?,
+    ])?;
+    let status: serde_json::Value = serde_json::from_str(&instance.run(&["status", "--json"])?)?;
+    let mut deckies = Vec::new();
+    for name in ["shaped", "plain"] {
+        let d = status["deckies"]
+            .as_array()
+            .and_then(|ds| ds.iter().find(|d| d["name"] == name))
+            .with_context(|| format!("decky {name} in status"))?;
+        ensure!(d["shaping"]["state"] == "shaped", "{name} is not shaped: {d}");
+        let ip: Ipv4Addr = d["ip"].as_str().context("ip")?.parse()?;
+        let netns = d["netns"].as_str().context("netns")?.to_string();
+        serve(&netns, ip)?;
+        deckies.push((name, ip));
+    }
+    // Many short connections: let the client reuse ports left in TIME_WAIT.
+    for setting in ["net.ipv4.tcp_tw_reuse=1", "net.ipv4.ip_local_port_range=1024 65000"] {
+        instance.run(&["lab", "exec", "--", "sysctl", "-q", "-w", setting])?;
+    }
+
+    // The kernel's own count of the programs' runs and run time (what `bpftool
+    // prog` shows): the programs' cost, whatever the machine's load does to ab.
+    let _stats = BpfStats::enable()?;
+    let engine = std::fs::read_to_string(instance.dir.join("run/engine.pid"))?
+        .trim()
+        .to_string();
+    println!(
+        "shaping benchmark: ab -c {CONCURRENCY} -n {REQUESTS}, {ROUNDS} rounds, the two deckies in turn (medians of the rounds)"
+    );
+    for (mode, keep_alive) in [("a new connection per request", false), ("keep-alive", true)] {
+        // Warm both up (ARP, caches, the server's threads).
+        for (_, ip) in &deckies {
+            ab(&instance, *ip, keep_alive, 500)?;
+        }
+        let mut runs: Vec<Vec<Run>> = vec![Vec::new(), Vec::new()];
+        // Only the shaped decky has programs: every run between these two
+        // readings is its traffic (a last ACK may land in the other's turn).
+        let before = program_stats(&engine)?;
+        for round in 0..ROUNDS {
+            // Alternate who goes first.
+            let order: [usize; 2] = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+            for i in order {
+                runs[i].push(ab(&instance, deckies[i].1, keep_alive, REQUESTS)?);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        let after = program_stats(&engine)?;
+        let (prog_ns, prog_runs) = (after.0 - before.0, after.1 - before.1);
+        let shaped = Run::median(&runs[0]);
+        let plain = Run::median(&runs[1]);
+        // Each round's pair ran back to back: their ratio cancels most of the
+        // machine's drifting load; its median is the verdict.
+        let mut ratios: Vec<f64> = runs[0].iter().zip(&runs[1]).map(|(s, p)| s.per_s / p.per_s).collect();
+        ratios.sort_by(f64::total_cmp);
+        let ratio = ratios[ratios.len() / 2];
+        let slower = 1.0 - ratio;
+        println!("  {mode}:");
+        for (name, r) in [("shaped (windows-10)", &shaped), ("unshaped (kernel)", &plain)] {
+            println!(
+                "    {name:<20} {:>8.0} requests/s  p50 {:6.3} ms  p99 {:6.3} ms",
+                r.per_s, r.p50_ms, r.p99_ms
+            );
+        }
+        println!(
+            "    shaped/unshaped: throughput {ratio:.3}× (median of the rounds' ratios; {:.3}…{:.3}), p50 {:.3}×, p99 {:.3}×; shaped is {:+.1}% slower  target ≤ {:.0}%  {}",
+            ratios[0],
+            ratios[ratios.len() - 1],
+            shaped.p50_ms / plain.p50_ms,
+            shaped.p99_ms / plain.p99_ms,
+            slower * 100.0,
+            TARGET_SLOWDOWN * 100.0,
+            if slower <= TARGET_SLOWDOWN { "met" } else { "MISSED" }
+        );
+        let requests = (ROUNDS * REQUESTS) as f64;
+        let per_request_us = prog_ns as f64 / requests / 1000.0;
+        println!(
+            "    the programs (kernel's bpf stats): {:.1} runs per request, {:.0} ns per run, {per_request_us:.2} µs of CPU per request = {:.1}% of one core at the unshaped rate",
+            prog_runs as f64 / requests,
+            prog_ns as f64 / prog_runs.max(1) as f64,
+            per_request_us * plain.per_s / 1e4
+        );
+    }
+    Ok(())
+}
+
+/// `kernel.bpf_stats_enabled` on while it lives, then as it was.
+struct BpfStats {
+    was: String,
+}
+
+const BPF_STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
+
+impl BpfStats {
+    fn enable() -> anyhow::Result<BpfStats> {
+        let was = std::fs::read_to_string(BPF_STATS)?.trim().to_string();
+        std::fs::write(BPF_STATS, "1").context("enabling kernel.bpf_stats_enabled")?;
+        Ok(BpfStats { was })
+    }
+}
+
+impl Drop for BpfStats {
+    fn drop(&mut self) {
+        let _ = std::fs::write(BPF_STATS, &self.was);
+    }
+}
+
+/// Run time (ns) and run count of the TC programs the engine `pid` holds,
+/// from its file descriptors' fdinfo.
+fn program_stats(pid: &str) -> anyhow::Result<(u64, u64)> {
+    let (mut ns, mut runs) = (0, 0);
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fdinfo"))? {
+        let Ok(info) = std::fs::read_to_string(entry?.path()) else {
+            continue;
+        };
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        // BPF_PROG_TYPE_SCHED_CLS
+        if field("prog_type:") == Some(3) {
+            ns += field("run_time_ns:").unwrap_or(0);
+            runs += field("run_cnt:").unwrap_or(0);
+        }
+    }
+    Ok((ns, runs))
+}
+
+/// One `ab` run: throughput and latency percentiles.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    per_s: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+impl Run {
+    /// The median of each figure over the rounds.
+    fn median(runs: &[Run]) -> Run {
+        let median = |f: fn(&Run) -> f64| {
+            let mut v: Vec<f64> = runs.iter().map(f).collect();
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        Run {
+            per_s: median(|r| r.per_s),
+            p50_ms: median(|r| r.p50_ms),
+            p99_ms: median(|r| r.p99_ms),
+        }
+    }
+}
+
+fn ab(instance: &Instance, ip: Ipv4Addr, keep_alive: bool, requests: usize) -> anyhow::Result<Run> {
+    let csv = instance.dir.join("ab.csv");
+    let url = format!("http://{ip}:{PORT}/");
+    let requests = requests.to_string();
+    let concurrency = CONCURRENCY.to_string();
+    let csv_arg = csv.to_str().context("UTF-8")?;
+    let mut args = vec!["lab", "exec", "--", "ab", "-q", "-r", "-s", "5"];
+    if keep_alive {
+        args.push("-k");
+    }
+    args.extend(["-n", &requests, "-c", &concurrency, "-e", csv_arg, &url]);
+    let out = instance.run(&args)?;
+    let field = |name: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+            .with_context(|| format!("`{name}` in ab's output:\n{out}"))
+    };
+    let failed = field("Failed requests:")?;
+    ensure!(failed == 0.0, "ab saw failed requests:\n{out}");
+    let per_s = field("Requests per second:")?;
+    // -e: one line per percent, "percent,milliseconds".
+    let table = std::fs::read_to_string(&csv)?;
+    let at = |percent: u32| {
+        table
+            .lines()
+            .filter_map(|l| l.split_once(','))
+            .find(|(p, _)| p.trim() == percent.to_string())
+            .and_then(|(_, ms)| ms.trim().parse::<f64>().ok())
+            .with_context(|| format!("{percent}% in ab's percentiles:\n{table}"))
+    };
+    Ok(Run {
+        per_s,
+        p50_ms: at(50)?,
+        p99_ms: at(99)?,
+    })
+}
+
+/// Serves HTTP on `ip:8080` inside namespace `netns` from a pool of threads
+/// (for the rest of the process): a fixed page, keep-alive when asked.
+fn serve(netns: &str, ip: Ipv4Addr) -> anyhow::Result<()> {
+    let path = format!("/run/netns/{netns}");
+    // A socket stays in the namespace it was made in: bind on a thread that
+    // entered it, serve from anywhere.
+    let listener = std::thread::scope(|s| {
+        s.spawn(|| -> anyhow::Result<TcpListener> {
+            let ns = File::open(&path).with_context(|| format!("open {path}"))?;
+            setns(&ns, CloneFlags::CLONE_NEWNET).context("enter the decky's namespace")?;
+            Ok(TcpListener::bind(SocketAddr::from((ip, PORT)))?)
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("the binding thread panicked"))?
+    })?;
+    for _ in 0..WORKERS {
+        let listener = listener.try_clone()?;
+        std::thread::spawn(move || {
+            while let Ok((stream, _)) = listener.accept() {
+                let _ = handle(stream);
+            }
+        });
+    }
+    Ok(())
+}
+
+fn handle(stream: TcpStream) -> anyhow::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.set_nodelay(true)?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut writer = stream;
+    loop {
+        let mut keep_alive = false;
+        let mut first = true;
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line)? == 0 {
+                return Ok(());
+            }
+            if line.len() > 8192 {
+                bail!("request line too long");
+            }
+            if first {
+                first = false;
+                keep_alive = line.trim_end().ends_with("HTTP/1.1");
+            }
+            let lower = line.to_ascii_lowercase();
+            if lower.starts_with("connection:") {
+                keep_alive = lower.contains("keep-alive");
+            }
+            if line == "\r\n" || line == "\n" {
+                break;
+            }
+        }
+        let connection = if keep_alive { "keep-alive" } else { "close" };
+        // One write, one segment (write! on the socket would send each piece).
+        let response = format!(
+            "HTTP/1.1 200 OK\r\nServer: bench\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: {connection}\r\n\r\n{BODY}",
+            BODY.len()
+        );
+        writer.write_all(response.as_bytes())?;
+        if !keep_alive {
+            return Ok(());
+        }
+    }
+}
