@@ -113,14 +113,81 @@ pub struct Profiles {
     sorted: Vec<(Version, Profile)>,
 }
 
+/// `personas/ssh/*.toml`, compiled in (as the Telnet emulator does with its
+/// daemons), so a plain binary needs no data files.
+const EMBEDDED: &[(&str, &str)] = &[
+    (
+        "openssh-7.4.toml",
+        include_str!("../../../personas/ssh/openssh-7.4.toml"),
+    ),
+    (
+        "openssh-8.2p1.toml",
+        include_str!("../../../personas/ssh/openssh-8.2p1.toml"),
+    ),
+    (
+        "openssh-8.7.toml",
+        include_str!("../../../personas/ssh/openssh-8.7.toml"),
+    ),
+    (
+        "openssh-8.9p1.toml",
+        include_str!("../../../personas/ssh/openssh-8.9p1.toml"),
+    ),
+    (
+        "openssh-9.2p1.toml",
+        include_str!("../../../personas/ssh/openssh-9.2p1.toml"),
+    ),
+    (
+        "openssh-9.3.toml",
+        include_str!("../../../personas/ssh/openssh-9.3.toml"),
+    ),
+    (
+        "openssh-9.6.toml",
+        include_str!("../../../personas/ssh/openssh-9.6.toml"),
+    ),
+    (
+        "openssh-10.0.toml",
+        include_str!("../../../personas/ssh/openssh-10.0.toml"),
+    ),
+];
+
 impl Profiles {
+    /// The profiles compiled into the binary.
+    pub fn embedded() -> Result<Self, ProfileError> {
+        Self::from_files(
+            EMBEDDED
+                .iter()
+                .map(|(p, t)| (format!("personas/ssh/{p}"), t.to_string())),
+        )
+    }
+
+    /// Parses (path, contents) pairs.
+    pub fn from_files(files: impl IntoIterator<Item = (String, String)>) -> Result<Self, ProfileError> {
+        let mut sorted = Vec::new();
+        for (path, text) in files {
+            let profile: Profile = toml::from_str(&text).map_err(|source| ProfileError::Toml {
+                path: path.clone(),
+                source,
+            })?;
+            let version = profile.version().ok_or_else(|| ProfileError::Release {
+                path: path.clone(),
+                release: profile.release.clone(),
+            })?;
+            sorted.push((version, profile));
+        }
+        if sorted.is_empty() {
+            return Err(ProfileError::Empty("personas/ssh".into()));
+        }
+        sorted.sort_by_key(|(v, _)| *v);
+        Ok(Self { sorted })
+    }
+
     pub fn load_dir(dir: &Path) -> Result<Self, ProfileError> {
         let shown = dir.display().to_string();
         let entries = std::fs::read_dir(dir).map_err(|source| ProfileError::Io {
             path: shown.clone(),
             source,
         })?;
-        let mut sorted = Vec::new();
+        let mut files = Vec::new();
         for entry in entries {
             let path = entry
                 .map_err(|source| ProfileError::Io {
@@ -136,21 +203,12 @@ impl Profiles {
                 path: path_text.clone(),
                 source,
             })?;
-            let profile: Profile = toml::from_str(&text).map_err(|source| ProfileError::Toml {
-                path: path_text.clone(),
-                source,
-            })?;
-            let version = profile.version().ok_or_else(|| ProfileError::Release {
-                path: path_text,
-                release: profile.release.clone(),
-            })?;
-            sorted.push((version, profile));
+            files.push((path_text, text));
         }
-        if sorted.is_empty() {
+        if files.is_empty() {
             return Err(ProfileError::Empty(shown));
         }
-        sorted.sort_by_key(|(v, _)| *v);
-        Ok(Self { sorted })
+        Self::from_files(files)
     }
 
     /// The profile for a software version: the highest release not above
@@ -238,6 +296,13 @@ mod tests {
                 assert!(crate::mac::MacAlg::from_name(m).is_some(), "{m}");
             }
         }
+    }
+
+    #[test]
+    fn the_embedded_profiles_are_every_file_in_personas_ssh() {
+        let from_disk: Vec<Profile> = profiles().iter().cloned().collect();
+        let embedded: Vec<Profile> = Profiles::embedded().expect("embedded").iter().cloned().collect();
+        assert_eq!(embedded, from_disk, "add new personas/ssh files to EMBEDDED");
     }
 
     #[test]
