@@ -21,7 +21,8 @@ impl Deflater {
     pub fn compress(&mut self, payload: &[u8]) -> Option<Vec<u8>> {
         let mut out = Vec::with_capacity(payload.len() + 64);
         let start = self.0.total_in();
-        loop {
+        // Every round makes progress; the cap only guards against a stall.
+        for _ in 0..100_000 {
             let consumed = usize::try_from(self.0.total_in() - start).ok()?;
             if out.capacity() - out.len() < 64 {
                 out.reserve(out.capacity().max(256));
@@ -34,6 +35,7 @@ impl Deflater {
                 return Some(out);
             }
         }
+        None
     }
 }
 
@@ -51,7 +53,7 @@ impl Inflater {
     pub fn decompress(&mut self, data: &[u8]) -> Option<Vec<u8>> {
         let mut out = Vec::with_capacity(data.len() * 4 + 64);
         let start = self.0.total_in();
-        loop {
+        for _ in 0..100_000 {
             let consumed = usize::try_from(self.0.total_in() - start).ok()?;
             if out.capacity() - out.len() < 64 {
                 if out.len() >= MAX_PACKET {
@@ -59,22 +61,28 @@ impl Inflater {
                 }
                 out.reserve(out.capacity().max(256));
             }
-            let before = out.len();
+            let before = (out.len(), consumed);
             let status = self
                 .0
                 .decompress_vec(&data[consumed..], &mut out, FlushDecompress::Sync)
                 .ok()?;
             let consumed = usize::try_from(self.0.total_in() - start).ok()?;
+            let stalled = (out.len(), consumed) == before;
             if out.len() > MAX_PACKET || status == Status::StreamEnd {
                 return (status == Status::StreamEnd && out.len() <= MAX_PACKET).then_some(out);
             }
             if consumed == data.len() && out.len() < out.capacity() {
                 return Some(out);
             }
-            if consumed == data.len() && out.len() == before {
+            if consumed == data.len() && stalled {
                 return Some(out);
             }
+            if stalled && out.len() < out.capacity() {
+                // No progress with input left and room to write: corrupt.
+                return None;
+            }
         }
+        None
     }
 }
 
