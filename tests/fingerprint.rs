@@ -6,11 +6,8 @@
 //! (best effort) must be shaped and keep answering.
 
 use std::collections::BTreeMap;
-use std::process::Command;
 
-use serde_json::Value;
-
-use crate::support::{Lab, can_run, stdout};
+use crate::support::{Lab, can_run, personalities_json, stdout};
 
 const ROUNDS: usize = 10;
 
@@ -19,13 +16,7 @@ fn nmap_names_every_personality_exactly() {
     if !can_run() {
         return;
     }
-    let listing = Command::new(env!("CARGO_BIN_EXE_decnet"))
-        .args(["personalities", "--json"])
-        .env_remove("DECNET_PERSONAS")
-        .output()
-        .unwrap();
-    assert!(listing.status.success());
-    let catalogue: Value = serde_json::from_slice(&listing.stdout).unwrap();
+    let catalogue = personalities_json();
     let personalities: Vec<(String, Vec<String>)> = catalogue
         .as_array()
         .unwrap()

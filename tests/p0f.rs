@@ -7,9 +7,7 @@
 use std::collections::BTreeMap;
 use std::process::Command;
 
-use serde_json::Value;
-
-use crate::support::{Lab, can_run, stderr, stdout};
+use crate::support::{Lab, can_run, personalities_json, stderr, stdout};
 
 /// Connects twice to port 80 of each address, sends an HTTP request and
 /// reads whatever comes back for a moment; prints `ok <ip>` per connection.
@@ -33,13 +31,7 @@ fn p0f_names_the_personality_nmap_does() {
     if !can_run() {
         return;
     }
-    let listing = Command::new(env!("CARGO_BIN_EXE_decnet"))
-        .args(["personalities", "--json"])
-        .env_remove("DECNET_PERSONAS")
-        .output()
-        .unwrap();
-    assert!(listing.status.success());
-    let catalogue: Value = serde_json::from_slice(&listing.stdout).unwrap();
+    let catalogue = personalities_json();
     let expected: BTreeMap<String, String> = catalogue
         .as_array()
         .unwrap()

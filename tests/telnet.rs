@@ -23,6 +23,22 @@ daemon = busybox
 users = admin:admin
 ";
 
+/// A lab with [`FLEET`], and the status of its decky `name`.
+fn lab_with(name: &str) -> (Lab, serde_json::Value) {
+    let fleet = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(fleet.path(), FLEET).unwrap();
+    let lab = Lab::up_ok(&["-c", fleet.path().to_str().unwrap()]);
+    let status = lab.status();
+    let decky = status["deckies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} in {status}"))
+        .clone();
+    (lab, decky)
+}
+
 fn run_expect(lab: &Lab, name: &str, script: &str) -> String {
     let path = lab.write(name, script);
     let out = lab.attack(&["expect", path.to_str().unwrap()]);
@@ -36,20 +52,7 @@ fn telnet_logins_are_captured_and_the_shell_answers() {
     if !can_run() {
         return;
     }
-    let fleet = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(fleet.path(), FLEET).unwrap();
-    let lab = Lab::up_ok(&["-c", fleet.path().to_str().unwrap()]);
-    let status = lab.status();
-    let decky = |name: &str| {
-        status["deckies"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|d| d["name"] == name)
-            .unwrap_or_else(|| panic!("no {name} in {status}"))
-            .clone()
-    };
-    let debian = decky("tel-debian");
+    let (lab, debian) = lab_with("tel-debian");
     let ip = debian["ip"].as_str().unwrap();
     let hostname = debian["hostname"].as_str().unwrap();
 
@@ -90,6 +93,11 @@ expect eof
     );
     assert!(
         said.contains(r#"PRETTY_NAME="Debian GNU/Linux 12 (bookworm)""#),
+        "{said}"
+    );
+    // Debian's message of the day, after the login.
+    assert!(
+        said.contains("Debian GNU/Linux comes with ABSOLUTELY NO WARRANTY"),
         "{said}"
     );
     assert!(said.contains("uid=0(root) gid=0(root) groups=0(root)"), "{said}");
@@ -139,17 +147,7 @@ fn busybox_telnetd_gives_up_after_three_tries() {
     if !can_run() {
         return;
     }
-    let fleet = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(fleet.path(), FLEET).unwrap();
-    let lab = Lab::up_ok(&["-c", fleet.path().to_str().unwrap()]);
-    let status = lab.status();
-    let iot = status["deckies"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["name"] == "tel-iot")
-        .unwrap()
-        .clone();
+    let (lab, iot) = lab_with("tel-iot");
     let ip = iot["ip"].as_str().unwrap();
     let hostname = iot["hostname"].as_str().unwrap();
     let said = run_expect(

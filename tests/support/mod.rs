@@ -302,3 +302,14 @@ pub(crate) fn stdout(out: &Output) -> String {
 pub(crate) fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// `decnet personalities --json` of the built-in catalogue.
+pub(crate) fn personalities_json() -> Value {
+    let listing = Command::new(env!("CARGO_BIN_EXE_decnet"))
+        .args(["personalities", "--json"])
+        .env_remove("DECNET_PERSONAS")
+        .output()
+        .unwrap();
+    assert!(listing.status.success(), "{}", stderr(&listing));
+    serde_json::from_slice(&listing.stdout).unwrap()
+}

@@ -28,10 +28,14 @@ pub(crate) fn eval(run: &mut Run<'_>, expr: &ArithmeticExpr, depth: u32) -> Resu
             // && and || short-circuit like C.
             match op {
                 BinaryOperator::LogicalAnd => {
-                    return Ok(i64::from(eval(run, a, depth + 1)? != 0 && eval(run, b, depth + 1)? != 0));
+                    return Ok(i64::from(
+                        eval(run, a, depth + 1)? != 0 && eval(run, b, depth + 1)? != 0,
+                    ));
                 }
                 BinaryOperator::LogicalOr => {
-                    return Ok(i64::from(eval(run, a, depth + 1)? != 0 || eval(run, b, depth + 1)? != 0));
+                    return Ok(i64::from(
+                        eval(run, a, depth + 1)? != 0 || eval(run, b, depth + 1)? != 0,
+                    ));
                 }
                 _ => {}
             }
@@ -60,7 +64,9 @@ pub(crate) fn eval(run: &mut Run<'_>, expr: &ArithmeticExpr, depth: u32) -> Resu
         ArithmeticExpr::UnaryAssignment(op, target) => {
             let old = read(run, target, depth)?;
             let new = match op {
-                UnaryAssignmentOperator::PrefixIncrement | UnaryAssignmentOperator::PostfixIncrement => old.wrapping_add(1),
+                UnaryAssignmentOperator::PrefixIncrement | UnaryAssignmentOperator::PostfixIncrement => {
+                    old.wrapping_add(1)
+                }
                 _ => old.wrapping_sub(1),
             };
             write(run, target, new);

@@ -68,12 +68,24 @@ pub struct Node {
 impl Node {
     /// A directory owned by `uid:gid`.
     pub fn dir(mode: u32, uid: u32, gid: u32, mtime: i64) -> Self {
-        Self { kind: NodeKind::Dir, mode, uid, gid, mtime }
+        Self {
+            kind: NodeKind::Dir,
+            mode,
+            uid,
+            gid,
+            mtime,
+        }
     }
 
     /// A regular file.
     pub fn file(data: impl Into<Arc<[u8]>>, mode: u32, uid: u32, gid: u32, mtime: i64) -> Self {
-        Self { kind: NodeKind::File(data.into()), mode, uid, gid, mtime }
+        Self {
+            kind: NodeKind::File(data.into()),
+            mode,
+            uid,
+            gid,
+            mtime,
+        }
     }
 
     /// Whether this is a directory.
@@ -156,7 +168,10 @@ pub struct OverlayLimits {
 
 impl Default for OverlayLimits {
     fn default() -> Self {
-        Self { max_bytes: 8 << 20, max_entries: 4096 }
+        Self {
+            max_bytes: 8 << 20,
+            max_entries: 4096,
+        }
     }
 }
 
@@ -171,7 +186,11 @@ pub struct Overlay {
 impl Overlay {
     /// An empty overlay with these bounds.
     pub fn new(limits: OverlayLimits) -> Self {
-        Self { entries: BTreeMap::new(), bytes: 0, limits }
+        Self {
+            entries: BTreeMap::new(),
+            bytes: 0,
+            limits,
+        }
     }
 
     /// Bytes of file contents it holds.
@@ -415,7 +434,11 @@ impl Fs {
                     _ => Vec::new(),
                 };
                 bytes.extend_from_slice(data);
-                Node { kind: NodeKind::File(bytes.into()), mtime: now, ..node }
+                Node {
+                    kind: NodeKind::File(bytes.into()),
+                    mtime: now,
+                    ..node
+                }
             }
             None => {
                 let (_, parent) = self.stat(&parent_of(&real))?;
@@ -464,7 +487,11 @@ impl Fs {
             return Err(FsError::NotADirectory);
         }
         if is_read_only(&real) || real == "/" {
-            return Err(if real == "/" { FsError::NotPermitted } else { FsError::ReadOnly });
+            return Err(if real == "/" {
+                FsError::NotPermitted
+            } else {
+                FsError::ReadOnly
+            });
         }
         if !self.children(&real).is_empty() {
             return Err(FsError::NotEmpty);
@@ -499,11 +526,17 @@ impl Fs {
     fn put(&self, real: &str, node: Option<Node>) -> Result<(), FsError> {
         let mut overlay = self.lock();
         let new_bytes = match &node {
-            Some(Node { kind: NodeKind::File(d), .. }) => d.len(),
+            Some(Node {
+                kind: NodeKind::File(d),
+                ..
+            }) => d.len(),
             _ => 0,
         };
         let old_bytes = match overlay.entries.get(real) {
-            Some(Some(Node { kind: NodeKind::File(d), .. })) => d.len(),
+            Some(Some(Node {
+                kind: NodeKind::File(d),
+                ..
+            })) => d.len(),
             _ => 0,
         };
         let total = overlay.bytes - old_bytes + new_bytes;
@@ -548,7 +581,11 @@ pub fn parent_of(path: &str) -> String {
 
 /// Joins `path` onto `cwd` and removes `.`/`..` lexically (as the shell's `cd` does).
 pub fn absolute(cwd: &str, path: &str) -> String {
-    let joined = if path.starts_with('/') { path.to_string() } else { format!("{cwd}/{path}") };
+    let joined = if path.starts_with('/') {
+        path.to_string()
+    } else {
+        format!("{cwd}/{path}")
+    };
     let mut out: Vec<&str> = Vec::new();
     for part in joined.split('/') {
         match part {
@@ -570,22 +607,46 @@ mod tests {
         let mut base = BaseTree::new();
         base.insert("/".into(), Node::dir(0o755, 0, 0, 0));
         base.insert("/etc".into(), Node::dir(0o755, 0, 0, 0));
-        base.insert("/etc/shadow".into(), Node::file(b"root:*:1::::::\n".to_vec(), 0o640, 0, 42, 0));
-        base.insert("/etc/passwd".into(), Node::file(b"root:x:0:0\n".to_vec(), 0o644, 0, 0, 0));
+        base.insert(
+            "/etc/shadow".into(),
+            Node::file(b"root:*:1::::::\n".to_vec(), 0o640, 0, 42, 0),
+        );
+        base.insert(
+            "/etc/passwd".into(),
+            Node::file(b"root:x:0:0\n".to_vec(), 0o644, 0, 0, 0),
+        );
         base.insert("/proc".into(), Node::dir(0o555, 0, 0, 0));
         base.insert("/proc/version".into(), Node::file(b"Linux\n".to_vec(), 0o444, 0, 0, 0));
         base.insert("/tmp".into(), Node::dir(0o1777, 0, 0, 0));
         base.insert("/root".into(), Node::dir(0o700, 0, 0, 0));
         base.insert("/root/secret".into(), Node::file(b"x".to_vec(), 0o644, 0, 0, 0));
-        base.insert("/bin".into(), Node { kind: NodeKind::Symlink("usr/bin".into()), mode: 0o777, uid: 0, gid: 0, mtime: 0 });
+        base.insert(
+            "/bin".into(),
+            Node {
+                kind: NodeKind::Symlink("usr/bin".into()),
+                mode: 0o777,
+                uid: 0,
+                gid: 0,
+                mtime: 0,
+            },
+        );
         base.insert("/usr".into(), Node::dir(0o755, 0, 0, 0));
         base.insert("/usr/bin".into(), Node::dir(0o755, 0, 0, 0));
         base.insert("/usr/bin/ls".into(), Node::file(b"\x7fELF".to_vec(), 0o755, 0, 0, 0));
-        Fs::new(Arc::new(base), Arc::new(Mutex::new(Overlay::new(OverlayLimits { max_bytes: 100, max_entries: 10 }))))
+        Fs::new(
+            Arc::new(base),
+            Arc::new(Mutex::new(Overlay::new(OverlayLimits {
+                max_bytes: 100,
+                max_entries: 10,
+            }))),
+        )
     }
 
     const ROOT: Cred<'static> = Cred { uid: 0, gids: &[0] };
-    const USER: Cred<'static> = Cred { uid: 1000, gids: &[1000] };
+    const USER: Cred<'static> = Cred {
+        uid: 1000,
+        gids: &[1000],
+    };
 
     #[test]
     fn missing_files_and_directories() {
@@ -604,8 +665,14 @@ mod tests {
         assert!(fs.read("/etc/shadow", ROOT).is_ok());
         assert_eq!(fs.read("/root/secret", USER).err(), Some(FsError::PermissionDenied));
         assert_eq!(fs.list("/root", USER).err(), Some(FsError::PermissionDenied));
-        assert_eq!(fs.write("/etc/passwd", b"x", false, USER, 1).err(), Some(FsError::PermissionDenied));
-        assert_eq!(fs.write("/etc/new", b"x", false, USER, 1).err(), Some(FsError::PermissionDenied));
+        assert_eq!(
+            fs.write("/etc/passwd", b"x", false, USER, 1).err(),
+            Some(FsError::PermissionDenied)
+        );
+        assert_eq!(
+            fs.write("/etc/new", b"x", false, USER, 1).err(),
+            Some(FsError::PermissionDenied)
+        );
         assert!(fs.write("/tmp/mine", b"x", false, USER, 1).is_ok());
         assert_eq!(fs.lstat("/tmp/mine").map(|(_, n)| n.uid), Ok(1000));
     }
@@ -613,7 +680,10 @@ mod tests {
     #[test]
     fn proc_is_read_only_even_for_root() {
         let fs = tree();
-        assert_eq!(fs.write("/proc/version", b"x", false, ROOT, 1).err(), Some(FsError::ReadOnly));
+        assert_eq!(
+            fs.write("/proc/version", b"x", false, ROOT, 1).err(),
+            Some(FsError::ReadOnly)
+        );
         assert_eq!(fs.unlink("/proc/version", ROOT).err(), Some(FsError::ReadOnly));
         assert_eq!(fs.mkdir("/proc/x", ROOT, 1).err(), Some(FsError::ReadOnly));
     }
@@ -628,11 +698,17 @@ mod tests {
     #[test]
     fn overlays_are_isolated_and_bounded() {
         let a = tree();
-        let b = Fs::new(a.base.clone(), Arc::new(Mutex::new(Overlay::new(OverlayLimits::default()))));
+        let b = Fs::new(
+            a.base.clone(),
+            Arc::new(Mutex::new(Overlay::new(OverlayLimits::default()))),
+        );
         a.write("/tmp/x", b"hello", false, ROOT, 1).unwrap();
         assert!(a.read("/tmp/x", ROOT).is_ok());
         assert_eq!(b.read("/tmp/x", ROOT).err(), Some(FsError::NotFound));
-        assert_eq!(a.write("/tmp/big", &[0; 200], false, ROOT, 1).err(), Some(FsError::NoSpace));
+        assert_eq!(
+            a.write("/tmp/big", &[0; 200], false, ROOT, 1).err(),
+            Some(FsError::NoSpace)
+        );
         a.unlink("/etc/passwd", ROOT).unwrap();
         assert_eq!(a.read("/etc/passwd", ROOT).err(), Some(FsError::NotFound));
         assert!(b.read("/etc/passwd", ROOT).is_ok());

@@ -101,6 +101,7 @@ struct CommonData {
     cpu_counts: Vec<u32>,
     mem_kb: Vec<u64>,
     disk_kb: Vec<u64>,
+    net: BTreeMap<String, String>,
     files: BTreeMap<String, String>,
 }
 
@@ -109,6 +110,9 @@ struct CommonData {
 struct DistroOverride {
     package_manager: Option<String>,
     bash_version: Option<String>,
+    motd: Option<String>,
+    #[serde(default)]
+    net: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -124,6 +128,10 @@ struct FamilyData {
     passwd: Vec<String>,
     groups: Vec<String>,
     shadow_days: u32,
+    #[serde(default)]
+    motd: String,
+    #[serde(default)]
+    net: BTreeMap<String, String>,
     #[serde(default)]
     distro: BTreeMap<String, DistroOverride>,
     #[serde(default)]
@@ -171,6 +179,9 @@ pub(crate) struct HostInner {
     pub(crate) disk_kb: u64,
     pub(crate) disk_used_kb: u64,
     pub(crate) sudo_group: String,
+    pub(crate) motd: String,
+    /// Message templates of the network tools (`wget_no_route` …).
+    pub(crate) net: BTreeMap<String, String>,
 }
 
 impl ShellHost {
@@ -180,7 +191,7 @@ impl ShellHost {
         let mut family = None;
         for (file, text) in FAMILIES {
             let data: FamilyData = toml::from_str(text).map_err(|e| HostError(format!("{file}: {e}")))?;
-            if data.distros.iter().any(|d| *d == facts.distro.slug) {
+            if data.distros.contains(&facts.distro.slug) {
                 family = Some(data);
                 break;
             }
@@ -190,7 +201,15 @@ impl ShellHost {
             // An unknown distro gets the Debian layout rather than no shell.
             None => toml::from_str(FAMILIES[0].1).map_err(|e| HostError(format!("debian.toml: {e}")))?,
         };
-        Ok(Self { inner: Arc::new(build(facts, &common, &family)?) })
+        Ok(Self {
+            inner: Arc::new(build(facts, &common, &family)?),
+        })
+    }
+
+    /// What the login prints before the first prompt (pam_motd): the
+    /// distro's message of the day, with this host's kernel line.
+    pub fn motd(&self) -> &str {
+        &self.inner.motd
     }
 
     /// Host name.
@@ -244,7 +263,10 @@ fn build(facts: HostFacts, common: &CommonData, family: &FamilyData) -> Result<H
     let bash_version = over
         .and_then(|o| o.bash_version.clone())
         .unwrap_or_else(|| family.bash_version.clone());
-    let release = facts.kernel_release.clone().unwrap_or_else(|| facts.distro.kernel.release.clone());
+    let release = facts
+        .kernel_release
+        .clone()
+        .unwrap_or_else(|| facts.distro.kernel.release.clone());
 
     let mut rng = seed.rng_for("shell.host");
     let boot_time = facts.now - rng.range(3 * 86_400, 120 * 86_400) as i64 - rng.below(86_400) as i64;
@@ -257,13 +279,26 @@ fn build(facts: HostFacts, common: &CommonData, family: &FamilyData) -> Result<H
     let machine_id = hex(&mut rng, 16);
     let root_uuid = {
         let h = hex(&mut rng, 16);
-        format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+        format!(
+            "{}-{}-{}-{}-{}",
+            &h[0..8],
+            &h[8..12],
+            &h[12..16],
+            &h[16..20],
+            &h[20..32]
+        )
     };
 
     // Accounts: root first, then the persona's users as uid 1000, 1001 …
     let mut accounts = facts.accounts.clone();
     if !accounts.iter().any(|a| a.name == "root") {
-        accounts.insert(0, Account { name: "root".into(), password: String::new() });
+        accounts.insert(
+            0,
+            Account {
+                name: "root".into(),
+                password: String::new(),
+            },
+        );
     }
     let shell = facts.distro.shell.clone();
     let mut users = Vec::new();
@@ -324,9 +359,10 @@ fn build(facts: HostFacts, common: &CommonData, family: &FamilyData) -> Result<H
     let mut group_lines = Vec::new();
     let mut groups = Vec::new();
     for g in family.groups.iter().chain(user_groups.iter()) {
-        let line = g
-            .replace("{sudoers}", &sudoers.join(","))
-            .replace("{sudoers_comma}", &sudoers.iter().map(|s| format!(",{s}")).collect::<String>());
+        let line = g.replace("{sudoers}", &sudoers.join(",")).replace(
+            "{sudoers_comma}",
+            &sudoers.iter().map(|s| format!(",{s}")).collect::<String>(),
+        );
         let f: Vec<&str> = line.split(':').collect();
         if f.len() != 4 {
             return Err(HostError(format!("group line {g:?} needs 4 fields")));
@@ -351,7 +387,12 @@ fn build(facts: HostFacts, common: &CommonData, family: &FamilyData) -> Result<H
     }
 
     let ip = facts.ip.to_string();
-    let mac = facts.mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
+    let mac = facts
+        .mac
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":");
     let mut vars: BTreeMap<&str, String> = BTreeMap::new();
     vars.insert("hostname", facts.hostname.clone());
     vars.insert("ip", ip);
@@ -362,9 +403,26 @@ fn build(facts: HostFacts, common: &CommonData, family: &FamilyData) -> Result<H
     vars.insert("release", release.clone());
     vars.insert(
         "pretty_name",
-        facts.distro.os_release_field("PRETTY_NAME").unwrap_or_else(|| facts.distro.display_name.clone()),
+        facts
+            .distro
+            .os_release_field("PRETTY_NAME")
+            .unwrap_or_else(|| facts.distro.display_name.clone()),
     );
     vars.insert("mounts", crate::commands::sysinfo::mounts_text());
+    vars.insert(
+        "uname",
+        format!(
+            "Linux {} {release} {} {}",
+            facts.hostname, facts.distro.kernel.version, facts.distro.kernel.machine
+        ),
+    );
+    let mut net = common.net.clone();
+    net.extend(family.net.clone());
+    if let Some(o) = over {
+        net.extend(o.net.clone());
+    }
+    let motd_template = over.and_then(|o| o.motd.clone()).unwrap_or_else(|| family.motd.clone());
+    let motd = template(motd_template.trim_start_matches('\n'), &vars);
 
     let mut base = BaseTree::new();
     let t = install_time;
@@ -373,9 +431,20 @@ fn build(facts: HostFacts, common: &CommonData, family: &FamilyData) -> Result<H
         let mode = common.modes.get(d).copied().unwrap_or(0o755);
         base.insert(d.clone(), Node::dir(mode, 0, 0, t + rng.below(86_400) as i64));
     }
-    let link = |target: &str| Node { kind: NodeKind::Symlink(target.into()), mode: 0o777, uid: 0, gid: 0, mtime: t };
+    let link = |target: &str| Node {
+        kind: NodeKind::Symlink(target.into()),
+        mode: 0o777,
+        uid: 0,
+        gid: 0,
+        mtime: t,
+    };
     let (bin_dir, sbin_dir) = if family.usr_merged {
-        for (name, target) in [("/bin", "usr/bin"), ("/sbin", "usr/sbin"), ("/lib", "usr/lib"), ("/lib64", "usr/lib64")] {
+        for (name, target) in [
+            ("/bin", "usr/bin"),
+            ("/sbin", "usr/sbin"),
+            ("/lib", "usr/lib"),
+            ("/lib64", "usr/lib64"),
+        ] {
             base.insert(name.into(), link(target));
         }
         base.insert("/usr/lib64".into(), Node::dir(0o755, 0, 0, t));
@@ -420,15 +489,55 @@ fn build(facts: HostFacts, common: &CommonData, family: &FamilyData) -> Result<H
     }
     let shadow_gid = groups.iter().find(|g| g.0 == "shadow").map_or(0, |g| g.1);
     file("/etc/os-release", facts.distro.os_release.clone(), 0o644, 0, 0);
+    // /etc/motd holds the static part; the kernel line comes from update-motd.
+    let static_motd = motd
+        .split_once("\n\n")
+        .filter(|_| motd.starts_with("Linux "))
+        .map_or(motd.as_str(), |(_, rest)| rest);
+    file("/etc/motd", static_motd.to_string(), 0o644, 0, 0);
     file("/etc/issue", facts.distro.issue.clone(), 0o644, 0, 0);
     file("/etc/passwd", passwd_lines.join("\n") + "\n", 0o644, 0, 0);
     file("/etc/group", group_lines.join("\n") + "\n", 0o644, 0, 0);
     file("/etc/shadow", shadow, 0o640, 0, shadow_gid);
-    file("/proc/version", facts.distro.proc_version().replace(&facts.distro.kernel.release, &release) + "\n", 0o444, 0, 0);
-    file("/proc/cpuinfo", crate::commands::sysinfo::cpuinfo(&cpu, cpus), 0o444, 0, 0);
-    file("/proc/meminfo", crate::commands::sysinfo::meminfo(mem_kb, &mut rng), 0o444, 0, 0);
-    for (path, g) in [("/proc/uptime", Generated::Uptime), ("/proc/loadavg", Generated::LoadAvg)] {
-        base.insert(path.into(), Node { kind: NodeKind::Generated(g), mode: 0o444, uid: 0, gid: 0, mtime: boot_time });
+    file(
+        "/proc/version",
+        facts
+            .distro
+            .proc_version()
+            .replace(&facts.distro.kernel.release, &release)
+            + "\n",
+        0o444,
+        0,
+        0,
+    );
+    file(
+        "/proc/cpuinfo",
+        crate::commands::sysinfo::cpuinfo(&cpu, cpus),
+        0o444,
+        0,
+        0,
+    );
+    file(
+        "/proc/meminfo",
+        crate::commands::sysinfo::meminfo(mem_kb, &mut rng),
+        0o444,
+        0,
+        0,
+    );
+    for (path, g) in [
+        ("/proc/uptime", Generated::Uptime),
+        ("/proc/loadavg", Generated::LoadAvg),
+    ] {
+        base.insert(
+            path.into(),
+            Node {
+                kind: NodeKind::Generated(g),
+                mode: 0o444,
+                uid: 0,
+                gid: 0,
+                mtime: boot_time,
+            },
+        );
     }
     for (path, d) in [
         ("/dev/null", Device::Null),
@@ -438,7 +547,16 @@ fn build(facts: HostFacts, common: &CommonData, family: &FamilyData) -> Result<H
         ("/dev/tty", Device::Tty),
         ("/dev/console", Device::Tty),
     ] {
-        base.insert(path.into(), Node { kind: NodeKind::CharDevice(d), mode: 0o666, uid: 0, gid: 0, mtime: boot_time });
+        base.insert(
+            path.into(),
+            Node {
+                kind: NodeKind::CharDevice(d),
+                mode: 0o666,
+                uid: 0,
+                gid: 0,
+                mtime: boot_time,
+            },
+        );
     }
 
     // Lived-in home directories.
@@ -446,8 +564,14 @@ fn build(facts: HostFacts, common: &CommonData, family: &FamilyData) -> Result<H
         let gid = u.gids[0];
         let mut r = seed.rng_for(&format!("shell.home.{}", u.name));
         let home_mode = if u.uid == 0 { 0o700 } else { 0o750 };
-        base.insert(u.home.clone(), Node::dir(home_mode, u.uid, gid, t + r.below(86_400 * 30) as i64));
-        base.insert(format!("{}/.ssh", u.home), Node::dir(0o700, u.uid, gid, t + r.below(86_400 * 30) as i64));
+        base.insert(
+            u.home.clone(),
+            Node::dir(home_mode, u.uid, gid, t + r.below(86_400 * 30) as i64),
+        );
+        base.insert(
+            format!("{}/.ssh", u.home),
+            Node::dir(0o700, u.uid, gid, t + r.below(86_400 * 30) as i64),
+        );
         let mut hist = String::new();
         for _ in 0..r.range(6, 30) {
             let line: &String = r.pick(&common.history);
@@ -460,7 +584,12 @@ fn build(facts: HostFacts, common: &CommonData, family: &FamilyData) -> Result<H
             let mut k = vec![0u8; 32];
             r.fill(&mut k);
             let blob = [&[0, 0, 0, 11][..], b"ssh-ed25519", &[0, 0, 0, 32], &k].concat();
-            let _ = writeln!(keys, "ssh-ed25519 {} {}", crate::commands::text::base64_encode(&blob), r.pick(&common.key_comments));
+            let _ = writeln!(
+                keys,
+                "ssh-ed25519 {} {}",
+                crate::commands::text::base64_encode(&blob),
+                r.pick(&common.key_comments)
+            );
         }
         let files = [
             (".bash_history", hist, 0o600),
@@ -469,7 +598,10 @@ fn build(facts: HostFacts, common: &CommonData, family: &FamilyData) -> Result<H
             (".ssh/authorized_keys", keys, 0o600),
         ];
         for (name, text, mode) in files {
-            base.insert(format!("{}/{name}", u.home), Node::file(text.into_bytes(), mode, u.uid, gid, mtime));
+            base.insert(
+                format!("{}/{name}", u.home),
+                Node::file(text.into_bytes(), mode, u.uid, gid, mtime),
+            );
         }
     }
 
@@ -498,6 +630,8 @@ fn build(facts: HostFacts, common: &CommonData, family: &FamilyData) -> Result<H
         disk_kb,
         disk_used_kb,
         sudo_group: family.sudo_group.clone(),
+        motd,
+        net,
     })
 }
 

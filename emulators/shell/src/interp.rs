@@ -70,7 +70,12 @@ pub(crate) struct Io {
 
 impl Io {
     pub(crate) fn child(stdin: Stdin) -> Self {
-        Self { stdin, out: Vec::new(), err: Vec::new(), top: false }
+        Self {
+            stdin,
+            out: Vec::new(),
+            err: Vec::new(),
+            top: false,
+        }
     }
 }
 
@@ -90,6 +95,8 @@ pub(crate) struct State {
     pub(crate) pid: u32,
     pub(crate) last_bg: Option<u32>,
     pub(crate) aliases: BTreeMap<String, String>,
+    /// Indexed arrays (`a=(x y)`); `$a` is element 0, kept in `vars`.
+    pub(crate) arrays: BTreeMap<String, Vec<String>>,
     pub(crate) sudo_ok_until: i64,
 }
 
@@ -132,7 +139,10 @@ impl Run<'_> {
         if !io.top {
             return;
         }
-        for (is_err, buf) in [(true, std::mem::take(&mut io.err)), (false, std::mem::take(&mut io.out))] {
+        for (is_err, buf) in [
+            (true, std::mem::take(&mut io.err)),
+            (false, std::mem::take(&mut io.out)),
+        ] {
             if buf.is_empty() {
                 continue;
             }
@@ -154,12 +164,19 @@ impl Run<'_> {
     }
 
     pub(crate) fn cred(&self) -> Cred<'_> {
-        Cred { uid: self.st.user.uid, gids: &self.st.user.gids }
+        Cred {
+            uid: self.st.user.uid,
+            gids: &self.st.user.gids,
+        }
     }
 
     /// The prefix of the shell's own error messages (`-bash: `, `bash: line 1: `).
     pub(crate) fn err_prefix(&self) -> String {
-        if self.interactive { "-bash: ".to_string() } else { "bash: ".to_string() }
+        if self.interactive {
+            "-bash: ".to_string()
+        } else {
+            "bash: ".to_string()
+        }
     }
 
     pub(crate) fn emit(&mut self, event: ShellEvent) {
@@ -250,9 +267,18 @@ impl Run<'_> {
     }
 
     /// Writes a file as the current user and reports what was captured.
-    pub(crate) fn write_file(&mut self, path: &str, data: &[u8], append: bool, via: &'static str) -> Result<(), FsError> {
+    pub(crate) fn write_file(
+        &mut self,
+        path: &str,
+        data: &[u8],
+        append: bool,
+        via: &'static str,
+    ) -> Result<(), FsError> {
         let abs = crate::fs::absolute(&self.st.cwd, path);
-        let cred = Cred { uid: self.st.user.uid, gids: &self.st.user.gids };
+        let cred = Cred {
+            uid: self.st.user.uid,
+            gids: &self.st.user.gids,
+        };
         let real = self.fs.write(&abs, data, append, cred, self.now)?;
         if !data.is_empty()
             && let Ok((_, node)) = self.fs.lstat(&real)
@@ -304,7 +330,9 @@ impl Run<'_> {
 
     fn run_pipeline(&mut self, pipeline: &ast::Pipeline, io: &mut Io) -> Exec {
         self.tick()?;
-        let status = if pipeline.seq.len() == 1 {
+        let status = if pipeline.seq.is_empty() {
+            0
+        } else if pipeline.seq.len() == 1 {
             self.run_command(&pipeline.seq[0], io)?
         } else {
             let mut stdin = io.stdin.clone();
@@ -342,7 +370,9 @@ impl Run<'_> {
                 self.with_redirects(redirects, io, |run, io| run.run_compound(compound, io))
             }
             ast::Command::Function(def) => {
-                self.st.functions.insert(def.fname.value.clone(), Arc::new(def.body.clone()));
+                self.st
+                    .functions
+                    .insert(def.fname.value.clone(), Arc::new(def.body.clone()));
                 Ok(0)
             }
             ast::Command::ExtendedTest(test, redirects) => {
@@ -359,7 +389,8 @@ impl Run<'_> {
         self.depth += 1;
         if self.depth > self.limits.max_depth {
             self.depth -= 1;
-            io.err.extend_from_slice(format!("{}maximum nesting level exceeded\n", self.err_prefix()).as_bytes());
+            io.err
+                .extend_from_slice(format!("{}maximum nesting level exceeded\n", self.err_prefix()).as_bytes());
             return Ok(1);
         }
         let result = self.run_compound_inner(compound, io);
@@ -533,7 +564,8 @@ impl Run<'_> {
             }
             argv.extend(self.expand_word(w, io)?);
             if argv.len() > self.limits.max_args {
-                io.err.extend_from_slice(format!("{}Argument list too long\n", self.err_prefix()).as_bytes());
+                io.err
+                    .extend_from_slice(format!("{}Argument list too long\n", self.err_prefix()).as_bytes());
                 return Ok(126);
             }
         }
@@ -544,9 +576,16 @@ impl Run<'_> {
                 ast::AssignmentValue::Array(items) => {
                     let mut parts = Vec::new();
                     for (_, w) in items {
-                        parts.push(self.expand_single(&w.value, io)?);
+                        parts.extend(self.expand_word(&w.value, io)?);
                     }
-                    parts.join(" ")
+                    parts.truncate(self.limits.max_args);
+                    let first = parts.first().cloned().unwrap_or_default();
+                    if let ast::AssignmentName::VariableName(n) = &a.name
+                        && (self.st.arrays.len() < 256 || self.st.arrays.contains_key(n))
+                    {
+                        self.st.arrays.insert(n.clone(), parts);
+                    }
+                    first
                 }
             };
             let name = match &a.name {
@@ -565,8 +604,10 @@ impl Run<'_> {
         }
         let status = self.with_redirects(&redirects, io, |run, io| {
             // Prefix assignments live for this command only.
-            let saved: Vec<(String, Option<String>)> =
-                values.iter().map(|(n, _, _)| (n.clone(), run.st.vars.get(n).cloned())).collect();
+            let saved: Vec<(String, Option<String>)> = values
+                .iter()
+                .map(|(n, _, _)| (n.clone(), run.st.vars.get(n).cloned()))
+                .collect();
             for (name, value, append) in values {
                 run.set_var(&name, value, append);
             }
@@ -612,7 +653,12 @@ impl Run<'_> {
         if self.depth > self.limits.max_depth {
             self.depth -= 1;
             io.err.extend_from_slice(
-                format!("{}{}: maximum function nesting level exceeded (100)\n", self.err_prefix(), argv[0]).as_bytes(),
+                format!(
+                    "{}{}: maximum function nesting level exceeded (100)\n",
+                    self.err_prefix(),
+                    argv[0]
+                )
+                .as_bytes(),
             );
             return Ok(1);
         }
@@ -637,7 +683,8 @@ impl Run<'_> {
         let result = match crate::parse::parse(text, &self.limits) {
             Ok(program) => self.run_program(&program, io),
             Err(e) => {
-                io.err.extend_from_slice(format!("{}{}\n", self.err_prefix(), e.message()).as_bytes());
+                io.err
+                    .extend_from_slice(format!("{}{}\n", self.err_prefix(), e.message()).as_bytes());
                 Ok(2)
             }
         };
@@ -748,7 +795,10 @@ impl Run<'_> {
         }
         let mut child = Io::child(stdin);
         let result = body(self, &mut child);
-        for (buf, target) in [(std::mem::take(&mut child.out), out), (std::mem::take(&mut child.err), err)] {
+        for (buf, target) in [
+            (std::mem::take(&mut child.out), out),
+            (std::mem::take(&mut child.err), err),
+        ] {
             match target {
                 Target::Out => io.out.extend_from_slice(&buf),
                 Target::Err => io.err.extend_from_slice(&buf),
@@ -757,9 +807,8 @@ impl Run<'_> {
                     if !buf.is_empty()
                         && let Err(e) = self.write_file(&path, &buf, true, "redirect")
                     {
-                        io.err.extend_from_slice(
-                            format!("{}{path}: {}\n", self.err_prefix(), e.message()).as_bytes(),
-                        );
+                        io.err
+                            .extend_from_slice(format!("{}{path}: {}\n", self.err_prefix(), e.message()).as_bytes());
                     }
                 }
             }
@@ -784,8 +833,13 @@ impl Run<'_> {
     }
 
     fn redirect_error(&mut self, io: &mut Io, path: &str, e: FsError) -> Exec {
-        let shown = if path.is_empty() { "ambiguous redirect".to_string() } else { format!("{path}: {}", e.message()) };
-        io.err.extend_from_slice(format!("{}{shown}\n", self.err_prefix()).as_bytes());
+        let shown = if path.is_empty() {
+            "ambiguous redirect".to_string()
+        } else {
+            format!("{path}: {}", e.message())
+        };
+        io.err
+            .extend_from_slice(format!("{}{shown}\n", self.err_prefix()).as_bytes());
         self.flush(io);
         Ok(1)
     }
@@ -819,10 +873,13 @@ impl Run<'_> {
         };
         let mut segs = Vec::new();
         self.expand_pieces(&pieces, false, &mut segs, io)?;
-        Ok(segs.into_iter().filter_map(|s| match s {
-            Seg::Text { text, .. } => Some(text),
-            Seg::Break => Some(" ".to_string()),
-        }).collect())
+        Ok(segs
+            .into_iter()
+            .map(|s| match s {
+                Seg::Text { text, .. } => text,
+                Seg::Break => " ".to_string(),
+            })
+            .collect())
     }
 
     /// Expands a word into a glob pattern, quoted parts escaped.
@@ -853,10 +910,13 @@ impl Run<'_> {
         };
         let mut segs = Vec::new();
         self.expand_pieces(&pieces, true, &mut segs, io)?;
-        Ok(segs.into_iter().filter_map(|s| match s {
-            Seg::Text { text, .. } => Some(text),
-            Seg::Break => None,
-        }).collect())
+        Ok(segs
+            .into_iter()
+            .filter_map(|s| match s {
+                Seg::Text { text, .. } => Some(text),
+                Seg::Break => None,
+            })
+            .collect())
     }
 
     fn brace_expand(&self, raw: &str) -> Vec<String> {
@@ -891,11 +951,22 @@ impl Run<'_> {
     fn expand_fields(&mut self, raw: &str, io: &mut Io) -> Result<Vec<Field>, Flow> {
         let pieces = match word::parse(raw, &crate::parse::options()) {
             Ok(p) => p,
-            Err(_) => return Ok(vec![Field { text: raw.to_string(), pattern: raw.to_string(), has_glob: false }]),
+            Err(_) => {
+                return Ok(vec![Field {
+                    text: raw.to_string(),
+                    pattern: raw.to_string(),
+                    has_glob: false,
+                }]);
+            }
         };
         let mut segs = Vec::new();
         self.expand_pieces(&pieces, false, &mut segs, io)?;
-        let ifs = self.st.vars.get("IFS").cloned().unwrap_or_else(|| IFS_DEFAULT.to_string());
+        let ifs = self
+            .st
+            .vars
+            .get("IFS")
+            .cloned()
+            .unwrap_or_else(|| IFS_DEFAULT.to_string());
         let mut fields = Vec::new();
         let mut cur = Field::default();
         let mut cur_nonempty = false;
@@ -910,7 +981,11 @@ impl Run<'_> {
                     cur.text.push_str(&text);
                     cur_nonempty = true;
                 }
-                Seg::Text { text, quoted: false, split: false } => {
+                Seg::Text {
+                    text,
+                    quoted: false,
+                    split: false,
+                } => {
                     if text.contains(['*', '?', '[']) {
                         cur.has_glob = true;
                     }
@@ -918,7 +993,11 @@ impl Run<'_> {
                     cur.text.push_str(&crate::pattern::unescape_literal(&text));
                     cur_nonempty = true;
                 }
-                Seg::Text { text, quoted: false, split: true } => {
+                Seg::Text {
+                    text,
+                    quoted: false,
+                    split: true,
+                } => {
                     for (i, part) in split_ifs(&text, &ifs).into_iter().enumerate() {
                         match part {
                             None if i == 0 => {}
@@ -960,7 +1039,11 @@ impl Run<'_> {
                     if quoted {
                         out.push(Seg::quoted(t.clone()));
                     } else {
-                        out.push(Seg::Text { text: t.clone(), quoted: false, split: false });
+                        out.push(Seg::Text {
+                            text: t.clone(),
+                            quoted: false,
+                            split: false,
+                        });
                     }
                 }
                 WordPiece::SingleQuotedText(t) => out.push(Seg::quoted(t.clone())),
@@ -998,16 +1081,28 @@ impl Run<'_> {
                 WordPiece::ParameterExpansion(expr) => self.expand_parameter(expr, quoted, out, io)?,
                 WordPiece::CommandSubstitution(cmd) => {
                     let text = self.command_substitution(cmd, io)?;
-                    out.push(Seg::Text { text, quoted, split: !quoted });
+                    out.push(Seg::Text {
+                        text,
+                        quoted,
+                        split: !quoted,
+                    });
                 }
                 WordPiece::BackquotedCommandSubstitution(cmd) => {
                     let cmd = cmd.replace("\\$", "$").replace("\\\\", "\\");
                     let text = self.command_substitution(&cmd, io)?;
-                    out.push(Seg::Text { text, quoted, split: !quoted });
+                    out.push(Seg::Text {
+                        text,
+                        quoted,
+                        split: !quoted,
+                    });
                 }
                 WordPiece::ArithmeticExpression(expr) => {
                     let v = self.arith(&expr.value, io)?;
-                    out.push(Seg::Text { text: v.to_string(), quoted, split: !quoted });
+                    out.push(Seg::Text {
+                        text: v.to_string(),
+                        quoted,
+                        split: !quoted,
+                    });
                 }
             }
         }
@@ -1024,7 +1119,9 @@ impl Run<'_> {
         let result = match crate::parse::parse(cmd, &self.limits) {
             Ok(program) => self.run_program(&program, &mut child),
             Err(e) => {
-                child.err.extend_from_slice(format!("{}{}\n", self.err_prefix(), e.message()).as_bytes());
+                child
+                    .err
+                    .extend_from_slice(format!("{}{}\n", self.err_prefix(), e.message()).as_bytes());
                 Ok(2)
             }
         };
@@ -1046,18 +1143,32 @@ impl Run<'_> {
 
     fn param_value(&mut self, param: &Parameter) -> Option<String> {
         match param {
-            Parameter::Positional(0) => Some(if self.interactive { "-bash".into() } else { "bash".into() }),
+            Parameter::Positional(0) => Some(if self.interactive {
+                "-bash".into()
+            } else {
+                "bash".into()
+            }),
             Parameter::Positional(n) => self.st.positional.get(*n as usize - 1).cloned(),
             Parameter::Special(s) => Some(match s {
                 SpecialParameter::AllPositionalParameters { .. } => self.st.positional.join(" "),
                 SpecialParameter::PositionalParameterCount => self.st.positional.len().to_string(),
                 SpecialParameter::LastExitStatus => self.st.last_status.to_string(),
                 SpecialParameter::CurrentOptionFlags => {
-                    if self.interactive { "himBHs".into() } else { "hBc".into() }
+                    if self.interactive {
+                        "himBHs".into()
+                    } else {
+                        "hBc".into()
+                    }
                 }
                 SpecialParameter::ProcessId => self.st.pid.to_string(),
                 SpecialParameter::LastBackgroundProcessId => self.st.last_bg?.to_string(),
-                SpecialParameter::ShellName => if self.interactive { "-bash".into() } else { "bash".into() },
+                SpecialParameter::ShellName => {
+                    if self.interactive {
+                        "-bash".into()
+                    } else {
+                        "bash".into()
+                    }
+                }
             }),
             Parameter::Named(name) => match name.as_str() {
                 "RANDOM" => Some((rand_core::RngCore::next_u32(self.rng) % 32768).to_string()),
@@ -1071,17 +1182,38 @@ impl Run<'_> {
                 _ => self.st.vars.get(name).cloned(),
             },
             Parameter::NamedWithIndex { name, index } => {
-                if index == "0" { self.st.vars.get(name).cloned() } else { None }
+                let i = index.trim().parse::<usize>().ok()?;
+                match self.st.arrays.get(name) {
+                    Some(items) => items.get(i).cloned(),
+                    None if i == 0 => self.st.vars.get(name).cloned(),
+                    None => None,
+                }
             }
-            Parameter::NamedWithAllIndices { name, .. } => self.st.vars.get(name).cloned(),
+            Parameter::NamedWithAllIndices { name, .. } => match self.st.arrays.get(name) {
+                Some(items) => Some(items.join(" ")),
+                None => self.st.vars.get(name).cloned(),
+            },
         }
     }
 
-    fn expand_parameter(&mut self, expr: &ParameterExpr, quoted: bool, out: &mut Vec<Seg>, io: &mut Io) -> Result<(), Flow> {
-        let push = |out: &mut Vec<Seg>, text: String| out.push(Seg::Text { text, quoted, split: !quoted });
+    fn expand_parameter(
+        &mut self,
+        expr: &ParameterExpr,
+        quoted: bool,
+        out: &mut Vec<Seg>,
+        io: &mut Io,
+    ) -> Result<(), Flow> {
+        let push = |out: &mut Vec<Seg>, text: String| {
+            out.push(Seg::Text {
+                text,
+                quoted,
+                split: !quoted,
+            })
+        };
         match expr {
             ParameterExpr::Parameter { parameter, .. } => {
-                if let Parameter::Special(SpecialParameter::AllPositionalParameters { concatenate: false }) = parameter {
+                if let Parameter::Special(SpecialParameter::AllPositionalParameters { concatenate: false }) = parameter
+                {
                     // "$@": one field per parameter.
                     let params = self.st.positional.clone();
                     for (i, p) in params.into_iter().enumerate() {
@@ -1098,8 +1230,18 @@ impl Run<'_> {
                     out.push(Seg::quoted(String::new()));
                 }
             }
-            ParameterExpr::UseDefaultValues { parameter, test_type, default_value, .. }
-            | ParameterExpr::AssignDefaultValues { parameter, test_type, default_value, .. } => {
+            ParameterExpr::UseDefaultValues {
+                parameter,
+                test_type,
+                default_value,
+                ..
+            }
+            | ParameterExpr::AssignDefaultValues {
+                parameter,
+                test_type,
+                default_value,
+                ..
+            } => {
                 let v = self.param_value(parameter);
                 let missing = match test_type {
                     ParameterTestType::UnsetOrNull => v.as_deref().is_none_or(str::is_empty),
@@ -1115,24 +1257,37 @@ impl Run<'_> {
                     push(out, v.unwrap_or_default());
                 }
             }
-            ParameterExpr::IndicateErrorIfNullOrUnset { parameter, test_type, error_message, .. } => {
+            ParameterExpr::IndicateErrorIfNullOrUnset {
+                parameter,
+                test_type,
+                error_message,
+                ..
+            } => {
                 let v = self.param_value(parameter);
                 let missing = match test_type {
                     ParameterTestType::UnsetOrNull => v.as_deref().is_none_or(str::is_empty),
                     ParameterTestType::Unset => v.is_none(),
                 };
                 if missing {
-                    let msg = error_message.clone().unwrap_or_else(|| "parameter null or not set".into());
+                    let msg = error_message
+                        .clone()
+                        .unwrap_or_else(|| "parameter null or not set".into());
                     let name = match parameter {
                         Parameter::Named(n) => n.clone(),
                         _ => "?".into(),
                     };
-                    io.err.extend_from_slice(format!("{}{name}: {msg}\n", self.err_prefix()).as_bytes());
+                    io.err
+                        .extend_from_slice(format!("{}{name}: {msg}\n", self.err_prefix()).as_bytes());
                     return Err(Flow::Exit(1));
                 }
                 push(out, v.unwrap_or_default());
             }
-            ParameterExpr::UseAlternativeValue { parameter, test_type, alternative_value, .. } => {
+            ParameterExpr::UseAlternativeValue {
+                parameter,
+                test_type,
+                alternative_value,
+                ..
+            } => {
                 let v = self.param_value(parameter);
                 let present = match test_type {
                     ParameterTestType::UnsetOrNull => v.as_deref().is_some_and(|s| !s.is_empty()),
@@ -1164,7 +1319,12 @@ impl Run<'_> {
                 };
                 push(out, r);
             }
-            ParameterExpr::Substring { parameter, offset, length, .. } => {
+            ParameterExpr::Substring {
+                parameter,
+                offset,
+                length,
+                ..
+            } => {
                 let v: Vec<char> = self.param_value(parameter).unwrap_or_default().chars().collect();
                 let len = v.len() as i64;
                 let mut start = self.arith(&offset.value, io)?;
@@ -1175,13 +1335,23 @@ impl Run<'_> {
                 let end = match length {
                     Some(l) => {
                         let l = self.arith(&l.value, io)?;
-                        if l < 0 { (len + l).max(start) } else { (start + l).min(len) }
+                        if l < 0 {
+                            (len + l).max(start)
+                        } else {
+                            (start + l).min(len)
+                        }
                     }
                     None => len,
                 };
                 push(out, v[start as usize..end as usize].iter().collect());
             }
-            ParameterExpr::ReplaceSubstring { parameter, pattern, replacement, match_kind, .. } => {
+            ParameterExpr::ReplaceSubstring {
+                parameter,
+                pattern,
+                replacement,
+                match_kind,
+                ..
+            } => {
                 let v = self.param_value(parameter).unwrap_or_default();
                 let pat = self.expand_pattern(pattern, io)?;
                 let rep = self.expand_single(replacement.as_deref().unwrap_or(""), io)?;
@@ -1195,7 +1365,8 @@ impl Run<'_> {
                 let v = self.param_value(parameter).unwrap_or_default();
                 push(out, v.to_lowercase());
             }
-            ParameterExpr::UppercaseFirstChar { parameter, .. } | ParameterExpr::LowercaseFirstChar { parameter, .. } => {
+            ParameterExpr::UppercaseFirstChar { parameter, .. }
+            | ParameterExpr::LowercaseFirstChar { parameter, .. } => {
                 let v = self.param_value(parameter).unwrap_or_default();
                 let mut chars = v.chars();
                 let first = chars.next().map(|c| {
@@ -1212,7 +1383,13 @@ impl Run<'_> {
                 push(out, v);
             }
             ParameterExpr::VariableNames { prefix, .. } => {
-                let names: Vec<String> = self.st.vars.keys().filter(|k| k.starts_with(prefix.as_str())).cloned().collect();
+                let names: Vec<String> = self
+                    .st
+                    .vars
+                    .keys()
+                    .filter(|k| k.starts_with(prefix.as_str()))
+                    .cloned()
+                    .collect();
                 push(out, names.join(" "));
             }
             ParameterExpr::MemberKeys { .. } => push(out, "0".into()),
@@ -1232,8 +1409,13 @@ impl Run<'_> {
                 Ok(v) => Ok(v),
                 Err(msg) => {
                     io.err.extend_from_slice(
-                        format!("{}{}: {msg} (error token is \"{}\")\n", self.err_prefix(), expanded.trim(), expanded.trim())
-                            .as_bytes(),
+                        format!(
+                            "{}{}: {msg} (error token is \"{}\")\n",
+                            self.err_prefix(),
+                            expanded.trim(),
+                            expanded.trim()
+                        )
+                        .as_bytes(),
                     );
                     Err(Flow::Return(1))
                 }
@@ -1282,14 +1464,22 @@ impl Run<'_> {
 
 /// A piece of an expanded word.
 enum Seg {
-    Text { text: String, quoted: bool, split: bool },
+    Text {
+        text: String,
+        quoted: bool,
+        split: bool,
+    },
     /// A field boundary that cannot be merged ("$@").
     Break,
 }
 
 impl Seg {
     fn quoted(text: String) -> Self {
-        Seg::Text { text, quoted: true, split: false }
+        Seg::Text {
+            text,
+            quoted: true,
+            split: false,
+        }
     }
 }
 
@@ -1336,7 +1526,11 @@ fn brace_members(members: &[word::BraceExpressionMember], max: usize) -> Vec<Str
                     if i == *end {
                         break;
                     }
-                    i = if start <= end { i.saturating_add(step) } else { i.saturating_sub(step) };
+                    i = if start <= end {
+                        i.saturating_add(step)
+                    } else {
+                        i.saturating_sub(step)
+                    };
                     if (start <= end && i > *end) || (start > end && i < *end) {
                         break;
                     }
@@ -1344,7 +1538,11 @@ fn brace_members(members: &[word::BraceExpressionMember], max: usize) -> Vec<Str
             }
             word::BraceExpressionMember::CharSequence { start, end, .. } => {
                 let (a, b) = (*start as u32, *end as u32);
-                let range: Vec<u32> = if a <= b { (a..=b).collect() } else { (b..=a).rev().collect() };
+                let range: Vec<u32> = if a <= b {
+                    (a..=b).collect()
+                } else {
+                    (b..=a).rev().collect()
+                };
                 out.extend(range.into_iter().take(max).filter_map(char::from_u32).map(String::from));
             }
             word::BraceExpressionMember::Child(children) => {

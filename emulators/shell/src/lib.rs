@@ -133,6 +133,11 @@ pub enum ShellEvent {
 impl ShellEvent {
     pub(crate) fn file_captured(path: String, data: Arc<[u8]>, via: &str) -> Self {
         let sha256 = sha2::Sha256::digest(&data).iter().map(|b| format!("{b:02x}")).collect();
-        ShellEvent::FileCaptured { path, sha256, data, via: via.to_string() }
+        ShellEvent::FileCaptured {
+            path,
+            sha256,
+            data,
+            via: via.to_string(),
+        }
     }
 }

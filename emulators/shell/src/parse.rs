@@ -31,7 +31,10 @@ impl ParseFailure {
 
 /// The options our parser runs with (bash mode, extglob off like a login shell).
 pub(crate) fn options() -> ParserOptions {
-    ParserOptions { enable_extended_globbing: false, ..ParserOptions::default() }
+    ParserOptions {
+        enable_extended_globbing: false,
+        ..ParserOptions::default()
+    }
 }
 
 /// Parses a whole program.
@@ -53,8 +56,12 @@ pub(crate) fn parse(text: &str, limits: &Limits) -> Result<ast::Program, ParseFa
             };
             Err(ParseFailure::Incomplete { quote })
         }
-        Err(ParseError::Tokenizing { .. }) => Err(ParseFailure::Syntax { token: "newline".into() }),
-        Err(ParseError::ParsingNear(pos)) => Err(ParseFailure::Syntax { token: token_at(text, pos.index) }),
+        Err(ParseError::Tokenizing { .. }) => Err(ParseFailure::Syntax {
+            token: "newline".into(),
+        }),
+        Err(ParseError::ParsingNear(pos)) => Err(ParseFailure::Syntax {
+            token: token_at(text, pos.index),
+        }),
     }
 }
 

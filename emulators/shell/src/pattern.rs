@@ -148,7 +148,11 @@ fn class(p: &[char], start: usize, c: char) -> Option<(bool, usize)> {
 /// `${v%pat}` / `${v%%pat}`.
 pub(crate) fn strip_suffix(v: &str, pat: &str, longest: bool) -> String {
     let idx: Vec<usize> = v.char_indices().map(|(i, _)| i).chain([v.len()]).collect();
-    let order: Vec<usize> = if longest { idx.clone() } else { idx.iter().rev().copied().collect() };
+    let order: Vec<usize> = if longest {
+        idx.clone()
+    } else {
+        idx.iter().rev().copied().collect()
+    };
     for i in order {
         if matches(pat, &v[i..]) {
             return v[..i].to_string();
@@ -160,7 +164,11 @@ pub(crate) fn strip_suffix(v: &str, pat: &str, longest: bool) -> String {
 /// `${v#pat}` / `${v##pat}`.
 pub(crate) fn strip_prefix(v: &str, pat: &str, longest: bool) -> String {
     let idx: Vec<usize> = v.char_indices().map(|(i, _)| i).chain([v.len()]).collect();
-    let order: Vec<usize> = if longest { idx.iter().rev().copied().collect() } else { idx.clone() };
+    let order: Vec<usize> = if longest {
+        idx.iter().rev().copied().collect()
+    } else {
+        idx.clone()
+    };
     for i in order {
         if matches(pat, &v[..i]) {
             return v[i..].to_string();
@@ -245,7 +253,9 @@ pub(crate) fn glob(run: &mut Run<'_>, pattern: &str) -> Vec<String> {
                 continue;
             }
             let dir = crate::fs::absolute(&run.st.cwd, &display(prefix, absolute));
-            let Ok(entries) = run.fs.list(&dir, run.cred()) else { continue };
+            let Ok(entries) = run.fs.list(&dir, run.cred()) else {
+                continue;
+            };
             for (name, _) in entries {
                 if name.starts_with('.') && !part.starts_with('.') {
                     continue;
@@ -269,7 +279,11 @@ pub(crate) fn glob(run: &mut Run<'_>, pattern: &str) -> Vec<String> {
 }
 
 fn join(prefix: &str, name: &str) -> String {
-    if prefix.is_empty() { name.to_string() } else { format!("{prefix}/{name}") }
+    if prefix.is_empty() {
+        name.to_string()
+    } else {
+        format!("{prefix}/{name}")
+    }
 }
 
 fn display(path: &str, absolute: bool) -> String {

@@ -90,11 +90,17 @@ impl ShellSession {
             pid,
             last_bg: None,
             aliases: BTreeMap::new(),
+            arrays: BTreeMap::new(),
             sudo_ok_until: 0,
         };
         login_env(&mut st, &user, host, interactive);
         if interactive {
-            for (a, b) in [("ls", "ls --color=auto"), ("ll", "ls -alF"), ("la", "ls -A"), ("l", "ls -CF")] {
+            for (a, b) in [
+                ("ls", "ls --color=auto"),
+                ("ll", "ls -alF"),
+                ("la", "ls -A"),
+                ("l", "ls -CF"),
+            ] {
                 st.aliases.insert(a.into(), b.into());
             }
         }
@@ -286,7 +292,9 @@ impl ShellSession {
             }
             0x0c => {
                 let line: String = self.line.iter().collect();
-                out.push(ShellOutput::Stdout(format!("\x1b[H\x1b[2J{}{line}", self.prompt()).into_bytes()));
+                out.push(ShellOutput::Stdout(
+                    format!("\x1b[H\x1b[2J{}{line}", self.prompt()).into_bytes(),
+                ));
             }
             0x1b => self.escape = Some(Vec::new()),
             0x09 => out.push(ShellOutput::Stdout(b"\x07".to_vec())),
@@ -334,7 +342,10 @@ impl ShellSession {
         };
         let erase = b"\x08 \x08".repeat(self.line.len());
         self.history_pos = pos;
-        self.line = pos.and_then(|p| self.st.history.get(p)).map(|l| l.chars().collect()).unwrap_or_default();
+        self.line = pos
+            .and_then(|p| self.st.history.get(p))
+            .map(|l| l.chars().collect())
+            .unwrap_or_default();
         let mut bytes = erase;
         bytes.extend(self.line.iter().collect::<String>().into_bytes());
         out.push(ShellOutput::Stdout(bytes));
@@ -456,8 +467,17 @@ impl ShellSession {
             line_no: 1,
             subst_status: None,
         };
-        run.events.push(ShellEvent::Command { line: line.clone(), cwd: run.st.cwd.clone(), user: run.st.user.name.clone() });
-        let mut io = Io { stdin: Stdin::Terminal, out: Vec::new(), err: Vec::new(), top: true };
+        run.events.push(ShellEvent::Command {
+            line: line.clone(),
+            cwd: run.st.cwd.clone(),
+            user: run.st.user.name.clone(),
+        });
+        let mut io = Io {
+            stdin: Stdin::Terminal,
+            out: Vec::new(),
+            err: Vec::new(),
+            top: true,
+        };
         let result = match parse(&line, &self.limits) {
             Ok(program) => run.run_program(&program, &mut io),
             Err(e) => {
@@ -465,7 +485,9 @@ impl ShellSession {
                     format!("-bash: {}\n", e.message())
                 } else {
                     match &e {
-                        ParseFailure::Syntax { .. } => format!("bash: -c: line 1: {}\nbash: -c: line 1: `{line}'\n", e.message()),
+                        ParseFailure::Syntax { .. } => {
+                            format!("bash: -c: line 1: {}\nbash: -c: line 1: `{line}'\n", e.message())
+                        }
                         ParseFailure::Incomplete { quote: Some(_) } => format!("bash: -c: line 1: {}\n", e.message()),
                         _ => format!("bash: -c: line 2: {}\n", e.message()),
                     }
@@ -530,7 +552,14 @@ impl ShellSession {
             answers.push(a);
         }
         let events_to_skip = w.shown_events.max(1);
-        self.execute(now, w.line, answers, w.shown_bytes, events_to_skip, Some((w.st, w.overlay, w.rng)))
+        self.execute(
+            now,
+            w.line,
+            answers,
+            w.shown_bytes,
+            events_to_skip,
+            Some((w.st, w.overlay, w.rng)),
+        )
     }
 
     fn finish_line(&mut self, status: i32, mut out: Vec<ShellOutput>) -> Vec<ShellOutput> {
@@ -565,7 +594,11 @@ impl ShellSession {
 
     fn terminal(&self, is_err: bool, chunk: Vec<u8>) -> ShellOutput {
         if !self.interactive {
-            return if is_err { ShellOutput::Stderr(chunk) } else { ShellOutput::Stdout(chunk) };
+            return if is_err {
+                ShellOutput::Stderr(chunk)
+            } else {
+                ShellOutput::Stdout(chunk)
+            };
         }
         // The pty's onlcr: every \n leaves as \r\n.
         let mut bytes = Vec::with_capacity(chunk.len() + chunk.len() / 16);

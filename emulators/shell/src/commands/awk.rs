@@ -196,10 +196,8 @@ fn lex(src: &str) -> Result<Vec<Tok>, String> {
             continue;
         }
         if ch == '/' {
-            let regex_ok = matches!(
-                out.last(),
-                None | Some(Tok::Newline) | Some(Tok::Op(_))
-            ) && !matches!(out.last(), Some(Tok::Op(o)) if o == ")" || o == "]");
+            let regex_ok = matches!(out.last(), None | Some(Tok::Newline) | Some(Tok::Op(_)))
+                && !matches!(out.last(), Some(Tok::Op(o)) if o == ")" || o == "]");
             if regex_ok {
                 i += 1;
                 let mut s = String::new();
@@ -224,7 +222,11 @@ fn lex(src: &str) -> Result<Vec<Tok>, String> {
             continue;
         }
         let two: String = c[i..(i + 2).min(c.len())].iter().collect();
-        if ["==", "!=", "<=", ">=", "&&", "||", "++", "--", "+=", "-=", "*=", "/=", "%=", "!~", "^="].contains(&two.as_str()) {
+        if [
+            "==", "!=", "<=", ">=", "&&", "||", "++", "--", "+=", "-=", "*=", "/=", "%=", "!~", "^=",
+        ]
+        .contains(&two.as_str())
+        {
             out.push(Tok::Op(two));
             i += 2;
             continue;
@@ -264,7 +266,11 @@ impl Parser {
     }
 
     fn expect(&mut self, op: &str) -> Result<(), String> {
-        if self.eat_op(op) { Ok(()) } else { Err(format!("{:?}", self.peek())) }
+        if self.eat_op(op) {
+            Ok(())
+        } else {
+            Err(format!("{:?}", self.peek()))
+        }
     }
 
     fn skip_nl(&mut self) {
@@ -313,7 +319,11 @@ impl Parser {
 
     fn simple_or_block(&mut self) -> Result<Stmt, String> {
         self.skip_nl();
-        if self.is_op("{") { Ok(Stmt::Block(self.block()?)) } else { self.stmt() }
+        if self.is_op("{") {
+            Ok(Stmt::Block(self.block()?))
+        } else {
+            self.stmt()
+        }
     }
 
     fn stmt(&mut self) -> Result<Stmt, String> {
@@ -351,7 +361,11 @@ impl Parser {
                     if self.eat_op(">") {
                         self.primary()?;
                     }
-                    Ok(if n == "print" { Stmt::Print(args) } else { Stmt::Printf(args) })
+                    Ok(if n == "print" {
+                        Stmt::Print(args)
+                    } else {
+                        Stmt::Printf(args)
+                    })
                 }
                 "if" => {
                     self.p += 1;
@@ -379,23 +393,37 @@ impl Parser {
                 "for" => {
                     self.p += 1;
                     self.expect("(")?;
-                    if let (Some(Tok::Name(k)), Some(Tok::Name(in_)), Some(Tok::Name(arr))) =
-                        (self.t.get(self.p).cloned(), self.t.get(self.p + 1).cloned(), self.t.get(self.p + 2).cloned())
-                        && in_ == "in"
+                    if let (Some(Tok::Name(k)), Some(Tok::Name(in_)), Some(Tok::Name(arr))) = (
+                        self.t.get(self.p).cloned(),
+                        self.t.get(self.p + 1).cloned(),
+                        self.t.get(self.p + 2).cloned(),
+                    ) && in_ == "in"
                     {
                         self.p += 3;
                         self.expect(")")?;
                         return Ok(Stmt::ForIn(k, arr, Box::new(self.simple_or_block()?)));
                     }
-                    let init = if self.peek() == Some(&Tok::Newline) { None } else { Some(Box::new(Stmt::Expr(self.expr()?))) };
+                    let init = if self.peek() == Some(&Tok::Newline) {
+                        None
+                    } else {
+                        Some(Box::new(Stmt::Expr(self.expr()?)))
+                    };
                     if self.peek() == Some(&Tok::Newline) {
                         self.p += 1;
                     }
-                    let cond = if self.peek() == Some(&Tok::Newline) { None } else { Some(self.expr()?) };
+                    let cond = if self.peek() == Some(&Tok::Newline) {
+                        None
+                    } else {
+                        Some(self.expr()?)
+                    };
                     if self.peek() == Some(&Tok::Newline) {
                         self.p += 1;
                     }
-                    let step = if self.is_op(")") { None } else { Some(Box::new(Stmt::Expr(self.expr()?))) };
+                    let step = if self.is_op(")") {
+                        None
+                    } else {
+                        Some(Box::new(Stmt::Expr(self.expr()?)))
+                    };
                     self.expect(")")?;
                     Ok(Stmt::For(init, cond, step, Box::new(self.simple_or_block()?)))
                 }
@@ -410,7 +438,9 @@ impl Parser {
                 }
                 "delete" => {
                     self.p += 1;
-                    let Some(Tok::Name(arr)) = self.peek().cloned() else { return Err("delete".into()) };
+                    let Some(Tok::Name(arr)) = self.peek().cloned() else {
+                        return Err("delete".into());
+                    };
                     self.p += 1;
                     let idx = if self.eat_op("[") {
                         let e = self.expr()?;
@@ -458,7 +488,14 @@ impl Parser {
 
     fn assign(&mut self, gt: bool) -> Result<Expr, String> {
         let lhs = self.or(gt)?;
-        for (op, kind) in [("=", None), ("+=", Some('+')), ("-=", Some('-')), ("*=", Some('*')), ("/=", Some('/')), ("%=", Some('%'))] {
+        for (op, kind) in [
+            ("=", None),
+            ("+=", Some('+')),
+            ("-=", Some('-')),
+            ("*=", Some('*')),
+            ("/=", Some('/')),
+            ("%=", Some('%')),
+        ] {
             if self.is_op(op) && matches!(lhs, Expr::Var(_) | Expr::Field(_) | Expr::Index(..)) {
                 self.p += 1;
                 let rhs = self.ternary(gt)?;
@@ -527,7 +564,7 @@ impl Parser {
                 Some(Tok::Num(_) | Tok::Str(_) | Tok::Name(_) | Tok::Func(_) | Tok::Field) => {
                     !matches!(self.peek(), Some(Tok::Name(n)) if n == "in")
                 }
-                Some(Tok::Op(o)) => o == "(" || o == "!" || o == "-" && false,
+                Some(Tok::Op(o)) => o == "(" || o == "!",
                 _ => false,
             };
             if !starts {
@@ -620,7 +657,10 @@ impl Parser {
                 if self.eat_op("[") {
                     let mut idx = self.expr()?;
                     while self.eat_op(",") {
-                        idx = Expr::Concat(Box::new(Expr::Concat(Box::new(idx), Box::new(Expr::Str("\x1c".into())))), Box::new(self.expr()?));
+                        idx = Expr::Concat(
+                            Box::new(Expr::Concat(Box::new(idx), Box::new(Expr::Str("\x1c".into())))),
+                            Box::new(self.expr()?),
+                        );
                     }
                     self.expect("]")?;
                     Expr::Index(n, Box::new(idx))
@@ -678,7 +718,9 @@ impl Machine<'_> {
         let mut f = vec![line.to_string()];
         match self.fs.as_deref() {
             None | Some(" ") => f.extend(line.split_whitespace().map(str::to_string)),
-            Some(sep) if sep.chars().count() == 1 && sep != "|" && sep != "." => f.extend(line.split(sep).map(str::to_string)),
+            Some(sep) if sep.chars().count() == 1 && sep != "|" && sep != "." => {
+                f.extend(line.split(sep).map(str::to_string))
+            }
             Some(sep) => match regex::Regex::new(sep) {
                 Ok(r) => f.extend(r.split(line).map(str::to_string)),
                 Err(_) => f.extend(line.split(sep).map(str::to_string)),
@@ -715,7 +757,11 @@ impl Machine<'_> {
             },
             Expr::Index(a, i) => {
                 let k = self.get(i)?.text();
-                self.arrays.get(a).and_then(|m| m.get(&k)).cloned().unwrap_or(Value::Str(String::new()))
+                self.arrays
+                    .get(a)
+                    .and_then(|m| m.get(&k))
+                    .cloned()
+                    .unwrap_or(Value::Str(String::new()))
             }
             Expr::Assign(lhs, op, rhs) => {
                 let r = self.get(rhs)?;
@@ -734,8 +780,16 @@ impl Machine<'_> {
             }
             Expr::Binary(l, op, r) => {
                 match op.as_str() {
-                    "&&" => return Ok(Value::Num(f64::from(u8::from(self.get(l)?.truthy() && self.get(r)?.truthy())))),
-                    "||" => return Ok(Value::Num(f64::from(u8::from(self.get(l)?.truthy() || self.get(r)?.truthy())))),
+                    "&&" => {
+                        return Ok(Value::Num(f64::from(u8::from(
+                            self.get(l)?.truthy() && self.get(r)?.truthy(),
+                        ))));
+                    }
+                    "||" => {
+                        return Ok(Value::Num(f64::from(u8::from(
+                            self.get(l)?.truthy() || self.get(r)?.truthy(),
+                        ))));
+                    }
                     _ => {}
                 }
                 let a = self.get(l)?;
@@ -749,7 +803,9 @@ impl Machine<'_> {
                 }
                 let b = self.get(r)?;
                 match op.as_str() {
-                    "+" | "-" | "*" | "/" | "%" | "^" => Value::Num(arith(op.chars().next().unwrap_or('+'), a.num(), b.num())),
+                    "+" | "-" | "*" | "/" | "%" | "^" => {
+                        Value::Num(arith(op.chars().next().unwrap_or('+'), a.num(), b.num()))
+                    }
                     _ => {
                         let numeric = is_numeric(&a) && is_numeric(&b);
                         let ord = if numeric {
@@ -774,7 +830,9 @@ impl Machine<'_> {
             Expr::Concat(a, b) => Value::Str(format!("{}{}", self.get(a)?.text(), self.get(b)?.text())),
             Expr::In(k, arr) => {
                 let k = self.get(k)?.text();
-                Value::Num(f64::from(u8::from(self.arrays.get(arr).is_some_and(|m| m.contains_key(&k)))))
+                Value::Num(f64::from(u8::from(
+                    self.arrays.get(arr).is_some_and(|m| m.contains_key(&k)),
+                )))
             }
             Expr::Cond(c, a, b) => {
                 if self.get(c)?.truthy() {
@@ -837,7 +895,11 @@ impl Machine<'_> {
         }
         let s = |i: usize| vals.get(i).map(Value::text).unwrap_or_default();
         Ok(match f {
-            "length" => Value::Num(if args.is_empty() { self.fields[0].chars().count() } else { s(0).chars().count() } as f64),
+            "length" => Value::Num(if args.is_empty() {
+                self.fields[0].chars().count()
+            } else {
+                s(0).chars().count()
+            } as f64),
             "substr" => {
                 let text: Vec<char> = s(0).chars().collect();
                 let start = vals.get(1).map_or(1.0, Value::num).round() as i64;
@@ -859,7 +921,9 @@ impl Machine<'_> {
                 Value::Str(String::from_utf8_lossy(&super::text::printf_format(&s(0), &rest, 1 << 16).0).into_owned())
             }
             "split" => {
-                let Some(Expr::Var(arr)) = args.get(1) else { return Ok(Value::Num(0.0)) };
+                let Some(Expr::Var(arr)) = args.get(1) else {
+                    return Ok(Value::Num(0.0));
+                };
                 let text = s(0);
                 let parts: Vec<String> = match vals.get(2).map(Value::text) {
                     Some(sep) if sep != " " => text.split(sep.as_str()).map(str::to_string).collect(),
@@ -879,8 +943,16 @@ impl Machine<'_> {
                     return Ok(Value::Num(0.0));
                 };
                 let rep = s(1).replace("\\&", "\u{0}").replace('&', "$0").replace('\u{0}', "&");
-                let count = if f == "gsub" { re.find_iter(&current).count() } else { usize::from(re.is_match(&current)) };
-                let new = if f == "gsub" { re.replace_all(&current, rep.as_str()) } else { re.replace(&current, rep.as_str()) };
+                let count = if f == "gsub" {
+                    re.find_iter(&current).count()
+                } else {
+                    usize::from(re.is_match(&current))
+                };
+                let new = if f == "gsub" {
+                    re.replace_all(&current, rep.as_str())
+                } else {
+                    re.replace(&current, rep.as_str())
+                };
                 let new = new.into_owned();
                 self.store(&target, Value::Str(new))?;
                 Value::Num(count as f64)
@@ -959,7 +1031,11 @@ impl Machine<'_> {
                 }
             }
             Stmt::ForIn(k, arr, body) => {
-                let keys: Vec<String> = self.arrays.get(arr).map(|m| m.keys().cloned().collect()).unwrap_or_default();
+                let keys: Vec<String> = self
+                    .arrays
+                    .get(arr)
+                    .map(|m| m.keys().cloned().collect())
+                    .unwrap_or_default();
                 for key in keys {
                     self.vars.insert(k.clone(), Value::Str(key));
                     self.stmt(body)?;
@@ -1002,10 +1078,18 @@ fn arith(op: char, a: f64, b: f64) -> f64 {
         '-' => a - b,
         '*' => a * b,
         '/' => {
-            if b == 0.0 { 0.0 } else { a / b }
+            if b == 0.0 {
+                0.0
+            } else {
+                a / b
+            }
         }
         '%' => {
-            if b == 0.0 { 0.0 } else { a % b }
+            if b == 0.0 {
+                0.0
+            } else {
+                a % b
+            }
         }
         '^' => a.powf(b),
         _ => a,
@@ -1029,8 +1113,24 @@ pub(crate) fn run(
     max: usize,
     steps: u64,
 ) -> i32 {
-    let fs = fs.map(|f| if f == "\\t" || f == "t" { "\t".to_string() } else { f.to_string() });
-    let mut m = Machine { vars, arrays: BTreeMap::new(), fields: vec![String::new()], fs, nr: 0, out, max, steps, exit_code: 0 };
+    let fs = fs.map(|f| {
+        if f == "\\t" || f == "t" {
+            "\t".to_string()
+        } else {
+            f.to_string()
+        }
+    });
+    let mut m = Machine {
+        vars,
+        arrays: BTreeMap::new(),
+        fields: vec![String::new()],
+        fs,
+        nr: 0,
+        out,
+        max,
+        steps,
+        exit_code: 0,
+    };
     let text = String::from_utf8_lossy(input).into_owned();
     let mut exited = false;
     for (pat, action) in &prog.0 {

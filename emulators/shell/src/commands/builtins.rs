@@ -49,7 +49,10 @@ pub(crate) fn false_(_: &mut Run<'_>, _: &[String], _: &mut Io) -> Exec {
 }
 
 fn cd(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
-    let args: Vec<&String> = argv[1..].iter().filter(|a| !matches!(a.as_str(), "-L" | "-P")).collect();
+    let args: Vec<&String> = argv[1..]
+        .iter()
+        .filter(|a| !matches!(a.as_str(), "-L" | "-P"))
+        .collect();
     if args.len() > 1 {
         err(io, &format!("{}cd: too many arguments\n", run.err_prefix()));
         return Ok(1);
@@ -152,7 +155,13 @@ pub(crate) fn printf(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
         args = &args[1..];
     }
     let Some(format) = args.first() else {
-        err(io, &format!("{}printf: usage: printf [-v var] format [arguments]\n", run.err_prefix()));
+        err(
+            io,
+            &format!(
+                "{}printf: usage: printf [-v var] format [arguments]\n",
+                run.err_prefix()
+            ),
+        );
         return Ok(2);
     };
     let (bytes, status, warnings) = super::text::printf_format(format, &args[1..], run.limits.max_output);
@@ -172,7 +181,10 @@ fn export(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
         let mut text = String::new();
         for name in run.st.exported.clone() {
             if let Some(v) = run.st.vars.get(&name) {
-                text.push_str(&format!("declare -x {name}=\"{}\"\n", v.replace('\\', "\\\\").replace('"', "\\\"")));
+                text.push_str(&format!(
+                    "declare -x {name}=\"{}\"\n",
+                    v.replace('\\', "\\\\").replace('"', "\\\"")
+                ));
             }
         }
         out(io, &text);
@@ -185,7 +197,10 @@ fn export(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
             None => (a.to_string(), None),
         };
         if !is_name(&name) {
-            err(io, &format!("{}export: `{a}': not a valid identifier\n", run.err_prefix()));
+            err(
+                io,
+                &format!("{}export: `{a}': not a valid identifier\n", run.err_prefix()),
+            );
             status = 1;
             continue;
         }
@@ -198,9 +213,17 @@ fn export(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
 }
 
 fn declare(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
-    let args: Vec<&String> = argv[1..].iter().filter(|a| !a.starts_with('-') && !a.starts_with('+')).collect();
+    let args: Vec<&String> = argv[1..]
+        .iter()
+        .filter(|a| !a.starts_with('-') && !a.starts_with('+'))
+        .collect();
     if args.is_empty() {
-        let text: String = run.st.vars.iter().map(|(k, v)| format!("{k}={}\n", quote_value(v))).collect();
+        let text: String = run
+            .st
+            .vars
+            .iter()
+            .map(|(k, v)| format!("{k}={}\n", quote_value(v)))
+            .collect();
         out(io, &text);
         return Ok(0);
     }
@@ -211,7 +234,10 @@ fn declare(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
             None => (a.to_string(), run.st.vars.get(a.as_str()).cloned().unwrap_or_default()),
         };
         if !is_name(&name) {
-            err(io, &format!("{}{}: `{a}': not a valid identifier\n", run.err_prefix(), argv[0]));
+            err(
+                io,
+                &format!("{}{}: `{a}': not a valid identifier\n", run.err_prefix(), argv[0]),
+            );
             return Ok(1);
         }
         run.set_var(&name, value, false);
@@ -251,7 +277,12 @@ fn unset(run: &mut Run<'_>, argv: &[String], _: &mut Io) -> Exec {
 
 fn set(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
     if argv.len() == 1 {
-        let text: String = run.st.vars.iter().map(|(k, v)| format!("{k}={}\n", quote_value(v))).collect();
+        let text: String = run
+            .st
+            .vars
+            .iter()
+            .map(|(k, v)| format!("{k}={}\n", quote_value(v)))
+            .collect();
         out(io, &text);
         return Ok(0);
     }
@@ -269,7 +300,10 @@ fn exit(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
         Some(a) => match a.parse::<i64>() {
             Ok(n) => (n & 0xff) as i32,
             Err(_) => {
-                err(io, &format!("{}exit: {a}: numeric argument required\n", run.err_prefix()));
+                err(
+                    io,
+                    &format!("{}exit: {a}: numeric argument required\n", run.err_prefix()),
+                );
                 2
             }
         },
@@ -403,7 +437,10 @@ fn read(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
 
 fn source(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
     let Some(file) = argv.get(1) else {
-        err(io, &format!("{}{}: filename argument required\n", run.err_prefix(), argv[0]));
+        err(
+            io,
+            &format!("{}{}: filename argument required\n", run.err_prefix(), argv[0]),
+        );
         return Ok(2);
     };
     match run.read_file(file) {
@@ -425,7 +462,12 @@ fn eval(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
 
 fn alias(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
     if argv.len() == 1 {
-        let text: String = run.st.aliases.iter().map(|(k, v)| format!("alias {k}='{v}'\n")).collect();
+        let text: String = run
+            .st
+            .aliases
+            .iter()
+            .map(|(k, v)| format!("alias {k}='{v}'\n"))
+            .collect();
         out(io, &text);
         return Ok(0);
     }
@@ -454,26 +496,47 @@ fn unalias(run: &mut Run<'_>, argv: &[String], _: &mut Io) -> Exec {
 
 pub(crate) fn kill(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
     if argv.iter().any(|a| a == "-l") {
-        out(io, " 1) SIGHUP\t 2) SIGINT\t 3) SIGQUIT\t 4) SIGILL\t 5) SIGTRAP\n 6) SIGABRT\t 7) SIGBUS\t 8) SIGFPE\t 9) SIGKILL\t10) SIGUSR1\n11) SIGSEGV\t12) SIGUSR2\t13) SIGPIPE\t14) SIGALRM\t15) SIGTERM\n");
+        out(
+            io,
+            " 1) SIGHUP\t 2) SIGINT\t 3) SIGQUIT\t 4) SIGILL\t 5) SIGTRAP\n 6) SIGABRT\t 7) SIGBUS\t 8) SIGFPE\t 9) SIGKILL\t10) SIGUSR1\n11) SIGSEGV\t12) SIGUSR2\t13) SIGPIPE\t14) SIGALRM\t15) SIGTERM\n",
+        );
         return Ok(0);
     }
     let pids: Vec<&String> = argv[1..].iter().filter(|a| !a.starts_with('-')).collect();
     if pids.is_empty() {
-        err(io, &format!("{}kill: usage: kill [-s sigspec | -n signum | -sigspec] pid | jobspec ... or kill -l [sigspec]\n", run.err_prefix()));
+        err(
+            io,
+            &format!(
+                "{}kill: usage: kill [-s sigspec | -n signum | -sigspec] pid | jobspec ... or kill -l [sigspec]\n",
+                run.err_prefix()
+            ),
+        );
         return Ok(2);
     }
     let mut status = 0;
     for p in pids {
         let Ok(pid) = p.parse::<u32>() else {
-            err(io, &format!("{}kill: {p}: arguments must be process or job IDs\n", run.err_prefix()));
+            err(
+                io,
+                &format!("{}kill: {p}: arguments must be process or job IDs\n", run.err_prefix()),
+            );
             status = 1;
             continue;
         };
-        let owner = run.host.inner.processes.iter().find(|(_, _, q)| *q == pid).map(|(u, _, _)| u.clone());
+        let owner = run
+            .host
+            .inner
+            .processes
+            .iter()
+            .find(|(_, _, q)| *q == pid)
+            .map(|(u, _, _)| u.clone());
         match owner {
             Some(_) if pid == run.st.pid => {}
             Some(u) if run.st.user.uid != 0 && u != run.st.user.name => {
-                err(io, &format!("{}kill: ({pid}) - Operation not permitted\n", run.err_prefix()));
+                err(
+                    io,
+                    &format!("{}kill: ({pid}) - Operation not permitted\n", run.err_prefix()),
+                );
                 status = 1;
             }
             Some(_) => {}
@@ -497,7 +560,10 @@ fn shift(run: &mut Run<'_>, argv: &[String], _: &mut Io) -> Exec {
 }
 
 fn return_(run: &mut Run<'_>, argv: &[String], _: &mut Io) -> Exec {
-    let code = argv.get(1).and_then(|a| a.parse::<i32>().ok()).unwrap_or(run.st.last_status);
+    let code = argv
+        .get(1)
+        .and_then(|a| a.parse::<i32>().ok())
+        .unwrap_or(run.st.last_status);
     Err(Flow::Return(code & 0xff))
 }
 
@@ -553,7 +619,10 @@ fn ulimit(_: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
     } else if argv.iter().any(|a| a == "-n") && argv.len() == 2 {
         out(io, "1024\n");
     } else if argv.iter().any(|a| a == "-a") {
-        out(io, "real-time non-blocking time  (microseconds, -R) unlimited\ncore file size              (blocks, -c) 0\ndata seg size               (kbytes, -d) unlimited\nscheduling priority                 (-e) 0\nfile size                   (blocks, -f) unlimited\npending signals                     (-i) 7823\nmax locked memory           (kbytes, -l) 254792\nmax memory size             (kbytes, -m) unlimited\nopen files                          (-n) 1024\npipe size                (512 bytes, -p) 8\nPOSIX message queues         (bytes, -q) 819200\nreal-time priority                  (-r) 0\nstack size                  (kbytes, -s) 8192\ncpu time                   (seconds, -t) unlimited\nmax user processes                  (-u) 7823\nvirtual memory              (kbytes, -v) unlimited\nfile locks                          (-x) unlimited\n");
+        out(
+            io,
+            "real-time non-blocking time  (microseconds, -R) unlimited\ncore file size              (blocks, -c) 0\ndata seg size               (kbytes, -d) unlimited\nscheduling priority                 (-e) 0\nfile size                   (blocks, -f) unlimited\npending signals                     (-i) 7823\nmax locked memory           (kbytes, -l) 254792\nmax memory size             (kbytes, -m) unlimited\nopen files                          (-n) 1024\npipe size                (512 bytes, -p) 8\nPOSIX message queues         (bytes, -q) 819200\nreal-time priority                  (-r) 0\nstack size                  (kbytes, -s) 8192\ncpu time                   (seconds, -t) unlimited\nmax user processes                  (-u) 7823\nvirtual memory              (kbytes, -v) unlimited\nfile locks                          (-x) unlimited\n",
+        );
     }
     Ok(0)
 }

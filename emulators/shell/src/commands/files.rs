@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::sysinfo::{civil, group_name, user_name, MONTHS};
+use super::sysinfo::{MONTHS, civil, group_name, user_name};
 use super::{err, flags, out};
 use crate::fs::{FsError, Node, NodeKind};
 use crate::interp::{Exec, Io, Run};
@@ -41,7 +41,11 @@ fn human(size: u64) -> String {
         v /= 1024.0;
         u += 1;
     }
-    if v < 10.0 { format!("{:.1}{}", (v * 10.0).ceil() / 10.0, units[u]) } else { format!("{}{}", v.ceil() as u64, units[u]) }
+    if v < 10.0 {
+        format!("{:.1}{}", (v * 10.0).ceil() / 10.0, units[u])
+    } else {
+        format!("{}{}", v.ceil() as u64, units[u])
+    }
 }
 
 fn ls_time(run: &Run<'_>, mtime: i64) -> String {
@@ -79,7 +83,11 @@ fn columns(names: &[(String, String)]) -> String {
         let rows = n.div_ceil(cols);
         let mut total = 0;
         for c in 0..cols {
-            let w = (0..rows).filter_map(|r| lens.get(c * rows + r)).max().copied().unwrap_or(0);
+            let w = (0..rows)
+                .filter_map(|r| lens.get(c * rows + r))
+                .max()
+                .copied()
+                .unwrap_or(0);
             total += w + if c + 1 < cols { 2 } else { 0 };
         }
         if total <= width {
@@ -89,15 +97,23 @@ fn columns(names: &[(String, String)]) -> String {
     }
     let rows = n.div_ceil(best_cols);
     let cols = n.div_ceil(rows);
-    let widths: Vec<usize> = (0..cols).map(|c| (0..rows).filter_map(|r| lens.get(c * rows + r)).max().copied().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| {
+            (0..rows)
+                .filter_map(|r| lens.get(c * rows + r))
+                .max()
+                .copied()
+                .unwrap_or(0)
+        })
+        .collect();
     let mut s = String::new();
     for r in 0..rows {
-        for c in 0..cols {
+        for (c, width) in widths.iter().enumerate() {
             let i = c * rows + r;
             let Some((_, shown)) = names.get(i) else { continue };
             s.push_str(shown);
             if c + 1 < cols && i + rows < n {
-                s.push_str(&" ".repeat(widths[c] - lens[i] + 2));
+                s.push_str(&" ".repeat(width - lens[i] + 2));
             }
         }
         s.push('\n');
@@ -123,7 +139,11 @@ pub(crate) fn ls(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
     let mut dirs = Vec::new();
     for op in &ops {
         let path = abs(run, op);
-        let stat = if long || dir_only { run.fs.lstat(&path) } else { run.fs.stat(&path) };
+        let stat = if long || dir_only {
+            run.fs.lstat(&path)
+        } else {
+            run.fs.stat(&path)
+        };
         match stat {
             Ok((real, node)) => {
                 if run.fs.check_traverse(&real, run.cred()).is_err() {
@@ -149,7 +169,11 @@ pub(crate) fn ls(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
             for (name, node) in entries {
                 blocks += node.size().div_ceil(4096) * 4;
                 let links = if node.is_dir() { 2 } else { 1 };
-                let size = if human_sizes { human(node.size()) } else { node.size().to_string() };
+                let size = if human_sizes {
+                    human(node.size())
+                } else {
+                    node.size().to_string()
+                };
                 let (owner, group) = if f.contains('n') {
                     (node.uid.to_string(), node.gid.to_string())
                 } else {
@@ -159,18 +183,44 @@ pub(crate) fn ls(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
                 if let NodeKind::Symlink(t) = &node.kind {
                     shown.push_str(&format!(" -> {t}"));
                 }
-                rows.push((mode_string(node), links.to_string(), owner, group, size, ls_time(run, node.mtime), shown));
+                rows.push((
+                    mode_string(node),
+                    links.to_string(),
+                    owner,
+                    group,
+                    size,
+                    ls_time(run, node.mtime),
+                    shown,
+                ));
             }
             if dir.is_some() {
-                s.push_str(&format!("total {}\n", if human_sizes { human(blocks * 1024) } else { blocks.to_string() }));
+                s.push_str(&format!(
+                    "total {}\n",
+                    if human_sizes {
+                        human(blocks * 1024)
+                    } else {
+                        blocks.to_string()
+                    }
+                ));
             }
-            let w = |i: usize| rows.iter().map(|r| [&r.1, &r.2, &r.3, &r.4][i].len()).max().unwrap_or(0);
+            let w = |i: usize| {
+                rows.iter()
+                    .map(|r| [&r.1, &r.2, &r.3, &r.4][i].len())
+                    .max()
+                    .unwrap_or(0)
+            };
             let (wl, wo, wg, ws) = (w(0), w(1), w(2), w(3));
             for r in rows {
                 if f.contains('g') {
-                    s.push_str(&format!("{} {:>wl$} {:<wg$} {:>ws$} {} {}\n", r.0, r.1, r.3, r.4, r.5, r.6));
+                    s.push_str(&format!(
+                        "{} {:>wl$} {:<wg$} {:>ws$} {} {}\n",
+                        r.0, r.1, r.3, r.4, r.5, r.6
+                    ));
                 } else {
-                    s.push_str(&format!("{} {:>wl$} {:<wo$} {:<wg$} {:>ws$} {} {}\n", r.0, r.1, r.2, r.3, r.4, r.5, r.6));
+                    s.push_str(&format!(
+                        "{} {:>wl$} {:<wo$} {:<wg$} {:>ws$} {} {}\n",
+                        r.0, r.1, r.2, r.3, r.4, r.5, r.6
+                    ));
                 }
             }
         } else {
@@ -221,20 +271,32 @@ pub(crate) fn ls(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
         }
         // C.UTF-8 collation: plain byte order, dot entries first.
         shown.sort_by(|a, b| {
-            let key = |s: &str| if s == "." || s == ".." { (0, s.to_string()) } else { (1, s.to_string()) };
+            let key = |s: &str| {
+                if s == "." || s == ".." {
+                    (0, s.to_string())
+                } else {
+                    (1, s.to_string())
+                }
+            };
             key(&a.0).cmp(&key(&b.0))
         });
         if f.contains('t') {
-            shown.sort_by(|a, b| b.1.mtime.cmp(&a.1.mtime));
+            shown.sort_by_key(|e| std::cmp::Reverse(e.1.mtime));
         }
         if f.contains('S') {
-            shown.sort_by(|a, b| b.1.size().cmp(&a.1.size()));
+            shown.sort_by_key(|e| std::cmp::Reverse(e.1.size()));
         }
         if f.contains('r') {
             shown.reverse();
         }
         if many || !file_entries.is_empty() {
-            out(io, &format!("{}{label}:\n", if k > 0 || !file_entries.is_empty() { "\n" } else { "" }));
+            out(
+                io,
+                &format!(
+                    "{}{label}:\n",
+                    if k > 0 || !file_entries.is_empty() { "\n" } else { "" }
+                ),
+            );
         }
         let text = render(run, &shown, Some(path));
         out(io, &text);
@@ -313,7 +375,13 @@ pub(crate) fn cp(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
     let (f, ops) = flags(&argv[1..]);
     let recursive = f.contains('r') || f.contains('R') || f.contains('a');
     if ops.len() < 2 {
-        err(io, &format!("cp: missing {} operand\nTry 'cp --help' for more information.\n", if ops.is_empty() { "file" } else { "destination file" }));
+        err(
+            io,
+            &format!(
+                "cp: missing {} operand\nTry 'cp --help' for more information.\n",
+                if ops.is_empty() { "file" } else { "destination file" }
+            ),
+        );
         return Ok(1);
     }
     let (srcs, dst) = ops.split_at(ops.len() - 1);
@@ -322,7 +390,11 @@ pub(crate) fn cp(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
     let mut status = 0;
     for s in srcs {
         let src_abs = abs(run, s);
-        let target = if dst_is_dir { format!("{dst_abs}/{}", s.trim_end_matches('/').rsplit('/').next().unwrap_or(s)) } else { dst_abs.clone() };
+        let target = if dst_is_dir {
+            format!("{dst_abs}/{}", s.trim_end_matches('/').rsplit('/').next().unwrap_or(s))
+        } else {
+            dst_abs.clone()
+        };
         if let Err(e) = copy_node(run, &src_abs, &target, recursive, 0) {
             status = 1;
             match e {
@@ -332,7 +404,10 @@ pub(crate) fn cp(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
                 FsError::NotFound if run.fs.stat(&src_abs).is_err() => {
                     err(io, &format!("cp: cannot stat '{s}': No such file or directory\n"))
                 }
-                e => err(io, &format!("cp: cannot create regular file '{}': {}\n", dst[0], e.message())),
+                e => err(
+                    io,
+                    &format!("cp: cannot create regular file '{}': {}\n", dst[0], e.message()),
+                ),
             }
         }
     }
@@ -342,7 +417,13 @@ pub(crate) fn cp(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
 pub(crate) fn mv(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
     let (_, ops) = flags(&argv[1..]);
     if ops.len() < 2 {
-        err(io, &format!("mv: missing {} operand\nTry 'mv --help' for more information.\n", if ops.is_empty() { "file" } else { "destination file" }));
+        err(
+            io,
+            &format!(
+                "mv: missing {} operand\nTry 'mv --help' for more information.\n",
+                if ops.is_empty() { "file" } else { "destination file" }
+            ),
+        );
         return Ok(1);
     }
     let (srcs, dst) = ops.split_at(ops.len() - 1);
@@ -356,7 +437,11 @@ pub(crate) fn mv(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
             status = 1;
             continue;
         };
-        let target = if dst_is_dir { format!("{dst_abs}/{}", s.trim_end_matches('/').rsplit('/').next().unwrap_or(s)) } else { dst_abs.clone() };
+        let target = if dst_is_dir {
+            format!("{dst_abs}/{}", s.trim_end_matches('/').rsplit('/').next().unwrap_or(s))
+        } else {
+            dst_abs.clone()
+        };
         let result = if node.is_dir() {
             copy_node(run, &src_abs, &target, true, 0).and_then(|()| remove_tree(run, &real, 0))
         } else {
@@ -414,7 +499,10 @@ pub(crate) fn rm(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
     for op in ops {
         let path = abs(run, &op);
         if path == "/" && recursive {
-            err(io, "rm: it is dangerous to operate recursively on '/'\nrm: use --no-preserve-root to override this failsafe\n");
+            err(
+                io,
+                "rm: it is dangerous to operate recursively on '/'\nrm: use --no-preserve-root to override this failsafe\n",
+            );
             status = 1;
             continue;
         }
@@ -507,7 +595,10 @@ pub(crate) fn mkdir(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
 pub(crate) fn touch(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
     let (_, ops) = flags(&argv[1..]);
     if ops.is_empty() {
-        err(io, "touch: missing file operand\nTry 'touch --help' for more information.\n");
+        err(
+            io,
+            "touch: missing file operand\nTry 'touch --help' for more information.\n",
+        );
         return Ok(1);
     }
     let mut status = 0;
@@ -584,9 +675,19 @@ fn apply_mode(old: u32, spec: &str, is_dir: bool) -> Option<u32> {
 }
 
 pub(crate) fn chmod(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
-    let args: Vec<String> = argv[1..].iter().filter(|a| !matches!(a.as_str(), "-R" | "-v" | "-f" | "-c")).cloned().collect();
+    let args: Vec<String> = argv[1..]
+        .iter()
+        .filter(|a| !matches!(a.as_str(), "-R" | "-v" | "-f" | "-c"))
+        .cloned()
+        .collect();
     if args.len() < 2 {
-        err(io, &format!("chmod: missing operand{}\nTry 'chmod --help' for more information.\n", args.first().map(|a| format!(" after '{a}'")).unwrap_or_default()));
+        err(
+            io,
+            &format!(
+                "chmod: missing operand{}\nTry 'chmod --help' for more information.\n",
+                args.first().map(|a| format!(" after '{a}'")).unwrap_or_default()
+            ),
+        );
         return Ok(1);
     }
     let spec = &args[0];
@@ -596,11 +697,17 @@ pub(crate) fn chmod(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
         match run.fs.stat(&path) {
             Ok((real, mut node)) => {
                 let Some(mode) = apply_mode(node.mode, spec, node.is_dir()) else {
-                    err(io, &format!("chmod: invalid mode: ‘{spec}’\nTry 'chmod --help' for more information.\n"));
+                    err(
+                        io,
+                        &format!("chmod: invalid mode: ‘{spec}’\nTry 'chmod --help' for more information.\n"),
+                    );
                     return Ok(1);
                 };
                 if run.st.user.uid != 0 && node.uid != run.st.user.uid {
-                    err(io, &format!("chmod: changing permissions of '{op}': Operation not permitted\n"));
+                    err(
+                        io,
+                        &format!("chmod: changing permissions of '{op}': Operation not permitted\n"),
+                    );
                     status = 1;
                     continue;
                 }
@@ -623,18 +730,31 @@ pub(crate) fn chown(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
     let tool = argv[0].rsplit('/').next().unwrap_or("chown").to_string();
     let args: Vec<String> = argv[1..].iter().filter(|a| !a.starts_with('-')).cloned().collect();
     if args.len() < 2 {
-        err(io, &format!("{tool}: missing operand\nTry '{tool} --help' for more information.\n"));
+        err(
+            io,
+            &format!("{tool}: missing operand\nTry '{tool} --help' for more information.\n"),
+        );
         return Ok(1);
     }
     let spec = &args[0];
-    let (u, g) = if tool == "chgrp" { (None, Some(spec.as_str())) } else {
+    let (u, g) = if tool == "chgrp" {
+        (None, Some(spec.as_str()))
+    } else {
         match spec.split_once([':', '.']) {
             Some((u, g)) => (Some(u).filter(|s| !s.is_empty()), Some(g).filter(|s| !s.is_empty())),
             None => (Some(spec.as_str()), None),
         }
     };
     let uid = match u {
-        Some(name) => match run.host.inner.users.iter().find(|x| x.name == name).map(|x| x.uid).or_else(|| name.parse().ok()) {
+        Some(name) => match run
+            .host
+            .inner
+            .users
+            .iter()
+            .find(|x| x.name == name)
+            .map(|x| x.uid)
+            .or_else(|| name.parse().ok())
+        {
             Some(uid) => Some(uid),
             None => {
                 err(io, &format!("{tool}: invalid user: ‘{spec}’\n"));
@@ -644,7 +764,15 @@ pub(crate) fn chown(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
         None => None,
     };
     let gid = match g {
-        Some(name) => match run.host.inner.groups.iter().find(|x| x.0 == name).map(|x| x.1).or_else(|| name.parse().ok()) {
+        Some(name) => match run
+            .host
+            .inner
+            .groups
+            .iter()
+            .find(|x| x.0 == name)
+            .map(|x| x.1)
+            .or_else(|| name.parse().ok())
+        {
             Some(gid) => Some(gid),
             None => {
                 err(io, &format!("{tool}: invalid group: ‘{spec}’\n"));
@@ -659,7 +787,10 @@ pub(crate) fn chown(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
         match run.fs.stat(&path) {
             Ok((real, mut node)) => {
                 if run.st.user.uid != 0 {
-                    err(io, &format!("{tool}: changing ownership of '{op}': Operation not permitted\n"));
+                    err(
+                        io,
+                        &format!("{tool}: changing ownership of '{op}': Operation not permitted\n"),
+                    );
                     status = 1;
                     continue;
                 }
@@ -689,21 +820,39 @@ pub(crate) fn ln(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
     let link = abs(run, &ops[1]);
     if f.contains('s') {
         if run.fs.lstat(&link).is_ok() && !f.contains('f') {
-            err(io, &format!("ln: failed to create symbolic link '{}': File exists\n", ops[1]));
+            err(
+                io,
+                &format!("ln: failed to create symbolic link '{}': File exists\n", ops[1]),
+            );
             return Ok(1);
         }
         let result = run.fs.write(&link, &[], false, run.cred(), run.now).and_then(|real| {
-            run.fs.set(&real, Node { kind: NodeKind::Symlink(target.clone()), mode: 0o777, uid: run.st.user.uid, gid: run.st.user.gids[0], mtime: run.now })
+            run.fs.set(
+                &real,
+                Node {
+                    kind: NodeKind::Symlink(target.clone()),
+                    mode: 0o777,
+                    uid: run.st.user.uid,
+                    gid: run.st.user.gids[0],
+                    mtime: run.now,
+                },
+            )
         });
         if let Err(e) = result {
-            err(io, &format!("ln: failed to create symbolic link '{}': {}\n", ops[1], e.message()));
+            err(
+                io,
+                &format!("ln: failed to create symbolic link '{}': {}\n", ops[1], e.message()),
+            );
             return Ok(1);
         }
         return Ok(0);
     }
     copy_node(run, &abs(run, &target), &link, false, 0).map_or_else(
         |e| {
-            err(io, &format!("ln: failed to create hard link '{}': {}\n", ops[1], e.message()));
+            err(
+                io,
+                &format!("ln: failed to create hard link '{}': {}\n", ops[1], e.message()),
+            );
             Ok(1)
         },
         |()| Ok(0),
@@ -722,7 +871,13 @@ pub(crate) fn readlink(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec 
             }
         } else {
             match run.fs.lstat(&path) {
-                Ok((_, Node { kind: NodeKind::Symlink(t), .. })) => out(io, &format!("{t}\n")),
+                Ok((
+                    _,
+                    Node {
+                        kind: NodeKind::Symlink(t),
+                        ..
+                    },
+                )) => out(io, &format!("{t}\n")),
                 _ => status = 1,
             }
         }
@@ -835,17 +990,26 @@ pub(crate) fn find(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
 pub(crate) fn chattr(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
     let files: Vec<&String> = argv[1..].iter().filter(|a| !a.starts_with(['-', '+', '='])).collect();
     if files.is_empty() {
-        err(io, "Usage: chattr [-pRVf] [-+=aAcCdDeijPsStTuFx] [-v version] files...\n");
+        err(
+            io,
+            "Usage: chattr [-pRVf] [-+=aAcCdDeijPsStTuFx] [-v version] files...\n",
+        );
         return Ok(1);
     }
     for f in files {
         let path = abs(run, f);
         if run.fs.stat(&path).is_err() {
-            err(io, &format!("chattr: No such file or directory while trying to stat {f}\n"));
+            err(
+                io,
+                &format!("chattr: No such file or directory while trying to stat {f}\n"),
+            );
             return Ok(1);
         }
         if run.st.user.uid != 0 {
-            err(io, &format!("chattr: Operation not permitted while setting flags on {f}\n"));
+            err(
+                io,
+                &format!("chattr: Operation not permitted while setting flags on {f}\n"),
+            );
             return Ok(1);
         }
     }
@@ -856,7 +1020,14 @@ pub(crate) fn lsattr(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
     let (_, mut ops) = flags(&argv[1..]);
     if ops.is_empty() {
         let cwd = run.st.cwd.clone();
-        ops = run.fs.list(&cwd, run.cred()).unwrap_or_default().into_iter().filter(|(n, _)| !n.starts_with('.')).map(|(n, _)| format!("./{n}")).collect();
+        ops = run
+            .fs
+            .list(&cwd, run.cred())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(n, _)| !n.starts_with('.'))
+            .map(|(n, _)| format!("./{n}"))
+            .collect();
     }
     let mut status = 0;
     for op in ops {
@@ -864,7 +1035,10 @@ pub(crate) fn lsattr(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
         match run.fs.stat(&path) {
             Ok(_) => out(io, &format!("--------------e------- {op}\n")),
             Err(_) => {
-                err(io, &format!("lsattr: No such file or directory while trying to stat {op}\n"));
+                err(
+                    io,
+                    &format!("lsattr: No such file or directory while trying to stat {op}\n"),
+                );
                 status = 1;
             }
         }
@@ -895,11 +1069,17 @@ pub(crate) fn tar(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
         i += 1;
     }
     if !mode.contains(['x', 't', 'c']) {
-        err(io, "tar: You must specify one of the '-Acdtrux', '--delete' or '--test-label' options\nTry 'tar --help' or 'tar --usage' for more information.\n");
+        err(
+            io,
+            "tar: You must specify one of the '-Acdtrux', '--delete' or '--test-label' options\nTry 'tar --help' or 'tar --usage' for more information.\n",
+        );
         return Ok(2);
     }
     let Some(file) = file else {
-        err(io, "tar: Refusing to read archive contents from terminal (missing -f option?)\ntar: Error is not recoverable: exiting now\n");
+        err(
+            io,
+            "tar: Refusing to read archive contents from terminal (missing -f option?)\ntar: Error is not recoverable: exiting now\n",
+        );
         return Ok(2);
     };
     if mode.contains('c') {
@@ -908,17 +1088,29 @@ pub(crate) fn tar(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
     let data = match run.read_file(&file) {
         Ok(d) => d,
         Err(e) => {
-            err(io, &format!("tar: {file}: Cannot open: {}\ntar: Error is not recoverable: exiting now\n", e.message()));
+            err(
+                io,
+                &format!(
+                    "tar: {file}: Cannot open: {}\ntar: Error is not recoverable: exiting now\n",
+                    e.message()
+                ),
+            );
             return Ok(2);
         }
     };
     if data.starts_with(&[0x1f, 0x8b]) {
         // gzip'd archives are not unpacked here; tar then reports gzip's failure.
-        err(io, "\ngzip: stdin: unexpected end of file\ntar: Child returned status 1\ntar: Error is not recoverable: exiting now\n");
+        err(
+            io,
+            "\ngzip: stdin: unexpected end of file\ntar: Child returned status 1\ntar: Error is not recoverable: exiting now\n",
+        );
         return Ok(2);
     }
     if mode.contains('z') {
-        err(io, "\ngzip: stdin: not in gzip format\ntar: Child returned status 1\ntar: Error is not recoverable: exiting now\n");
+        err(
+            io,
+            "\ngzip: stdin: not in gzip format\ntar: Child returned status 1\ntar: Error is not recoverable: exiting now\n",
+        );
         return Ok(2);
     }
     // Plain ustar: 512-byte headers, name at 0, octal size at 124.
@@ -930,11 +1122,18 @@ pub(crate) fn tar(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
             return Ok(0);
         }
         if &h[257..262] != b"ustar" {
-            err(io, "tar: This does not look like a tar archive\ntar: Exiting with failure status due to previous errors\n");
+            err(
+                io,
+                "tar: This does not look like a tar archive\ntar: Exiting with failure status due to previous errors\n",
+            );
             return Ok(2);
         }
         let name = String::from_utf8_lossy(&h[..100]).trim_end_matches('\0').to_string();
-        let size = usize::from_str_radix(String::from_utf8_lossy(&h[124..136]).trim_matches(|c: char| c == '\0' || c == ' '), 8).unwrap_or(0);
+        let size = usize::from_str_radix(
+            String::from_utf8_lossy(&h[124..136]).trim_matches(|c: char| c == '\0' || c == ' '),
+            8,
+        )
+        .unwrap_or(0);
         let body_start = off + 512;
         let body_end = (body_start + size).min(data.len());
         if mode.contains('t') || mode.contains('v') {
@@ -952,7 +1151,10 @@ pub(crate) fn tar(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
         listed += 1;
     }
     if listed == 0 {
-        err(io, "tar: This does not look like a tar archive\ntar: Exiting with failure status due to previous errors\n");
+        err(
+            io,
+            "tar: This does not look like a tar archive\ntar: Exiting with failure status due to previous errors\n",
+        );
         return Ok(2);
     }
     Ok(0)
@@ -965,14 +1167,24 @@ pub(crate) fn mktemp(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
     for _ in 0..10 {
         name.push(CH[(rand_core::RngCore::next_u32(run.rng) as usize) % CH.len()] as char);
     }
-    let result = if f.contains('d') { run.fs.mkdir(&name, run.cred(), run.now) } else { run.fs.write(&name, &[], false, run.cred(), run.now).map(|_| ()) };
+    let result = if f.contains('d') {
+        run.fs.mkdir(&name, run.cred(), run.now)
+    } else {
+        run.fs.write(&name, &[], false, run.cred(), run.now).map(|_| ())
+    };
     match result {
         Ok(()) => {
             out(io, &format!("{name}\n"));
             Ok(0)
         }
         Err(e) => {
-            err(io, &format!("mktemp: failed to create file via template ‘/tmp/tmp.XXXXXXXXXX’: {}\n", e.message()));
+            err(
+                io,
+                &format!(
+                    "mktemp: failed to create file via template ‘/tmp/tmp.XXXXXXXXXX’: {}\n",
+                    e.message()
+                ),
+            );
             Ok(1)
         }
     }
@@ -991,7 +1203,11 @@ pub(crate) fn du(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
                 total += n.size().div_ceil(4096) * 4;
             }
         }
-        let size = if f.contains('h') { human(total * 1024) } else { total.to_string() };
+        let size = if f.contains('h') {
+            human(total * 1024)
+        } else {
+            total.to_string()
+        };
         out(io, &format!("{size}\t{op}\n"));
     }
     Ok(0)
@@ -1012,11 +1228,21 @@ pub(crate) fn stat(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
                 };
                 let (y, mo, d, h, mi, s, _) = civil(n.mtime);
                 let t = format!("{y}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}.000000000 +0000");
-                out(io, &format!(
-                    "  File: {op}\n  Size: {:<15} Blocks: {:<10} IO Block: 4096   {kind}\nDevice: 801h/2049d\tInode: {:<11} Links: 1\nAccess: ({:04o}/{})  Uid: ({:>5}/{:>8})   Gid: ({:>5}/{:>8})\nAccess: {t}\nModify: {t}\nChange: {t}\n Birth: -\n",
-                    n.size(), n.size().div_ceil(4096) * 8, 100_000 + (n.mtime % 900_000).unsigned_abs(), n.mode & 0o7777, mode_string(&n),
-                    n.uid, user_name(run, n.uid), n.gid, group_name(run, n.gid)
-                ));
+                out(
+                    io,
+                    &format!(
+                        "  File: {op}\n  Size: {:<15} Blocks: {:<10} IO Block: 4096   {kind}\nDevice: 801h/2049d\tInode: {:<11} Links: 1\nAccess: ({:04o}/{})  Uid: ({:>5}/{:>8})   Gid: ({:>5}/{:>8})\nAccess: {t}\nModify: {t}\nChange: {t}\n Birth: -\n",
+                        n.size(),
+                        n.size().div_ceil(4096) * 8,
+                        100_000 + (n.mtime % 900_000).unsigned_abs(),
+                        n.mode & 0o7777,
+                        mode_string(&n),
+                        n.uid,
+                        user_name(run, n.uid),
+                        n.gid,
+                        group_name(run, n.gid)
+                    ),
+                );
             }
             Err(e) => {
                 err(io, &format!("stat: cannot statx '{op}': {}\n", e.message()));
@@ -1035,7 +1261,11 @@ pub(crate) fn tee(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
     let mut status = 0;
     for file in files {
         let abs_path = abs(run, &file);
-        if run.fs.stat(&abs_path).is_ok_and(|(_, n)| matches!(n.kind, NodeKind::CharDevice(_))) {
+        if run
+            .fs
+            .stat(&abs_path)
+            .is_ok_and(|(_, n)| matches!(n.kind, NodeKind::CharDevice(_)))
+        {
             continue;
         }
         if let Err(e) = run.write_file(&file, &data, append, "tee") {
@@ -1069,7 +1299,10 @@ pub(crate) fn dd(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
     match output {
         Some(f) => {
             let abs_path = abs(run, &f);
-            if !run.fs.stat(&abs_path).is_ok_and(|(_, n)| matches!(n.kind, NodeKind::CharDevice(_)))
+            if !run
+                .fs
+                .stat(&abs_path)
+                .is_ok_and(|(_, n)| matches!(n.kind, NodeKind::CharDevice(_)))
                 && let Err(e) = run.write_file(&f, &data, false, "dd")
             {
                 err(io, &format!("dd: failed to open '{f}': {}\n", e.message()));
@@ -1079,6 +1312,16 @@ pub(crate) fn dd(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
         None => io.out.extend_from_slice(&data),
     }
     let n = data.len();
-    err(io, &format!("{}+{} records in\n{}+{} records out\n{n} bytes copied, 0.000143 s, {} MB/s\n", n / 512, usize::from(n % 512 != 0), n / 512, usize::from(n % 512 != 0), n / 143));
+    err(
+        io,
+        &format!(
+            "{}+{} records in\n{}+{} records out\n{n} bytes copied, 0.000143 s, {} MB/s\n",
+            n / 512,
+            usize::from(n % 512 != 0),
+            n / 512,
+            usize::from(n % 512 != 0),
+            n / 143
+        ),
+    );
     Ok(0)
 }

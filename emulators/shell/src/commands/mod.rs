@@ -233,15 +233,59 @@ fn unimplemented(run: &mut Run<'_>, program: &str, argv: &[String], io: &mut Io)
     let msg = match program {
         "vi" | "nano" | "less" | "top" | "htop" => "Error opening terminal: unknown.\n".to_string(),
         "python3" | "perl" => return Ok(0),
-        other => format!("{other}: error while loading shared libraries: libc.so.6: cannot open shared object file: No such file or directory\n"),
+        other => format!(
+            "{other}: error while loading shared libraries: libc.so.6: cannot open shared object file: No such file or directory\n"
+        ),
     };
     io.err.extend_from_slice(msg.as_bytes());
     Ok(1)
 }
 
+/// Options of a command: the short letters (`-la` → `la`) and the long names
+/// (`--color=auto` → `color=auto`), kept apart so a long name's letters never
+/// read as short flags.
+#[derive(Debug, Default)]
+pub(crate) struct Flags {
+    short: String,
+    long: Vec<String>,
+}
+
+impl Flags {
+    /// A short flag (`'l'`), a run of short letters (`"w0"`), or a long
+    /// option written as `"[name]"`.
+    pub(crate) fn contains<Q: FlagQuery>(&self, query: Q) -> bool {
+        query.matches(self)
+    }
+
+    /// No options at all.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.short.is_empty() && self.long.is_empty()
+    }
+}
+
+/// What [`Flags::contains`] accepts.
+pub(crate) trait FlagQuery {
+    fn matches(self, flags: &Flags) -> bool;
+}
+
+impl FlagQuery for char {
+    fn matches(self, flags: &Flags) -> bool {
+        flags.short.contains(self)
+    }
+}
+
+impl FlagQuery for &str {
+    fn matches(self, flags: &Flags) -> bool {
+        match self.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
+            Some(long) => flags.long.iter().any(|l| l == long),
+            None => flags.short.contains(self),
+        }
+    }
+}
+
 /// Splits `-abc` style flags from operands (stops at `--`).
-pub(crate) fn flags(args: &[String]) -> (String, Vec<String>) {
-    let mut f = String::new();
+pub(crate) fn flags(args: &[String]) -> (Flags, Vec<String>) {
+    let mut f = Flags::default();
     let mut ops = Vec::new();
     let mut done = false;
     for a in args {
@@ -250,9 +294,9 @@ pub(crate) fn flags(args: &[String]) -> (String, Vec<String>) {
         } else if a == "--" {
             done = true;
         } else if let Some(long) = a.strip_prefix("--") {
-            f.push_str(&format!("[{long}]"));
+            f.long.push(long.to_string());
         } else {
-            f.push_str(&a[1..]);
+            f.short.push_str(&a[1..]);
         }
     }
     (f, ops)

@@ -10,11 +10,22 @@ use crate::ShellEvent;
 use crate::interp::{Exec, Io, Run};
 
 fn mac(run: &Run<'_>) -> String {
-    run.host.inner.facts.mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+    run.host
+        .inner
+        .facts
+        .mac
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 fn netmask(prefix: u8) -> Ipv4Addr {
-    let bits = if prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(prefix.min(32))) };
+    let bits = if prefix == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(prefix.min(32)))
+    };
     Ipv4Addr::from(bits)
 }
 
@@ -34,7 +45,12 @@ fn counters(run: &Run<'_>) -> (u64, u64, u64, u64) {
 pub(crate) fn ip(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
     let facts = &run.host.inner.facts;
     let (ip, prefix, gw) = (facts.ip, facts.prefix_len, facts.gateway);
-    let obj = argv.iter().skip(1).find(|a| !a.starts_with('-')).map(String::as_str).unwrap_or("");
+    let obj = argv
+        .iter()
+        .skip(1)
+        .find(|a| !a.starts_with('-'))
+        .map(String::as_str)
+        .unwrap_or("");
     let mac = mac(run);
     let text = match obj {
         "a" | "addr" | "address" | "ad" | "add" => format!(
@@ -50,7 +66,10 @@ pub(crate) fn ip(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
         ),
         "n" | "neigh" | "neighbor" => format!("{gw} dev eth0 lladdr 52:54:00:12:35:02 REACHABLE\n"),
         "" => {
-            err(io, "Usage: ip [ OPTIONS ] OBJECT { COMMAND | help }\n       ip [ -force ] -batch filename\nwhere  OBJECT := { address | addrlabel | amt | fou | help | ila | ioam | l2tp | link |\n                   macsec | maddress | monitor | mptcp | mroute | mrule |\n                   neighbor | neighbour | netconf | netns | nexthop | ntable |\n                   ntbl | route | rule | sr | tap | tcpmetrics |\n                   token | tunnel | tuntap | vrf | xfrm }\n");
+            err(
+                io,
+                "Usage: ip [ OPTIONS ] OBJECT { COMMAND | help }\n       ip [ -force ] -batch filename\nwhere  OBJECT := { address | addrlabel | amt | fou | help | ila | ioam | l2tp | link |\n                   macsec | maddress | monitor | mptcp | mroute | mrule |\n                   neighbor | neighbour | netconf | netns | nexthop | ntable |\n                   ntbl | route | rule | sr | tap | tcpmetrics |\n                   token | tunnel | tuntap | vrf | xfrm }\n",
+            );
             return Ok(255);
         }
         other => {
@@ -73,10 +92,17 @@ pub(crate) fn ifconfig(run: &mut Run<'_>, _: &[String], io: &mut Io) -> Exec {
             format!("{:.1} MB", b as f64 / 1e6)
         }
     };
-    out(io, &format!(
-        "eth0: flags=4163<UP,BROADCAST,RUNNING,MULTICAST>  mtu 1500\n        inet {ip}  netmask {}  broadcast {}\n        ether {}  txqueuelen 1000  (Ethernet)\n        RX packets {rxp}  bytes {rxb} ({})\n        RX errors 0  dropped 0  overruns 0  frame 0\n        TX packets {txp}  bytes {txb} ({})\n        TX errors 0  dropped 0 overruns 0  carrier 0  collisions 0\n\nlo: flags=73<UP,LOOPBACK,RUNNING>  mtu 65536\n        inet 127.0.0.1  netmask 255.0.0.0\n        inet6 ::1  prefixlen 128  scopeid 0x10<host>\n        loop  txqueuelen 1000  (Local Loopback)\n        RX packets 1284  bytes 112004 (109.3 KiB)\n        RX errors 0  dropped 0  overruns 0  frame 0\n        TX packets 1284  bytes 112004 (109.3 KiB)\n        TX errors 0  dropped 0 overruns 0  carrier 0  collisions 0\n\n",
-        netmask(prefix), broadcast(ip, prefix), mac(run), human(rxb), human(txb)
-    ));
+    out(
+        io,
+        &format!(
+            "eth0: flags=4163<UP,BROADCAST,RUNNING,MULTICAST>  mtu 1500\n        inet {ip}  netmask {}  broadcast {}\n        ether {}  txqueuelen 1000  (Ethernet)\n        RX packets {rxp}  bytes {rxb} ({})\n        RX errors 0  dropped 0  overruns 0  frame 0\n        TX packets {txp}  bytes {txb} ({})\n        TX errors 0  dropped 0 overruns 0  carrier 0  collisions 0\n\nlo: flags=73<UP,LOOPBACK,RUNNING>  mtu 65536\n        inet 127.0.0.1  netmask 255.0.0.0\n        inet6 ::1  prefixlen 128  scopeid 0x10<host>\n        loop  txqueuelen 1000  (Local Loopback)\n        RX packets 1284  bytes 112004 (109.3 KiB)\n        RX errors 0  dropped 0  overruns 0  frame 0\n        TX packets 1284  bytes 112004 (109.3 KiB)\n        TX errors 0  dropped 0 overruns 0  carrier 0  collisions 0\n\n",
+            netmask(prefix),
+            broadcast(ip, prefix),
+            mac(run),
+            human(rxb),
+            human(txb)
+        ),
+    );
     Ok(0)
 }
 
@@ -96,15 +122,31 @@ pub(crate) fn netstat(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
     if show_pid && !root {
         s.push_str("(Not all processes could be identified, non-owned process info\n will not be shown, you would have to be root to see it all.)\n");
     }
-    s.push_str(if f.contains('l') { "Active Internet connections (only servers)\n" } else { "Active Internet connections (servers and established)\n" });
-    s.push_str(&format!("Proto Recv-Q Send-Q Local Address           Foreign Address         State      {}\n", if show_pid { " PID/Program name    " } else { "" }));
+    s.push_str(if f.contains('l') {
+        "Active Internet connections (only servers)\n"
+    } else {
+        "Active Internet connections (servers and established)\n"
+    });
+    s.push_str(&format!(
+        "Proto Recv-Q Send-Q Local Address           Foreign Address         State      {}\n",
+        if show_pid { " PID/Program name    " } else { "" }
+    ));
     let mut pid = 400 + u32::from(run.host.inner.facts.mac[5]);
     for (port, udp, prog) in listeners(run) {
         pid += 37;
         let proto = if udp { "udp" } else { "tcp" };
         let state = if udp { "" } else { "LISTEN" };
-        let p = if show_pid { if root { format!("{pid}/{prog}") } else { "-".into() } } else { String::new() };
-        let _ = writeln!(s, "{proto:<5}      0      0 {:<23} {:<23} {state:<11}{p}", format!("0.0.0.0:{port}"), "0.0.0.0:*");
+        let p = if show_pid {
+            if root { format!("{pid}/{prog}") } else { "-".into() }
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            s,
+            "{proto:<5}      0      0 {:<23} {:<23} {state:<11}{p}",
+            format!("0.0.0.0:{port}"),
+            "0.0.0.0:*"
+        );
     }
     if !f.contains('l') {
         let peer = run.st.vars.get("SSH_CLIENT").and_then(|c| {
@@ -112,8 +154,16 @@ pub(crate) fn netstat(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
             Some(format!("{}:{}", it.next()?, it.next()?))
         });
         if let Some(peer) = peer {
-            let p = if show_pid { format!("{}/sshd: {}", run.st.pid - 11, run.st.user.name) } else { String::new() };
-            let _ = writeln!(s, "tcp        0     36 {:<23} {peer:<23} ESTABLISHED {p}", format!("{}:22", run.host.inner.facts.ip));
+            let p = if show_pid {
+                format!("{}/sshd: {}", run.st.pid - 11, run.st.user.name)
+            } else {
+                String::new()
+            };
+            let _ = writeln!(
+                s,
+                "tcp        0     36 {:<23} {peer:<23} ESTABLISHED {p}",
+                format!("{}:22", run.host.inner.facts.ip)
+            );
         }
     }
     out(io, &s);
@@ -129,8 +179,20 @@ pub(crate) fn ss(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
     for (port, udp, prog) in listeners(run) {
         pid += 37;
         let (netid, state) = if udp { ("udp", "UNCONN") } else { ("tcp", "LISTEN") };
-        let p = if show_pid && run.st.user.uid == 0 { format!("users:((\"{prog}\",pid={pid},fd=3))") } else { String::new() };
-        let _ = writeln!(s, "{netid:<5} {state:<6} 0      {:<6} {:>13}:{:<5} {:>12}:{:<5}{p}", if udp { 0 } else { 128 }, "0.0.0.0", port, "0.0.0.0", "*");
+        let p = if show_pid && run.st.user.uid == 0 {
+            format!("users:((\"{prog}\",pid={pid},fd=3))")
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            s,
+            "{netid:<5} {state:<6} 0      {:<6} {:>13}:{:<5} {:>12}:{:<5}{p}",
+            if udp { 0 } else { 128 },
+            "0.0.0.0",
+            port,
+            "0.0.0.0",
+            "*"
+        );
     }
     out(io, &s);
     Ok(0)
@@ -163,6 +225,15 @@ fn is_ip(host: &str) -> bool {
     host.parse::<Ipv4Addr>().is_ok() || host.trim_matches(['[', ']']).parse::<std::net::Ipv6Addr>().is_ok()
 }
 
+/// A network tool's message from the persona, placeholders filled.
+fn message(run: &Run<'_>, key: &str, vars: &[(&str, String)]) -> String {
+    let mut text = run.host.inner.net.get(key).cloned().unwrap_or_default();
+    for (k, v) in vars {
+        text = text.replace(&format!("{{{k}}}"), v);
+    }
+    text
+}
+
 fn timestamp(run: &Run<'_>) -> String {
     let (y, mo, d, h, mi, s, _) = civil(run.now);
     format!("{y}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}")
@@ -190,7 +261,10 @@ pub(crate) fn wget(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
         i += 1;
     }
     if urls.is_empty() {
-        err(io, "wget: missing URL\nUsage: wget [OPTION]... [URL]...\n\nTry `wget --help' for more options.\n");
+        err(
+            io,
+            "wget: missing URL\nUsage: wget [OPTION]... [URL]...\n\nTry `wget --help' for more options.\n",
+        );
         return Ok(1);
     }
     if let Some(o) = &output
@@ -201,20 +275,39 @@ pub(crate) fn wget(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
         return Ok(3);
     }
     for url in &urls {
-        run.emit(ShellEvent::Download { tool: "wget".into(), url: url.clone() });
+        run.emit(ShellEvent::Download {
+            tool: "wget".into(),
+            url: url.clone(),
+        });
         let (scheme, host, port, _) = split_url(url, "http");
-        let shown = if url.contains("://") { url.clone() } else { format!("{scheme}://{url}") };
+        let shown = if url.contains("://") {
+            url.clone()
+        } else {
+            format!("{scheme}://{url}")
+        };
         if quiet {
             continue;
         }
-        let ts = timestamp(run);
-        if is_ip(&host) {
-            err(io, &format!("--{ts}--  {shown}\nConnecting to {host}:{port}... failed: No route to host.\n"));
-        } else {
-            err(io, &format!("--{ts}--  {shown}\nResolving {host} ({host})... failed: Temporary failure in name resolution.\nwget: unable to resolve host address ‘{host}’\n"));
-        }
+        let key = if is_ip(&host) { "wget_no_route" } else { "wget_no_dns" };
+        let text = message(
+            run,
+            key,
+            &[
+                ("ts", timestamp(run)),
+                ("url", shown),
+                ("host", host),
+                ("port", port.to_string()),
+            ],
+        );
+        err(io, &text);
     }
-    Ok(4)
+    Ok(run
+        .host
+        .inner
+        .net
+        .get("wget_status")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(4))
 }
 
 pub(crate) fn curl(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
@@ -233,7 +326,8 @@ pub(crate) fn curl(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
             "-O" | "--remote-name" => output = true,
             "-s" | "--silent" => silent = true,
             "-S" | "--show-error" => show_error = true,
-            "-H" | "-A" | "-d" | "-X" | "-u" | "-e" | "-m" | "--connect-timeout" | "--max-time" | "--data" | "--header" | "--user-agent" | "-x" => i += 1,
+            "-H" | "-A" | "-d" | "-X" | "-u" | "-e" | "-m" | "--connect-timeout" | "--max-time" | "--data"
+            | "--header" | "--user-agent" | "-x" => i += 1,
             s if s.starts_with("--") => {}
             s if s.starts_with('-') => {
                 silent |= s.contains('s');
@@ -253,23 +347,30 @@ pub(crate) fn curl(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
     }
     let mut status = 0;
     for url in &urls {
-        run.emit(ShellEvent::Download { tool: "curl".into(), url: url.clone() });
+        run.emit(ShellEvent::Download {
+            tool: "curl".into(),
+            url: url.clone(),
+        });
         let (_, host, port, _) = split_url(url, "http");
         let meter = !silent && (output || !(io.top && run.interactive));
         if meter {
-            err(io, "  % Total    % Received % Xferd  Average Speed   Time    Time     Time  Current\n                                 Dload  Upload   Total   Spent    Left  Speed\n\r  0     0    0     0    0     0      0      0 --:--:-- --:--:-- --:--:--     0");
+            err(
+                io,
+                "  % Total    % Received % Xferd  Average Speed   Time    Time     Time  Current\n                                 Dload  Upload   Total   Spent    Left  Speed\n\r  0     0    0     0    0     0      0      0 --:--:-- --:--:-- --:--:--     0",
+            );
         }
-        let (code, msg) = if is_ip(&host) {
-            let ms = 3000 + run.now % 97;
-            (7, format!("Failed to connect to {host} port {port} after {ms} ms: Couldn't connect to server"))
+        let (code, key) = if is_ip(&host) {
+            (7, "curl_no_route")
         } else {
-            (6, format!("Could not resolve host: {host}"))
+            (6, "curl_no_dns")
         };
+        let ms = (3000 + run.now % 97).to_string();
+        let msg = message(run, key, &[("host", host), ("port", port.to_string()), ("ms", ms)]);
         if meter {
             err(io, "\n");
         }
         if !silent || show_error {
-            err(io, &format!("curl: ({code}) {msg}\n"));
+            err(io, &msg);
         }
         status = code;
     }
@@ -295,7 +396,10 @@ pub(crate) fn tftp(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
         i += 1;
     }
     let host = host.unwrap_or_default();
-    run.emit(ShellEvent::Download { tool: "tftp".into(), url: format!("tftp://{host}/{}", file.unwrap_or_default()) });
+    run.emit(ShellEvent::Download {
+        tool: "tftp".into(),
+        url: format!("tftp://{host}/{}", file.unwrap_or_default()),
+    });
     if host.is_empty() {
         return Ok(1);
     }
@@ -308,10 +412,22 @@ pub(crate) fn tftp(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
 }
 
 pub(crate) fn ftp(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
-    let host = argv[1..].iter().find(|a| !a.starts_with('-')).cloned().unwrap_or_default();
-    run.emit(ShellEvent::Download { tool: "ftp".into(), url: format!("ftp://{host}/") });
+    let host = argv[1..]
+        .iter()
+        .find(|a| !a.starts_with('-'))
+        .cloned()
+        .unwrap_or_default();
+    run.emit(ShellEvent::Download {
+        tool: "ftp".into(),
+        url: format!("ftp://{host}/"),
+    });
     if is_ip(&host) {
-        err(io, "ftp: Can't connect to `{host}:21': No route to host\n".replace("{host}", &host).as_str());
+        err(
+            io,
+            "ftp: Can't connect to `{host}:21': No route to host\n"
+                .replace("{host}", &host)
+                .as_str(),
+        );
     } else {
         err(io, &format!("ftp: {host}: Temporary failure in name resolution\n"));
     }
@@ -320,7 +436,12 @@ pub(crate) fn ftp(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
 }
 
 pub(crate) fn ping(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
-    let Some(host) = argv[1..].iter().rev().find(|a| !a.starts_with('-') && a.parse::<u32>().is_err()).cloned() else {
+    let Some(host) = argv[1..]
+        .iter()
+        .rev()
+        .find(|a| !a.starts_with('-') && a.parse::<u32>().is_err())
+        .cloned()
+    else {
         err(io, "ping: usage error: Destination address required\n");
         return Ok(2);
     };
@@ -329,23 +450,49 @@ pub(crate) fn ping(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
         return Ok(2);
     }
     let _ = run;
-    out(io, &format!("PING {host} ({host}) 56(84) bytes of data.\nFrom {} icmp_seq=1 Destination Host Unreachable\n\n--- {host} ping statistics ---\n1 packets transmitted, 0 received, +1 errors, 100% packet loss, time 0ms\n\n", run.host.inner.facts.ip));
+    out(
+        io,
+        &format!(
+            "PING {host} ({host}) 56(84) bytes of data.\nFrom {} icmp_seq=1 Destination Host Unreachable\n\n--- {host} ping statistics ---\n1 packets transmitted, 0 received, +1 errors, 100% packet loss, time 0ms\n\n",
+            run.host.inner.facts.ip
+        ),
+    );
     Ok(1)
 }
 
 pub(crate) fn ssh(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
     let tool = argv[0].rsplit('/').next().unwrap_or("ssh").to_string();
-    let target = argv[1..].iter().find(|a| !a.starts_with('-') && (a.contains('@') || a.contains(':') || tool == "ssh")).cloned().unwrap_or_default();
-    let host = target.rsplit('@').next().unwrap_or("").split(':').next().unwrap_or("").to_string();
-    run.emit(ShellEvent::Download { tool: tool.clone(), url: format!("ssh://{target}") });
+    let target = argv[1..]
+        .iter()
+        .find(|a| !a.starts_with('-') && (a.contains('@') || a.contains(':') || tool == "ssh"))
+        .cloned()
+        .unwrap_or_default();
+    let host = target
+        .rsplit('@')
+        .next()
+        .unwrap_or("")
+        .split(':')
+        .next()
+        .unwrap_or("")
+        .to_string();
+    run.emit(ShellEvent::Download {
+        tool: tool.clone(),
+        url: format!("ssh://{target}"),
+    });
     if host.is_empty() {
-        err(io, "usage: ssh [-46AaCfGgKkMNnqsTtVvXxYy] [-B bind_interface] [-b bind_address]\n           destination [command [argument ...]]\n");
+        err(
+            io,
+            "usage: ssh [-46AaCfGgKkMNnqsTtVvXxYy] [-B bind_interface] [-b bind_address]\n           destination [command [argument ...]]\n",
+        );
         return Ok(255);
     }
     if is_ip(&host) {
         err(io, &format!("ssh: connect to host {host} port 22: No route to host\n"));
     } else {
-        err(io, &format!("ssh: Could not resolve hostname {host}: Temporary failure in name resolution\n"));
+        err(
+            io,
+            &format!("ssh: Could not resolve hostname {host}: Temporary failure in name resolution\n"),
+        );
     }
     if tool == "scp" {
         err(io, "scp: Connection closed\n");

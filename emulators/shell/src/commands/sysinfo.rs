@@ -10,7 +10,9 @@ use crate::fs::Generated;
 use crate::interp::{Exec, Io, Run};
 
 /// Month abbreviations.
-pub(crate) const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+pub(crate) const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
 /// Day abbreviations, Sunday first.
 pub(crate) const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
 
@@ -29,15 +31,33 @@ pub(crate) fn civil(ts: i64) -> (i64, u32, u32, u32, u32, u32, usize) {
     let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     let y = yoe + era * 400 + i64::from(m <= 2);
     let weekday = (days + 4).rem_euclid(7) as usize;
-    (y, m, d, (secs / 3600) as u32, (secs % 3600 / 60) as u32, (secs % 60) as u32, weekday)
+    (
+        y,
+        m,
+        d,
+        (secs / 3600) as u32,
+        (secs % 3600 / 60) as u32,
+        (secs % 60) as u32,
+        weekday,
+    )
 }
 
 pub(crate) fn user_name(run: &Run<'_>, uid: u32) -> String {
-    run.host.inner.users.iter().find(|u| u.uid == uid).map_or_else(|| uid.to_string(), |u| u.name.clone())
+    run.host
+        .inner
+        .users
+        .iter()
+        .find(|u| u.uid == uid)
+        .map_or_else(|| uid.to_string(), |u| u.name.clone())
 }
 
 pub(crate) fn group_name(run: &Run<'_>, gid: u32) -> String {
-    run.host.inner.groups.iter().find(|g| g.1 == gid).map_or_else(|| gid.to_string(), |g| g.0.clone())
+    run.host
+        .inner
+        .groups
+        .iter()
+        .find(|g| g.1 == gid)
+        .map_or_else(|| gid.to_string(), |g| g.0.clone())
 }
 
 /// `/proc/mounts`.
@@ -123,11 +143,20 @@ pub(crate) fn generated(run: &mut Run<'_>, g: Generated) -> String {
     match g {
         Generated::Uptime => {
             let up = uptime_secs(run);
-            format!("{up}.{:02} {}.{:02}\n", run.now % 97, up * i64::from(run.host.inner.cpus) * 9 / 10, run.now % 89)
+            format!(
+                "{up}.{:02} {}.{:02}\n",
+                run.now % 97,
+                up * i64::from(run.host.inner.cpus) * 9 / 10,
+                run.now % 89
+            )
         }
         Generated::LoadAvg => {
             let (a, b, c) = load(run);
-            format!("{a:.2} {b:.2} {c:.2} 1/{} {}\n", 120 + run.host.inner.processes.len(), run.st.pid + 3)
+            format!(
+                "{a:.2} {b:.2} {c:.2} 1/{} {}\n",
+                120 + run.host.inner.processes.len(),
+                run.st.pid + 3
+            )
         }
     }
 }
@@ -146,15 +175,43 @@ pub(crate) fn id(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
     };
     let (f, _) = flags(&argv[1..]);
     if f.contains('u') {
-        out(io, &if f.contains('n') { format!("{}\n", user.name) } else { format!("{}\n", user.uid) });
+        out(
+            io,
+            &if f.contains('n') {
+                format!("{}\n", user.name)
+            } else {
+                format!("{}\n", user.uid)
+            },
+        );
         return Ok(0);
     }
     if f.contains('g') && !f.contains('G') {
-        out(io, &if f.contains('n') { format!("{}\n", group_name(run, user.gids[0])) } else { format!("{}\n", user.gids[0]) });
+        out(
+            io,
+            &if f.contains('n') {
+                format!("{}\n", group_name(run, user.gids[0]))
+            } else {
+                format!("{}\n", user.gids[0])
+            },
+        );
         return Ok(0);
     }
-    let groups: Vec<String> = user.gids.iter().map(|g| format!("{g}({})", group_name(run, *g))).collect();
-    out(io, &format!("uid={}({}) gid={}({}) groups={}\n", user.uid, user.name, user.gids[0], group_name(run, user.gids[0]), groups.join(",")));
+    let groups: Vec<String> = user
+        .gids
+        .iter()
+        .map(|g| format!("{g}({})", group_name(run, *g)))
+        .collect();
+    out(
+        io,
+        &format!(
+            "uid={}({}) gid={}({}) groups={}\n",
+            user.uid,
+            user.name,
+            user.gids[0],
+            group_name(run, user.gids[0]),
+            groups.join(",")
+        ),
+    );
     Ok(0)
 }
 
@@ -256,33 +313,59 @@ pub(crate) fn uptime(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
     let (_, _, _, h, m, s, _) = civil(run.now);
     let (a, b, c) = load(run);
     let n = users_count(run);
-    out(io, &format!(" {h:02}:{m:02}:{s:02} up {},  {n} user{},  load average: {a:.2}, {b:.2}, {c:.2}\n", uptime_text(run), if n == 1 { "" } else { "s" }));
+    out(
+        io,
+        &format!(
+            " {h:02}:{m:02}:{s:02} up {},  {n} user{},  load average: {a:.2}, {b:.2}, {c:.2}\n",
+            uptime_text(run),
+            if n == 1 { "" } else { "s" }
+        ),
+    );
     Ok(0)
 }
 
 fn login_line(run: &Run<'_>) -> (String, String, String) {
     let (_, _, _, h, m, _, _) = civil(run.now - 40);
-    let from = run.st.vars.get("SSH_CLIENT").and_then(|c| c.split_whitespace().next().map(str::to_string)).unwrap_or_else(|| "10.0.0.1".into());
-    (format!("pts/0"), from, format!("{h:02}:{m:02}"))
+    let from = run
+        .st
+        .vars
+        .get("SSH_CLIENT")
+        .and_then(|c| c.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "10.0.0.1".into());
+    ("pts/0".to_string(), from, format!("{h:02}:{m:02}"))
 }
 
 pub(crate) fn w(run: &mut Run<'_>, _: &[String], io: &mut Io) -> Exec {
     let (_, _, _, h, m, s, _) = civil(run.now);
     let (a, b, c) = load(run);
     let (tty, from, at) = login_line(run);
-    let user = run.st.user_stack.first().map_or(run.st.user.name.clone(), |(u, _, _)| u.name.clone());
-    out(io, &format!(
-        " {h:02}:{m:02}:{s:02} up {},  1 user,  load average: {a:.2}, {b:.2}, {c:.2}\nUSER     TTY      FROM             LOGIN@   IDLE   JCPU   PCPU WHAT\n{user:<8} {tty:<8} {from:<16} {at}    0.00s  0.02s  0.00s w\n",
-        uptime_text(run)
-    ));
+    let user = run
+        .st
+        .user_stack
+        .first()
+        .map_or(run.st.user.name.clone(), |(u, _, _)| u.name.clone());
+    out(
+        io,
+        &format!(
+            " {h:02}:{m:02}:{s:02} up {},  1 user,  load average: {a:.2}, {b:.2}, {c:.2}\nUSER     TTY      FROM             LOGIN@   IDLE   JCPU   PCPU WHAT\n{user:<8} {tty:<8} {from:<16} {at}    0.00s  0.02s  0.00s w\n",
+            uptime_text(run)
+        ),
+    );
     Ok(0)
 }
 
 pub(crate) fn who(run: &mut Run<'_>, _: &[String], io: &mut Io) -> Exec {
     let (tty, from, _) = login_line(run);
     let (y, mo, d, h, m, _, _) = civil(run.now - 40);
-    let user = run.st.user_stack.first().map_or(run.st.user.name.clone(), |(u, _, _)| u.name.clone());
-    out(io, &format!("{user:<8} {tty:<12} {y}-{mo:02}-{d:02} {h:02}:{m:02} ({from})\n"));
+    let user = run
+        .st
+        .user_stack
+        .first()
+        .map_or(run.st.user.name.clone(), |(u, _, _)| u.name.clone());
+    out(
+        io,
+        &format!("{user:<8} {tty:<12} {y}-{mo:02}-{d:02} {h:02}:{m:02} ({from})\n"),
+    );
     Ok(0)
 }
 
@@ -291,7 +374,13 @@ pub(crate) fn last(run: &mut Run<'_>, _: &[String], io: &mut Io) -> Exec {
     let mut s = String::new();
     let (tty, from, _) = login_line(run);
     let (_, mo, d, h, m, _, wd) = civil(run.now - 40);
-    let _ = writeln!(s, "{:<8} {tty:<12} {from:<16} {} {} {d:>2} {h:02}:{m:02}   still logged in", run.st.user.name, DAYS[wd], MONTHS[mo as usize - 1]);
+    let _ = writeln!(
+        s,
+        "{:<8} {tty:<12} {from:<16} {} {} {d:>2} {h:02}:{m:02}   still logged in",
+        run.st.user.name,
+        DAYS[wd],
+        MONTHS[mo as usize - 1]
+    );
     let mut t = run.now - 3600;
     for _ in 0..rng.range(3, 8) {
         t -= rng.range(3600, 5 * 86_400) as i64;
@@ -299,12 +388,31 @@ pub(crate) fn last(run: &mut Run<'_>, _: &[String], io: &mut Io) -> Exec {
         let (_, mo, d, h, m, _, wd) = civil(t);
         let (_, _, _, h2, m2, _, _) = civil(t + dur);
         let ip = format!("10.{}.{}.{}", rng.below(255), rng.below(255), rng.range(2, 254));
-        let _ = writeln!(s, "root     pts/0        {ip:<16} {} {} {d:>2} {h:02}:{m:02} - {h2:02}:{m2:02}  ({:02}:{:02})", DAYS[wd], MONTHS[mo as usize - 1], dur / 3600, dur % 3600 / 60);
+        let _ = writeln!(
+            s,
+            "root     pts/0        {ip:<16} {} {} {d:>2} {h:02}:{m:02} - {h2:02}:{m2:02}  ({:02}:{:02})",
+            DAYS[wd],
+            MONTHS[mo as usize - 1],
+            dur / 3600,
+            dur % 3600 / 60
+        );
     }
     let (_, mo, d, h, m, _, wd) = civil(run.host.inner.boot_time);
-    let _ = writeln!(s, "reboot   system boot  {:<16} {} {} {d:>2} {h:02}:{m:02}   still running", run.host.inner.release, DAYS[wd], MONTHS[mo as usize - 1]);
+    let _ = writeln!(
+        s,
+        "reboot   system boot  {:<16} {} {} {d:>2} {h:02}:{m:02}   still running",
+        run.host.inner.release,
+        DAYS[wd],
+        MONTHS[mo as usize - 1]
+    );
     let (_, mo, d, h, m, _, wd) = civil(run.host.inner.boot_time - 86_400 * 30);
-    let _ = write!(s, "\nwtmp begins {} {} {d:>2} {h:02}:{m:02}:00 {}\n", DAYS[wd], MONTHS[mo as usize - 1], civil(run.host.inner.boot_time - 86_400 * 30).0);
+    let _ = write!(
+        s,
+        "\nwtmp begins {} {} {d:>2} {h:02}:{m:02}:00 {}\n",
+        DAYS[wd],
+        MONTHS[mo as usize - 1],
+        civil(run.host.inner.boot_time - 86_400 * 30).0
+    );
     out(io, &s);
     Ok(0)
 }
@@ -330,7 +438,11 @@ fn processes(run: &mut Run<'_>, with_self: Option<&str>) -> Vec<Proc> {
     let mut out = Vec::new();
     for (user, cmd, pid) in &run.host.inner.processes {
         let kernel = cmd.starts_with('[');
-        let (vsz, rss) = if kernel { (0, 0) } else { (rng.range(5_000, 300_000), rng.range(1_000, 30_000)) };
+        let (vsz, rss) = if kernel {
+            (0, 0)
+        } else {
+            (rng.range(5_000, 300_000), rng.range(1_000, 30_000))
+        };
         out.push(Proc {
             user: user.chars().take(8).collect::<String>() + if user.len() > 8 { "+" } else { "" },
             pid: *pid,
@@ -348,10 +460,46 @@ fn processes(run: &mut Run<'_>, with_self: Option<&str>) -> Vec<Proc> {
     let (_, _, _, h, m, _, _) = civil(run.now - 40);
     let me = run.st.user.name.clone();
     let shell_pid = run.st.pid;
-    out.push(Proc { user: "root".into(), pid: shell_pid - 11, cpu: 0.0, mem: 0.4, vsz: 17_964, rss: 11_140, tty: "?".into(), stat: "Ss".into(), start: format!("{h:02}:{m:02}"), time: "0:00".into(), cmd: format!("sshd: {me}@pts/0") });
-    out.push(Proc { user: me.clone(), pid: shell_pid, cpu: 0.0, mem: 0.2, vsz: 8_092, rss: 5_012, tty: "pts/0".into(), stat: "Ss".into(), start: format!("{h:02}:{m:02}"), time: "0:00".into(), cmd: "-bash".into() });
+    out.push(Proc {
+        user: "root".into(),
+        pid: shell_pid - 11,
+        cpu: 0.0,
+        mem: 0.4,
+        vsz: 17_964,
+        rss: 11_140,
+        tty: "?".into(),
+        stat: "Ss".into(),
+        start: format!("{h:02}:{m:02}"),
+        time: "0:00".into(),
+        cmd: format!("sshd: {me}@pts/0"),
+    });
+    out.push(Proc {
+        user: me.clone(),
+        pid: shell_pid,
+        cpu: 0.0,
+        mem: 0.2,
+        vsz: 8_092,
+        rss: 5_012,
+        tty: "pts/0".into(),
+        stat: "Ss".into(),
+        start: format!("{h:02}:{m:02}"),
+        time: "0:00".into(),
+        cmd: "-bash".into(),
+    });
     if let Some(cmd) = with_self {
-        out.push(Proc { user: me, pid: shell_pid + 1 + rng.below(40) as u32, cpu: 0.0, mem: 0.1, vsz: 11_212, rss: 4_600, tty: "pts/0".into(), stat: "R+".into(), start: format!("{h:02}:{m:02}"), time: "0:00".into(), cmd: cmd.into() });
+        out.push(Proc {
+            user: me,
+            pid: shell_pid + 1 + rng.below(40) as u32,
+            cpu: 0.0,
+            mem: 0.1,
+            vsz: 11_212,
+            rss: 4_600,
+            tty: "pts/0".into(),
+            stat: "R+".into(),
+            start: format!("{h:02}:{m:02}"),
+            time: "0:00".into(),
+            cmd: cmd.into(),
+        });
     }
     out
 }
@@ -363,20 +511,46 @@ pub(crate) fn ps(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
     let procs = processes(run, Some(&argv.join(" ")));
     let mut s = String::new();
     if bsd {
-        let _ = writeln!(s, "USER         PID %CPU %MEM    VSZ   RSS TTY      STAT START   TIME COMMAND");
+        let _ = writeln!(
+            s,
+            "USER         PID %CPU %MEM    VSZ   RSS TTY      STAT START   TIME COMMAND"
+        );
         for p in &procs {
-            let _ = writeln!(s, "{:<8} {:>7} {:>4.1} {:>4.1} {:>6} {:>5} {:<8} {:<4} {:>5} {:>6} {}", p.user, p.pid, p.cpu, p.mem, p.vsz, p.rss, p.tty, p.stat, p.start, p.time, p.cmd);
+            let _ = writeln!(
+                s,
+                "{:<8} {:>7} {:>4.1} {:>4.1} {:>6} {:>5} {:<8} {:<4} {:>5} {:>6} {}",
+                p.user, p.pid, p.cpu, p.mem, p.vsz, p.rss, p.tty, p.stat, p.start, p.time, p.cmd
+            );
         }
     } else if full {
         let _ = writeln!(s, "UID          PID    PPID  C STIME TTY          TIME CMD");
         for p in &procs {
-            let ppid = if p.pid <= 2 { 0 } else if p.cmd.starts_with('[') { 2 } else { 1 };
-            let _ = writeln!(s, "{:<8} {:>7} {:>7}  0 {:<5} {:<8} 00:00:00 {}", p.user, p.pid, ppid, p.start, p.tty, p.cmd);
+            let ppid = if p.pid <= 2 {
+                0
+            } else if p.cmd.starts_with('[') {
+                2
+            } else {
+                1
+            };
+            let _ = writeln!(
+                s,
+                "{:<8} {:>7} {:>7}  0 {:<5} {:<8} 00:00:00 {}",
+                p.user, p.pid, ppid, p.start, p.tty, p.cmd
+            );
         }
     } else {
         let _ = writeln!(s, "    PID TTY          TIME CMD");
         for p in procs.iter().filter(|p| p.tty == "pts/0") {
-            let name = p.cmd.trim_start_matches('-').split_whitespace().next().unwrap_or("").rsplit('/').next().unwrap_or("").to_string();
+            let name = p
+                .cmd
+                .trim_start_matches('-')
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .rsplit('/')
+                .next()
+                .unwrap_or("")
+                .to_string();
             let _ = writeln!(s, "{:>7} pts/0    00:00:00 {name}", p.pid);
         }
     }
@@ -391,15 +565,61 @@ pub(crate) fn top(run: &mut Run<'_>, _: &[String], io: &mut Io) -> Exec {
     let (used, free, _, cache, avail) = mem_figures(total);
     let procs = processes(run, Some("top"));
     let mut t = String::new();
-    let _ = writeln!(t, "top - {h:02}:{m:02}:{s:02} up {},  1 user,  load average: {a:.2}, {b:.2}, {c:.2}", uptime_text(run));
-    let _ = writeln!(t, "Tasks: {:>3} total,   1 running, {:>3} sleeping,   0 stopped,   0 zombie", procs.len() + 90, procs.len() + 89);
-    let _ = writeln!(t, "%Cpu(s):  0.3 us,  0.3 sy,  0.0 ni, 99.3 id,  0.0 wa,  0.0 hi,  0.0 si,  0.0 st");
-    let _ = writeln!(t, "MiB Mem : {:>8.1} total, {:>8.1} free, {:>8.1} used, {:>8.1} buff/cache", total as f64 / 1024.0, free as f64 / 1024.0, used as f64 / 1024.0, cache as f64 / 1024.0);
-    let _ = writeln!(t, "MiB Swap:   1024.0 total,   1024.0 free,      0.0 used. {:>8.1} avail Mem \n", avail as f64 / 1024.0);
-    let _ = writeln!(t, "    PID USER      PR  NI    VIRT    RES    SHR S  %CPU  %MEM     TIME+ COMMAND");
+    let _ = writeln!(
+        t,
+        "top - {h:02}:{m:02}:{s:02} up {},  1 user,  load average: {a:.2}, {b:.2}, {c:.2}",
+        uptime_text(run)
+    );
+    let _ = writeln!(
+        t,
+        "Tasks: {:>3} total,   1 running, {:>3} sleeping,   0 stopped,   0 zombie",
+        procs.len() + 90,
+        procs.len() + 89
+    );
+    let _ = writeln!(
+        t,
+        "%Cpu(s):  0.3 us,  0.3 sy,  0.0 ni, 99.3 id,  0.0 wa,  0.0 hi,  0.0 si,  0.0 st"
+    );
+    let _ = writeln!(
+        t,
+        "MiB Mem : {:>8.1} total, {:>8.1} free, {:>8.1} used, {:>8.1} buff/cache",
+        total as f64 / 1024.0,
+        free as f64 / 1024.0,
+        used as f64 / 1024.0,
+        cache as f64 / 1024.0
+    );
+    let _ = writeln!(
+        t,
+        "MiB Swap:   1024.0 total,   1024.0 free,      0.0 used. {:>8.1} avail Mem \n",
+        avail as f64 / 1024.0
+    );
+    let _ = writeln!(
+        t,
+        "    PID USER      PR  NI    VIRT    RES    SHR S  %CPU  %MEM     TIME+ COMMAND"
+    );
     for p in procs.iter().take(20) {
-        let name = p.cmd.trim_start_matches('-').split_whitespace().next().unwrap_or("").rsplit('/').next().unwrap_or("").trim_matches(['[', ']']).to_string();
-        let _ = writeln!(t, "{:>7} {:<8}  20   0 {:>7} {:>6} {:>6} S   0.0 {:>5.1}   0:00.{:02} {name}", p.pid, p.user, p.vsz, p.rss, p.rss / 2, p.mem, p.pid % 100);
+        let name = p
+            .cmd
+            .trim_start_matches('-')
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .rsplit('/')
+            .next()
+            .unwrap_or("")
+            .trim_matches(['[', ']'])
+            .to_string();
+        let _ = writeln!(
+            t,
+            "{:>7} {:<8}  20   0 {:>7} {:>6} {:>6} S   0.0 {:>5.1}   0:00.{:02} {name}",
+            p.pid,
+            p.user,
+            p.vsz,
+            p.rss,
+            p.rss / 2,
+            p.mem,
+            p.pid % 100
+        );
     }
     out(io, &t);
     Ok(0)
@@ -431,8 +651,21 @@ pub(crate) fn free(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
         }
     };
     let w = 12;
-    let mut s = format!("{:<8}{:>w$}{:>w$}{:>w$}{:>w$}{:>w$}{:>w$}\n", "", "total", "used", "free", "shared", "buff/cache", "available");
-    let _ = writeln!(s, "{:<8}{:>w$}{:>w$}{:>w$}{:>w$}{:>w$}{:>w$}", "Mem:", fmt(total), fmt(used), fmt(free), fmt(shared), fmt(cache), fmt(avail));
+    let mut s = format!(
+        "{:<8}{:>w$}{:>w$}{:>w$}{:>w$}{:>w$}{:>w$}\n",
+        "", "total", "used", "free", "shared", "buff/cache", "available"
+    );
+    let _ = writeln!(
+        s,
+        "{:<8}{:>w$}{:>w$}{:>w$}{:>w$}{:>w$}{:>w$}",
+        "Mem:",
+        fmt(total),
+        fmt(used),
+        fmt(free),
+        fmt(shared),
+        fmt(cache),
+        fmt(avail)
+    );
     let _ = writeln!(s, "{:<8}{:>w$}{:>w$}{:>w$}", "Swap:", fmt(swap), fmt(0), fmt(swap));
     out(io, &s);
     Ok(0)
@@ -473,12 +706,23 @@ pub(crate) fn df(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
             format!("{}{unit}", x.ceil() as u64)
         }
     };
-    let mut s = if h { "Filesystem      Size  Used Avail Use% Mounted on\n".to_string() } else { "Filesystem     1K-blocks    Used Available Use% Mounted on\n".to_string() };
+    let mut s = if h {
+        "Filesystem      Size  Used Avail Use% Mounted on\n".to_string()
+    } else {
+        "Filesystem     1K-blocks    Used Available Use% Mounted on\n".to_string()
+    };
     for ((fs, size, used), mnt) in rows.iter().zip(mounts) {
         let avail = size.saturating_sub(*used);
         let pct = if *size == 0 { 0 } else { (used * 100).div_ceil(*size) };
         if h {
-            let _ = writeln!(s, "{fs:<15} {:>4} {:>5} {:>5} {:>3}% {mnt}", fmt(*size), fmt(*used), fmt(avail), pct);
+            let _ = writeln!(
+                s,
+                "{fs:<15} {:>4} {:>5} {:>5} {:>3}% {mnt}",
+                fmt(*size),
+                fmt(*used),
+                fmt(avail),
+                pct
+            );
         } else {
             let _ = writeln!(s, "{fs:<14} {size:>9} {used:>7} {avail:>9} {pct:>3}% {mnt}");
         }
@@ -515,16 +759,30 @@ pub(crate) fn nproc(run: &mut Run<'_>, _: &[String], io: &mut Io) -> Exec {
 pub(crate) fn lscpu(run: &mut Run<'_>, _: &[String], io: &mut Io) -> Exec {
     let n = run.host.inner.cpus;
     let model = run.host.inner.cpu_model.clone();
-    let vendor = if model.contains("AMD") { "AuthenticAMD" } else { "GenuineIntel" };
-    out(io, &format!(
-        "Architecture:            x86_64\n  CPU op-mode(s):        32-bit, 64-bit\n  Address sizes:         46 bits physical, 48 bits virtual\n  Byte Order:            Little Endian\nCPU(s):                  {n}\n  On-line CPU(s) list:   0-{}\nVendor ID:               {vendor}\n  Model name:            {model}\n    CPU family:          6\n    Thread(s) per core:  1\n    Core(s) per socket:  {n}\n    Socket(s):           1\n    BogoMIPS:            4800.00\nVirtualization features: \n  Hypervisor vendor:     KVM\n  Virtualization type:   full\nCaches (sum of all):     \n  L1d:                   {} KiB ({n} instances)\n  L1i:                   {} KiB ({n} instances)\n  L2:                    {} MiB ({n} instances)\n",
-        n - 1, 32 * n, 32 * n, n
-    ));
+    let vendor = if model.contains("AMD") {
+        "AuthenticAMD"
+    } else {
+        "GenuineIntel"
+    };
+    out(
+        io,
+        &format!(
+            "Architecture:            x86_64\n  CPU op-mode(s):        32-bit, 64-bit\n  Address sizes:         46 bits physical, 48 bits virtual\n  Byte Order:            Little Endian\nCPU(s):                  {n}\n  On-line CPU(s) list:   0-{}\nVendor ID:               {vendor}\n  Model name:            {model}\n    CPU family:          6\n    Thread(s) per core:  1\n    Core(s) per socket:  {n}\n    Socket(s):           1\n    BogoMIPS:            4800.00\nVirtualization features: \n  Hypervisor vendor:     KVM\n  Virtualization type:   full\nCaches (sum of all):     \n  L1d:                   {} KiB ({n} instances)\n  L1i:                   {} KiB ({n} instances)\n  L2:                    {} MiB ({n} instances)\n",
+            n - 1,
+            32 * n,
+            32 * n,
+            n
+        ),
+    );
     Ok(0)
 }
 
 pub(crate) fn env(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
-    let rest: Vec<String> = argv[1..].iter().skip_while(|a| a.contains('=') || a.starts_with('-')).cloned().collect();
+    let rest: Vec<String> = argv[1..]
+        .iter()
+        .skip_while(|a| a.contains('=') || a.starts_with('-'))
+        .cloned()
+        .collect();
     if !rest.is_empty() && argv[0] != "printenv" {
         return super::dispatch(run, &rest, io);
     }
@@ -552,7 +810,14 @@ pub(crate) fn env(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
 pub(crate) fn date(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
     let (y, mo, d, h, mi, s, wd) = civil(run.now);
     let Some(fmt) = argv[1..].iter().find_map(|a| a.strip_prefix('+')) else {
-        out(io, &format!("{} {} {d:>2} {h:02}:{mi:02}:{s:02} UTC {y}\n", DAYS[wd], MONTHS[mo as usize - 1]));
+        out(
+            io,
+            &format!(
+                "{} {} {d:>2} {h:02}:{mi:02}:{s:02} UTC {y}\n",
+                DAYS[wd],
+                MONTHS[mo as usize - 1]
+            ),
+        );
         return Ok(0);
     };
     let mut text = String::new();

@@ -120,9 +120,14 @@ pub(crate) fn unary(run: &mut Run<'_>, pred: &UnaryPredicate, v: &str) -> bool {
     }
     let abs = crate::fs::absolute(&run.st.cwd, v);
     if matches!(pred, U::FileExistsAndIsSymlink) {
-        return run.fs.lstat(&abs).is_ok_and(|(_, n)| matches!(n.kind, NodeKind::Symlink(_)));
+        return run
+            .fs
+            .lstat(&abs)
+            .is_ok_and(|(_, n)| matches!(n.kind, NodeKind::Symlink(_)));
     }
-    let Ok((real, node)) = run.fs.stat(&abs) else { return false };
+    let Ok((real, node)) = run.fs.stat(&abs) else {
+        return false;
+    };
     if run.fs.check_traverse(&real, run.cred()).is_err() {
         return false;
     }
@@ -144,7 +149,11 @@ pub(crate) fn unary(run: &mut Run<'_>, pred: &UnaryPredicate, v: &str) -> bool {
         U::FileExistsAndIsReadable => bits & 4 != 0,
         U::FileExistsAndIsWritable => bits & 2 != 0 && !crate::fs::is_read_only(&real),
         U::FileExistsAndIsExecutable => {
-            if cred.uid == 0 { node.mode & 0o111 != 0 || node.is_dir() } else { bits & 1 != 0 }
+            if cred.uid == 0 {
+                node.mode & 0o111 != 0 || node.is_dir()
+            } else {
+                bits & 1 != 0
+            }
         }
         U::FileExistsAndIsNotZeroLength => node.size() > 0,
         U::FileExistsAndIsSetuid => node.mode & 0o4000 != 0,
@@ -176,8 +185,16 @@ pub(crate) fn binary(run: &mut Run<'_>, pred: &BinaryPredicate, a: &str, b: &str
         B::LeftFileIsNewerOrExistsWhenRightDoesNot
         | B::LeftFileIsOlderOrDoesNotExistWhenRightDoes
         | B::FilesReferToSameDeviceAndInodeNumbers => {
-            let ma = run.fs.stat(&crate::fs::absolute(&run.st.cwd, a)).ok().map(|(p, n)| (p, n.mtime));
-            let mb = run.fs.stat(&crate::fs::absolute(&run.st.cwd, b)).ok().map(|(p, n)| (p, n.mtime));
+            let ma = run
+                .fs
+                .stat(&crate::fs::absolute(&run.st.cwd, a))
+                .ok()
+                .map(|(p, n)| (p, n.mtime));
+            let mb = run
+                .fs
+                .stat(&crate::fs::absolute(&run.st.cwd, b))
+                .ok()
+                .map(|(p, n)| (p, n.mtime));
             match pred {
                 B::LeftFileIsNewerOrExistsWhenRightDoesNot => match (ma, mb) {
                     (Some(x), Some(y)) => x.1 > y.1,

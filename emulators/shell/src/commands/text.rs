@@ -14,8 +14,16 @@ const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
 // === shared helpers ===
 
+/// A named input: the file operand (or `-`) and its bytes.
+pub(crate) type Input = (String, Arc<[u8]>);
+
 /// The inputs of a filter: each file operand, or stdin when there is none.
-pub(crate) fn inputs(run: &mut Run<'_>, tool: &str, files: &[String], io: &mut Io) -> Result<Vec<(String, Arc<[u8]>)>, crate::interp::Flow> {
+pub(crate) fn inputs(
+    run: &mut Run<'_>,
+    tool: &str,
+    files: &[String],
+    io: &mut Io,
+) -> Result<Vec<Input>, crate::interp::Flow> {
     let mut out = Vec::new();
     if files.is_empty() {
         out.push(("-".to_string(), run.read_all(io)?));
@@ -326,7 +334,10 @@ pub(crate) fn printf_format(format: &str, args: &[String], max: usize) -> (Vec<u
                 j += 1;
             }
             let Some(&conv) = f.get(j) else {
-                warnings.push(format!("`{}': missing format character", f[i..].iter().collect::<String>()));
+                warnings.push(format!(
+                    "`{}': missing format character",
+                    f[i..].iter().collect::<String>()
+                ));
                 return (out, 1, warnings);
             };
             let arg = args.get(ai).cloned();
@@ -353,7 +364,10 @@ pub(crate) fn printf_format(format: &str, args: &[String], max: usize) -> (Vec<u
                     }
                     b
                 }
-                'c' => arg.and_then(|a| a.chars().next()).map(|c| c.to_string().into_bytes()).unwrap_or_default(),
+                'c' => arg
+                    .and_then(|a| a.chars().next())
+                    .map(|c| c.to_string().into_bytes())
+                    .unwrap_or_default(),
                 'd' | 'i' | 'u' | 'o' | 'x' | 'X' => {
                     let v = match arg.as_deref().map(printf_number) {
                         Some(Ok(v)) => v,
@@ -433,9 +447,17 @@ pub(crate) fn printf_format(format: &str, args: &[String], max: usize) -> (Vec<u
                         }
                         _ => format!("{v:.p$}"),
                     };
-                    let s = if flags.contains('+') && v >= 0.0 { format!("+{s}") } else { s };
+                    let s = if flags.contains('+') && v >= 0.0 {
+                        format!("+{s}")
+                    } else {
+                        s
+                    };
                     if zero && width > s.len() {
-                        let (sign, rest) = if s.starts_with(['-', '+']) { s.split_at(1) } else { ("", s.as_str()) };
+                        let (sign, rest) = if s.starts_with(['-', '+']) {
+                            s.split_at(1)
+                        } else {
+                            ("", s.as_str())
+                        };
                         format!("{sign}{}{rest}", "0".repeat(width - s.len())).into_bytes()
                     } else {
                         s.into_bytes()
@@ -462,7 +484,11 @@ fn pad(body: Vec<u8>, width: usize, left: bool, _zero: bool) -> Vec<u8> {
         return body;
     }
     let fill = vec![b' '; width - len];
-    if left { [body, fill].concat() } else { [fill, body].concat() }
+    if left {
+        [body, fill].concat()
+    } else {
+        [fill, body].concat()
+    }
 }
 
 // === regex ===
@@ -479,13 +505,14 @@ pub(crate) fn posix_to_rust(pattern: &str, extended: bool) -> String {
             if c == ']' {
                 in_class = false;
             }
-            if c == '[' && chars.get(i + 1) == Some(&':') {
-                if let Some(end) = chars[i..].iter().collect::<String>().find(":]") {
-                    let s: String = chars[i..i + end + 2].iter().collect();
-                    out.push_str(&s);
-                    i += end + 2;
-                    continue;
-                }
+            if c == '['
+                && chars.get(i + 1) == Some(&':')
+                && let Some(end) = chars[i..].iter().collect::<String>().find(":]")
+            {
+                let s: String = chars[i..i + end + 2].iter().collect();
+                out.push_str(&s);
+                i += end + 2;
+                continue;
             }
             if c == '\\' {
                 out.push_str("\\\\");
@@ -532,7 +559,9 @@ pub(crate) fn posix_to_rust(pattern: &str, extended: bool) -> String {
                 out.push('\\');
                 out.push(c);
             }
-            '*' if out.is_empty() || out.ends_with('(') || out.ends_with('|') || out.ends_with('^') => out.push_str("\\*"),
+            '*' if out.is_empty() || out.ends_with('(') || out.ends_with('|') || out.ends_with('^') => {
+                out.push_str("\\*")
+            }
             _ => out.push(c),
         }
         i += 1;
@@ -584,8 +613,8 @@ fn count_arg(args: &[String], default: i64) -> (i64, bool, bool, Vec<String>) {
         if let Some(v) = value {
             plus = v.starts_with('+');
             n = v.trim_start_matches('+').parse().unwrap_or(default);
-            if v.starts_with('-') {
-                n = -v[1..].parse::<i64>().unwrap_or(0);
+            if let Some(neg) = v.strip_prefix('-') {
+                n = -neg.parse::<i64>().unwrap_or(0);
             }
         }
         i += 1;
@@ -601,12 +630,20 @@ pub(crate) fn head(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
             out(io, &format!("{}==> {name} <==\n", if k > 0 { "\n" } else { "" }));
         }
         if bytes {
-            let end = if n >= 0 { (n as usize).min(data.len()) } else { data.len().saturating_sub(n.unsigned_abs() as usize) };
+            let end = if n >= 0 {
+                (n as usize).min(data.len())
+            } else {
+                data.len().saturating_sub(n.unsigned_abs() as usize)
+            };
             io.out.extend_from_slice(&data[..end]);
             continue;
         }
         let lines: Vec<&[u8]> = data.split_inclusive(|&b| b == b'\n').collect();
-        let take = if n >= 0 { (n as usize).min(lines.len()) } else { lines.len().saturating_sub(n.unsigned_abs() as usize) };
+        let take = if n >= 0 {
+            (n as usize).min(lines.len())
+        } else {
+            lines.len().saturating_sub(n.unsigned_abs() as usize)
+        };
         for l in &lines[..take] {
             io.out.extend_from_slice(l);
         }
@@ -615,7 +652,11 @@ pub(crate) fn head(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
 }
 
 pub(crate) fn tail(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
-    let args: Vec<String> = argv[1..].iter().filter(|a| !matches!(a.as_str(), "-f" | "-F" | "--follow")).cloned().collect();
+    let args: Vec<String> = argv[1..]
+        .iter()
+        .filter(|a| !matches!(a.as_str(), "-f" | "-F" | "--follow"))
+        .cloned()
+        .collect();
     let (n, plus, bytes, files) = count_arg(&args, 10);
     let n = n.unsigned_abs() as usize;
     let many = files.len() > 1;
@@ -624,12 +665,20 @@ pub(crate) fn tail(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
             out(io, &format!("{}==> {name} <==\n", if k > 0 { "\n" } else { "" }));
         }
         if bytes {
-            let start = if plus { n.saturating_sub(1).min(data.len()) } else { data.len().saturating_sub(n) };
+            let start = if plus {
+                n.saturating_sub(1).min(data.len())
+            } else {
+                data.len().saturating_sub(n)
+            };
             io.out.extend_from_slice(&data[start..]);
             continue;
         }
         let lines: Vec<&[u8]> = data.split_inclusive(|&b| b == b'\n').collect();
-        let start = if plus { n.saturating_sub(1).min(lines.len()) } else { lines.len().saturating_sub(n) };
+        let start = if plus {
+            n.saturating_sub(1).min(lines.len())
+        } else {
+            lines.len().saturating_sub(n)
+        };
         for l in &lines[start..] {
             io.out.extend_from_slice(l);
         }
@@ -675,7 +724,10 @@ pub(crate) fn grep(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
     }
     if patterns.is_empty() {
         if operands.is_empty() {
-            err(io, "Usage: grep [OPTION]... PATTERNS [FILE]...\nTry 'grep --help' for more information.\n");
+            err(
+                io,
+                "Usage: grep [OPTION]... PATTERNS [FILE]...\nTry 'grep --help' for more information.\n",
+            );
             return Ok(2);
         }
         patterns = operands.remove(0).split('\n').map(str::to_string).collect();
@@ -687,14 +739,22 @@ pub(crate) fn grep(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
     let line_x = opts.contains('x');
     let mut regexes = Vec::new();
     for p in &patterns {
-        let mut src = if fixed { regex::escape(p) } else { posix_to_rust(p, extended) };
+        let mut src = if fixed {
+            regex::escape(p)
+        } else {
+            posix_to_rust(p, extended)
+        };
         if word {
             src = format!("\\b(?:{src})\\b");
         }
         if line_x {
             src = format!("^(?:{src})$");
         }
-        match regex::bytes::RegexBuilder::new(&src).case_insensitive(icase).size_limit(REGEX_SIZE_LIMIT).build() {
+        match regex::bytes::RegexBuilder::new(&src)
+            .case_insensitive(icase)
+            .size_limit(REGEX_SIZE_LIMIT)
+            .build()
+        {
             Ok(r) => regexes.push(r),
             Err(_) => {
                 err(io, "grep: Unmatched [, [^, [:, [., or [=\n");
@@ -714,7 +774,11 @@ pub(crate) fn grep(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
     let mut matched_any = false;
     let had_errors_before = io.err.len();
     for (name, data) in inputs(run, "grep", &files, io)? {
-        let label = if name == "-" { "(standard input)".to_string() } else { name.clone() };
+        let label = if name == "-" {
+            "(standard input)".to_string()
+        } else {
+            name.clone()
+        };
         let mut count = 0;
         for (ln, line) in lines_of(&data).into_iter().enumerate() {
             let hit = regexes.iter().any(|r| r.is_match(line));
@@ -732,7 +796,11 @@ pub(crate) fn grep(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
             let prefix = format!(
                 "{}{}",
                 if show_names { format!("{label}:") } else { String::new() },
-                if opts.contains('n') { format!("{}:", ln + 1) } else { String::new() }
+                if opts.contains('n') {
+                    format!("{}:", ln + 1)
+                } else {
+                    String::new()
+                }
             );
             if opts.contains('o') && !opts.contains('v') {
                 for r in &regexes {
@@ -775,7 +843,13 @@ pub(crate) fn grep(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
 /// One sed command.
 #[derive(Debug, Clone)]
 enum SedCmd {
-    Subst { re: regex::bytes::Regex, rep: Vec<u8>, global: bool, nth: usize, print: bool },
+    Subst {
+        re: regex::bytes::Regex,
+        rep: Vec<u8>,
+        global: bool,
+        nth: usize,
+        print: bool,
+    },
     Print,
     Delete,
     Quit,
@@ -873,7 +947,9 @@ fn sed_parse(script: &str, extended: bool) -> Result<Vec<SedItem>, String> {
             negate = true;
             i += 1;
         }
-        let Some(&c) = chars.get(i) else { return Err("missing command".into()) };
+        let Some(&c) = chars.get(i) else {
+            return Err("missing command".into());
+        };
         i += 1;
         let cmd = match c {
             's' => {
@@ -892,12 +968,18 @@ fn sed_parse(script: &str, extended: bool) -> Result<Vec<SedItem>, String> {
                         'i' | 'I' => icase = true,
                         d if d.is_ascii_digit() => nth = d as usize - '0' as usize,
                         ' ' => {}
-                        _ => return Err(format!("unknown option to `s'")),
+                        _ => return Err("unknown option to `s'".to_string()),
                     }
                     i += 1;
                 }
                 let re = build_regex(&re, extended, icase).ok_or("invalid regex")?;
-                SedCmd::Subst { re, rep: rep.into_bytes(), global, nth: nth.max(1), print }
+                SedCmd::Subst {
+                    re,
+                    rep: rep.into_bytes(),
+                    global,
+                    nth: nth.max(1),
+                    print,
+                }
             }
             'p' => SedCmd::Print,
             'd' => SedCmd::Delete,
@@ -917,7 +999,11 @@ fn sed_parse(script: &str, extended: bool) -> Result<Vec<SedItem>, String> {
                     i += 1;
                 }
                 let text = text.trim_start().trim_start_matches('\\').to_string();
-                if c == 'a' { SedCmd::Append(text) } else { SedCmd::Insert(text) }
+                if c == 'a' {
+                    SedCmd::Append(text)
+                } else {
+                    SedCmd::Insert(text)
+                }
             }
             other => return Err(format!("unknown command: `{other}'")),
         };
@@ -935,7 +1021,9 @@ fn sed_replacement(rep: &[u8], caps: &regex::bytes::Captures<'_>) -> Vec<u8> {
             b'\\' if i + 1 < rep.len() => {
                 i += 1;
                 match rep[i] {
-                    d @ b'0'..=b'9' => out.extend_from_slice(caps.get((d - b'0') as usize).map_or(&b""[..], |m| m.as_bytes())),
+                    d @ b'0'..=b'9' => {
+                        out.extend_from_slice(caps.get((d - b'0') as usize).map_or(&b""[..], |m| m.as_bytes()))
+                    }
                     b'n' => out.push(b'\n'),
                     b't' => out.push(b'\t'),
                     other => out.push(other),
@@ -976,7 +1064,10 @@ pub(crate) fn sed(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
     }
     if scripts.is_empty() {
         if files.is_empty() {
-            err(io, "Usage: sed [OPTION]... {script-only-if-no-other-script} [input-file]...\n");
+            err(
+                io,
+                "Usage: sed [OPTION]... {script-only-if-no-other-script} [input-file]...\n",
+            );
             return Ok(1);
         }
         scripts.push(files.remove(0));
@@ -984,7 +1075,10 @@ pub(crate) fn sed(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
     let items = match sed_parse(&scripts.join("\n"), extended) {
         Ok(items) => items,
         Err(e) => {
-            err(io, &format!("sed: -e expression #1, char {}: {e}\n", scripts.join("\n").len()));
+            err(
+                io,
+                &format!("sed: -e expression #1, char {}: {e}\n", scripts.join("\n").len()),
+            );
             return Ok(1);
         }
     };
@@ -994,7 +1088,10 @@ pub(crate) fn sed(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
         for (name, data) in file_inputs {
             let result = sed_run(&items, &data, quiet, run.limits.max_output);
             if let Err(e) = run.write_file(&name, &result, false, "sed") {
-                err(io, &format!("sed: couldn't open temporary file {name}: {}\n", e.message()));
+                err(
+                    io,
+                    &format!("sed: couldn't open temporary file {name}: {}\n", e.message()),
+                );
                 status = 4;
             }
         }
@@ -1043,7 +1140,14 @@ fn sed_run(items: &[SedItem], data: &[u8], quiet: bool, max: usize) -> Vec<u8> {
                 continue;
             }
             match &item.cmd {
-                SedCmd::Subst { re, rep, global, nth, print, .. } => {
+                SedCmd::Subst {
+                    re,
+                    rep,
+                    global,
+                    nth,
+                    print,
+                    ..
+                } => {
                     let mut result = Vec::new();
                     let mut last = 0;
                     let mut count = 0;
@@ -1090,7 +1194,12 @@ fn sed_run(items: &[SedItem], data: &[u8], quiet: bool, max: usize) -> Vec<u8> {
                 SedCmd::Translit(a, b) => {
                     let s: String = String::from_utf8_lossy(&space)
                         .chars()
-                        .map(|c| a.iter().position(|&x| x == c).and_then(|i| b.get(i).copied()).unwrap_or(c))
+                        .map(|c| {
+                            a.iter()
+                                .position(|&x| x == c)
+                                .and_then(|i| b.get(i).copied())
+                                .unwrap_or(c)
+                        })
                         .collect();
                     space = s.into_bytes();
                 }
@@ -1146,7 +1255,10 @@ pub(crate) fn awk(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
             return Ok(2);
         }
     };
-    let data: Vec<u8> = inputs(run, "awk", &files, io)?.into_iter().flat_map(|(_, d)| d.to_vec()).collect();
+    let data: Vec<u8> = inputs(run, "awk", &files, io)?
+        .into_iter()
+        .flat_map(|(_, d)| d.to_vec())
+        .collect();
     let max = run.limits.max_output;
     let steps = run.limits.max_steps * 10;
     let status = super::awk::run(&prog, &data, fs.as_deref(), vars, &mut io.out, max, steps);
@@ -1164,8 +1276,15 @@ pub(crate) fn wc(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
     let mut total = (0usize, 0usize, 0usize);
     for (name, data) in &ins {
         let lines = data.iter().filter(|&&b| b == b'\n').count();
-        let words = data.split(|b| b.is_ascii_whitespace()).filter(|w| !w.is_empty()).count();
-        let bytes = if f.contains('m') { String::from_utf8_lossy(data).chars().count() } else { data.len() };
+        let words = data
+            .split(|b| b.is_ascii_whitespace())
+            .filter(|w| !w.is_empty())
+            .count();
+        let bytes = if f.contains('m') {
+            String::from_utf8_lossy(data).chars().count()
+        } else {
+            data.len()
+        };
         total = (total.0 + lines, total.1 + words, total.2 + bytes);
         rows.push((name.clone(), lines, words, bytes));
     }
@@ -1214,9 +1333,18 @@ pub(crate) fn sort(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
         let a = &argv[i];
         if a == "-k" {
             i += 1;
-            key = argv.get(i).and_then(|k| k.split([',', '.']).next()?.trim_end_matches(char::is_alphabetic).parse().ok());
+            key = argv.get(i).and_then(|k| {
+                k.split([',', '.'])
+                    .next()?
+                    .trim_end_matches(char::is_alphabetic)
+                    .parse()
+                    .ok()
+            });
         } else if let Some(k) = a.strip_prefix("-k") {
-            key = k.split([',', '.']).next().and_then(|k| k.trim_end_matches(char::is_alphabetic).parse().ok());
+            key = k
+                .split([',', '.'])
+                .next()
+                .and_then(|k| k.trim_end_matches(char::is_alphabetic).parse().ok());
             numeric |= k.contains('n');
         } else if a == "-t" {
             i += 1;
@@ -1232,7 +1360,10 @@ pub(crate) fn sort(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
         }
         i += 1;
     }
-    let data: Vec<u8> = inputs(run, "sort", &files, io)?.into_iter().flat_map(|(_, d)| d.to_vec()).collect();
+    let data: Vec<u8> = inputs(run, "sort", &files, io)?
+        .into_iter()
+        .flat_map(|(_, d)| d.to_vec())
+        .collect();
     let text = String::from_utf8_lossy(&data);
     let mut lines: Vec<&str> = text.lines().collect();
     let field = |l: &str| -> String {
@@ -1249,7 +1380,9 @@ pub(crate) fn sort(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
     };
     let num = |s: &str| -> f64 {
         let t = s.trim_start();
-        let end = t.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-')).unwrap_or(t.len());
+        let end = t
+            .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-'))
+            .unwrap_or(t.len());
         t[..end].parse().unwrap_or(0.0)
     };
     // GNU sort in C.UTF-8 compares bytes; the last resort is the whole line.
@@ -1260,13 +1393,25 @@ pub(crate) fn sort(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
         } else {
             fa.cmp(&fb)
         };
-        primary.then_with(|| if unique && numeric { std::cmp::Ordering::Equal } else { a.cmp(b) })
+        primary.then_with(|| {
+            if unique && numeric {
+                std::cmp::Ordering::Equal
+            } else {
+                a.cmp(b)
+            }
+        })
     });
     if reverse {
         lines.reverse();
     }
     if unique {
-        lines.dedup_by(|a, b| if numeric { num(&field(a)) == num(&field(b)) } else { field(a) == field(b) });
+        lines.dedup_by(|a, b| {
+            if numeric {
+                num(&field(a)) == num(&field(b))
+            } else {
+                field(a) == field(b)
+            }
+        });
     }
     for l in lines {
         out(io, &format!("{l}\n"));
@@ -1276,7 +1421,11 @@ pub(crate) fn sort(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
 
 pub(crate) fn uniq(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
     let (f, files) = flags(&argv[1..]);
-    let data = inputs(run, "uniq", &files[..files.len().min(1)], io)?.into_iter().next().map(|(_, d)| d).unwrap_or_else(|| Arc::from(&b""[..]));
+    let data = inputs(run, "uniq", &files[..files.len().min(1)], io)?
+        .into_iter()
+        .next()
+        .map(|(_, d)| d)
+        .unwrap_or_else(|| Arc::from(&b""[..]));
     let icase = f.contains('i');
     let mut groups: Vec<(&[u8], usize)> = Vec::new();
     for line in lines_of(&data) {
@@ -1352,12 +1501,18 @@ pub(crate) fn cut(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
     let spec = match (&fields, &chars) {
         (Some(s), _) | (None, Some(s)) => s.clone(),
         (None, None) => {
-            err(io, "cut: you must specify a list of bytes, characters, or fields\nTry 'cut --help' for more information.\n");
+            err(
+                io,
+                "cut: you must specify a list of bytes, characters, or fields\nTry 'cut --help' for more information.\n",
+            );
             return Ok(1);
         }
     };
     let Some(rs) = ranges(&spec) else {
-        err(io, "cut: fields are numbered from 1\nTry 'cut --help' for more information.\n");
+        err(
+            io,
+            "cut: fields are numbered from 1\nTry 'cut --help' for more information.\n",
+        );
         return Ok(1);
     };
     let want = |n: usize| rs.iter().any(|(a, b)| n >= *a && n <= *b);
@@ -1371,10 +1526,20 @@ pub(crate) fn cut(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
                     }
                     continue;
                 }
-                let picked: Vec<&str> = line.split(delim).enumerate().filter(|(n, _)| want(n + 1)).map(|(_, s)| s).collect();
+                let picked: Vec<&str> = line
+                    .split(delim)
+                    .enumerate()
+                    .filter(|(n, _)| want(n + 1))
+                    .map(|(_, s)| s)
+                    .collect();
                 out(io, &format!("{}\n", picked.join(&delim.to_string())));
             } else {
-                let picked: String = line.chars().enumerate().filter(|(n, _)| want(n + 1)).map(|(_, c)| c).collect();
+                let picked: String = line
+                    .chars()
+                    .enumerate()
+                    .filter(|(n, _)| want(n + 1))
+                    .map(|(_, c)| c)
+                    .collect();
                 out(io, &format!("{picked}\n"));
             }
         }
@@ -1399,7 +1564,10 @@ fn tr_set(spec: &str) -> Vec<char> {
                     "alnum" => ('0'..='9').chain('A'..='Z').chain('a'..='z').collect(),
                     "space" => vec![' ', '\t', '\n', '\r', '\x0b', '\x0c'],
                     "blank" => vec![' ', '\t'],
-                    "punct" => (33u8..127).map(char::from).filter(|c| c.is_ascii_punctuation()).collect(),
+                    "punct" => (33u8..127)
+                        .map(char::from)
+                        .filter(|c| c.is_ascii_punctuation())
+                        .collect(),
                     "xdigit" => ('0'..='9').chain('A'..='F').chain('a'..='f').collect(),
                     _ => Vec::new(),
                 };
@@ -1434,7 +1602,13 @@ pub(crate) fn tr(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
     let s1 = tr_set(&sets[0]);
     let s2 = sets.get(1).map(|s| tr_set(s)).unwrap_or_default();
     if !delete && !squeeze && sets.len() < 2 {
-        err(io, &format!("tr: missing operand after '{}'\nTry 'tr --help' for more information.\n", sets[0]));
+        err(
+            io,
+            &format!(
+                "tr: missing operand after '{}'\nTry 'tr --help' for more information.\n",
+                sets[0]
+            ),
+        );
         return Ok(1);
     }
     let data = run.read_all(io)?;
@@ -1479,9 +1653,19 @@ pub(crate) fn base64(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
     let (f, files) = flags(&argv[1..]);
     let decode = f.contains('d') || f.contains("[decode]");
     let ignore = f.contains('i');
-    let wrap = if f.contains("w0") || argv.iter().any(|a| a == "0") && f.contains('w') { 0 } else { 76 };
-    let files: Vec<String> = files.into_iter().filter(|a| a != "0" && a.parse::<usize>().is_err()).collect();
-    let Some((_, data)) = inputs(run, "base64", &files[..files.len().min(1)], io)?.into_iter().next() else {
+    let wrap = if f.contains("w0") || argv.iter().any(|a| a == "0") && f.contains('w') {
+        0
+    } else {
+        76
+    };
+    let files: Vec<String> = files
+        .into_iter()
+        .filter(|a| a != "0" && a.parse::<usize>().is_err())
+        .collect();
+    let Some((_, data)) = inputs(run, "base64", &files[..files.len().min(1)], io)?
+        .into_iter()
+        .next()
+    else {
         return Ok(1);
     };
     if decode {
@@ -1572,7 +1756,11 @@ pub(crate) fn seq(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
 }
 
 pub(crate) fn yes(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
-    let word = if argv.len() > 1 { argv[1..].join(" ") } else { "y".into() };
+    let word = if argv.len() > 1 {
+        argv[1..].join(" ")
+    } else {
+        "y".into()
+    };
     // Endless on a real host; here one output buffer's worth.
     while io.out.len() < run.limits.max_output.min(64 << 10) {
         out(io, &format!("{word}\n"));
@@ -1582,11 +1770,18 @@ pub(crate) fn yes(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
 
 pub(crate) fn basename(_: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
     let Some(p) = argv.get(1) else {
-        err(io, "basename: missing operand\nTry 'basename --help' for more information.\n");
+        err(
+            io,
+            "basename: missing operand\nTry 'basename --help' for more information.\n",
+        );
         return Ok(1);
     };
     let trimmed = p.trim_end_matches('/');
-    let mut base = if trimmed.is_empty() && !p.is_empty() { "/".to_string() } else { trimmed.rsplit('/').next().unwrap_or("").to_string() };
+    let mut base = if trimmed.is_empty() && !p.is_empty() {
+        "/".to_string()
+    } else {
+        trimmed.rsplit('/').next().unwrap_or("").to_string()
+    };
     if let Some(suffix) = argv.get(2)
         && base != *suffix
     {
@@ -1598,7 +1793,10 @@ pub(crate) fn basename(_: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
 
 pub(crate) fn dirname(_: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
     let Some(p) = argv.get(1) else {
-        err(io, "dirname: missing operand\nTry 'dirname --help' for more information.\n");
+        err(
+            io,
+            "dirname: missing operand\nTry 'dirname --help' for more information.\n",
+        );
         return Ok(1);
     };
     let trimmed = p.trim_end_matches('/');
@@ -1639,7 +1837,11 @@ pub(crate) fn xargs(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
         }
         i += 1;
     }
-    let cmd: Vec<String> = if i < argv.len() { argv[i..].to_vec() } else { vec!["echo".into()] };
+    let cmd: Vec<String> = if i < argv.len() {
+        argv[i..].to_vec()
+    } else {
+        vec!["echo".into()]
+    };
     let data = run.read_all(io)?;
     let text = String::from_utf8_lossy(&data).into_owned();
     let items: Vec<String> = if replace.is_some() {

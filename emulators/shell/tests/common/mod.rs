@@ -27,8 +27,14 @@ pub fn host_with(distro: &str, overlay: OverlayScope) -> ShellHost {
         distro,
         kernel_release: None,
         accounts: vec![
-            Account { name: "root".into(), password: "toor".into() },
-            Account { name: "admin".into(), password: "admin123".into() },
+            Account {
+                name: "root".into(),
+                password: "toor".into(),
+            },
+            Account {
+                name: "admin".into(),
+                password: "admin123".into(),
+            },
         ],
         seed: FleetSeed::from_passphrase("test").decky("web-01"),
         listening: vec![(22, false, "sshd".into())],
