@@ -15,6 +15,7 @@ mod fingerprint_check;
 mod floods;
 mod lifecycle;
 mod p0f;
+mod ssh;
 mod store;
 mod syslog;
 mod telnet;

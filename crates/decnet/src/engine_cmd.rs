@@ -14,6 +14,10 @@ use crate::cli::Global;
 /// Every protocol emulator this build has.
 fn registry() -> Registry {
     let mut registry = Registry::new();
+    registry.register(Arc::new(
+        // Compiled-in data that its unit tests parse: failing here is a build defect.
+        decnet_emu_ssh::emulator::Ssh::new().expect("the embedded SSH release profiles parse"),
+    ));
     registry.register(Arc::new(decnet_emu_telnet::Telnet));
     registry.register(Arc::new(decnet_emu_tftp::Tftp));
     registry

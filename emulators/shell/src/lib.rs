@@ -18,6 +18,7 @@
 
 mod arith;
 pub(crate) mod commands;
+pub mod emulator;
 pub mod fs;
 mod host;
 mod interp;

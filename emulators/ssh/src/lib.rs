@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cipher;
+pub mod emulator;
 pub mod handler;
 pub mod hostkey;
 pub mod ident;

@@ -24,7 +24,7 @@ use decnet_emu_sdk::{
     Accounts, BoxFuture, Close, Conn, Credential, DeckyInfo, Emulator, Kind, Outcome, Port, Recording,
     RecordingSummary, ServeError, Service, ServiceInfo, SessionCx, Transport, fields,
 };
-use decnet_shell::{Account, HostFacts, Limits, Mode, OverlayScope, ShellEvent, ShellHost, ShellOutput, ShellSession};
+use decnet_shell::{Limits, Mode, ShellHost, ShellOutput, ShellSession};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::{Instant, timeout_at};
 
@@ -57,7 +57,14 @@ impl Emulator for Telnet {
         let profile = Profile::named(&daemon).map_err(ServeError::Persona)?;
         let accounts = Accounts::from_persona(persona);
         let hostname = text("hostname").unwrap_or_else(|| service.decky.hostname.clone());
-        let host = shell_host(&service.decky, &hostname, &accounts, &service.ports)?;
+        let host = decnet_shell::emulator::host_for(
+            &service.decky,
+            &hostname,
+            &accounts,
+            "telnetd",
+            &service.ports,
+            unix(prepared_at()),
+        )?;
         Ok(Arc::new(TelnetService {
             profile,
             accounts,
@@ -66,38 +73,6 @@ impl Emulator for Telnet {
             decky: Arc::clone(&service.decky),
         }))
     }
-}
-
-/// The decky's shell world, as a login on it sees it.
-fn shell_host(decky: &DeckyInfo, hostname: &str, accounts: &Accounts, ports: &[Port]) -> Result<ShellHost, ServeError> {
-    let userland = &decky.userland;
-    let distro = decnet_shell::distro_of(&decky.distro, userland);
-    let facts = HostFacts {
-        hostname: hostname.to_string(),
-        ip: decky.ip,
-        prefix_len: 24,
-        gateway: std::net::Ipv4Addr::from(u32::from(decky.ip) & 0xffff_ff00 | 1),
-        mac: decky.mac,
-        distro,
-        kernel_release: None,
-        accounts: accounts
-            .names()
-            .into_iter()
-            .map(|name| Account {
-                name: name.to_string(),
-                password: accounts.password_of(name).unwrap_or_default().to_string(),
-            })
-            .collect(),
-        seed: decky.seed,
-        listening: ports
-            .iter()
-            .map(|p| (p.number, p.transport == Transport::Udp, "telnetd".to_string()))
-            .collect(),
-        overlay: OverlayScope::Session,
-        overlay_limits: Default::default(),
-        now: unix(prepared_at()),
-    };
-    ShellHost::new(facts).map_err(|e| ServeError::Persona(e.0))
 }
 
 struct TelnetService {
@@ -471,58 +446,11 @@ impl<'a> Session<'a> {
                     }
                     self.send(&codec::escape(&bytes)).await?
                 }
-                ShellOutput::Event(event) => self.log(event, user),
+                ShellOutput::Event(event) => decnet_shell::emulator::log_event(self.cx, event, user),
                 ShellOutput::Exit(_) => return Ok(true),
             }
         }
         Ok(false)
-    }
-
-    fn log(&self, event: ShellEvent, login: &str) {
-        match event {
-            ShellEvent::Command { line, cwd, user } => self.cx.emit(
-                Kind::Command,
-                fields! { "command" => line, "cwd" => cwd, "user" => user, "login" => login },
-            ),
-            ShellEvent::Download { tool, url } => self.cx.emit(
-                Kind::DownloadAttempt,
-                fields! { "tool" => tool, "url" => url, "user" => login },
-            ),
-            ShellEvent::FileCaptured {
-                path,
-                sha256,
-                data,
-                via,
-            } => {
-                let stored = self.cx.captures().quarantine(&data);
-                self.cx.emit(
-                    Kind::FileCaptured,
-                    fields! {
-                        "path" => path,
-                        "sha256" => sha256,
-                        "size" => data.len(),
-                        "via" => via,
-                        "user" => login,
-                        "quarantine" => stored.as_ref().ok().map(|q| q.path.display().to_string()),
-                        "not_stored" => stored.err(),
-                    },
-                );
-            }
-            ShellEvent::Password {
-                tool,
-                user,
-                password,
-                accepted,
-            } => {
-                let mut credential = Credential::plaintext(Some(&user), password.as_bytes());
-                credential.outcome = Some(if accepted { Outcome::Success } else { Outcome::Failure });
-                self.cx.emit_credential(
-                    Kind::AuthAttempt,
-                    fields! { "username" => user, "method" => tool, "login" => login },
-                    credential,
-                );
-            }
-        }
     }
 
     /// A profile text with its placeholders filled, and bare LFs made CR LF.

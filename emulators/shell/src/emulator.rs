@@ -1,0 +1,97 @@
+//! What the login emulators (SSH, Telnet) share around the shell: the
+//! decky's shell world built from what the engine tells them, and the events
+//! a session's shell output becomes.
+
+use decnet_emu_sdk::{Accounts, Credential, DeckyInfo, Kind, Outcome, Port, ServeError, SessionCx, Transport, fields};
+
+use crate::{Account, HostFacts, OverlayScope, ShellEvent, ShellHost, distro_of};
+
+/// The shell world of `decky`, called `hostname`, where `accounts` may log
+/// in, listing `program` on `ports` (what `netstat`/`ss` show). `now`
+/// (seconds since the epoch) anchors its boot time and file dates.
+pub fn host_for(
+    decky: &DeckyInfo,
+    hostname: &str,
+    accounts: &Accounts,
+    program: &str,
+    ports: &[Port],
+    now: i64,
+) -> Result<ShellHost, ServeError> {
+    let facts = HostFacts {
+        hostname: hostname.to_string(),
+        ip: decky.ip,
+        // The spec does not carry the LAN's prefix; a /24 is the common case.
+        prefix_len: 24,
+        gateway: std::net::Ipv4Addr::from(u32::from(decky.ip) & 0xffff_ff00 | 1),
+        mac: decky.mac,
+        distro: distro_of(&decky.distro, &decky.userland),
+        kernel_release: None,
+        accounts: accounts
+            .names()
+            .into_iter()
+            .map(|name| Account {
+                name: name.to_string(),
+                password: accounts.password_of(name).unwrap_or_default().to_string(),
+            })
+            .collect(),
+        seed: decky.seed,
+        listening: ports
+            .iter()
+            .map(|p| (p.number, p.transport == Transport::Udp, program.to_string()))
+            .collect(),
+        overlay: OverlayScope::Session,
+        overlay_limits: Default::default(),
+        now,
+    };
+    ShellHost::new(facts).map_err(|e| ServeError::Persona(e.0))
+}
+
+/// Logs what the shell of `login`'s session reported: command lines,
+/// download attempts, dropped files (quarantined here) and passwords typed
+/// at `sudo`/`su`/`passwd`.
+pub fn log_event(cx: &SessionCx, event: ShellEvent, login: &str) {
+    match event {
+        ShellEvent::Command { line, cwd, user } => cx.emit(
+            Kind::Command,
+            fields! { "command" => line, "cwd" => cwd, "user" => user, "login" => login },
+        ),
+        ShellEvent::Download { tool, url } => cx.emit(
+            Kind::DownloadAttempt,
+            fields! { "tool" => tool, "url" => url, "user" => login },
+        ),
+        ShellEvent::FileCaptured {
+            path,
+            sha256,
+            data,
+            via,
+        } => {
+            let stored = cx.captures().quarantine(&data);
+            cx.emit(
+                Kind::FileCaptured,
+                fields! {
+                    "path" => path,
+                    "sha256" => sha256,
+                    "size" => data.len(),
+                    "via" => via,
+                    "user" => login,
+                    "quarantine" => stored.as_ref().ok().map(|q| q.path.display().to_string()),
+                    "not_stored" => stored.err(),
+                },
+            );
+        }
+        ShellEvent::Password {
+            tool,
+            user,
+            password,
+            accepted,
+        } => {
+            let mut credential = Credential::plaintext(Some(&user), password.as_bytes());
+            credential.outcome = Some(if accepted { Outcome::Success } else { Outcome::Failure });
+            cx.emit_credential(
+                Kind::AuthAttempt,
+                fields! { "username" => user, "method" => tool, "login" => login },
+                credential,
+            );
+        }
+    }
+}
