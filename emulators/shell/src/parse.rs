@@ -42,6 +42,11 @@ pub(crate) fn parse(text: &str, limits: &Limits) -> Result<ast::Program, ParseFa
     if text.len() > limits.max_line || nesting(text) > limits.max_nesting {
         return Err(ParseFailure::TooComplex);
     }
+    if let Some(token) = heredoc_without_word(text) {
+        // brush-parser 0.4's tokenizer loops, allocating without bound, on
+        // some here-documents that have no delimiter word; bash rejects them.
+        return Err(ParseFailure::Syntax { token });
+    }
     let mut parser = brush_parser::Parser::new(std::io::Cursor::new(text.as_bytes()), &options());
     match parser.parse_program() {
         Ok(p) => Ok(p),
@@ -63,6 +68,47 @@ pub(crate) fn parse(text: &str, limits: &Limits) -> Result<ast::Program, ParseFa
             token: token_at(text, pos.index),
         }),
     }
+}
+
+/// A `<<` (not `<<<`) outside quotes whose next token is an operator or the
+/// end of the input: the token bash would name in its syntax error.
+fn heredoc_without_word(text: &str) -> Option<String> {
+    let b = text.as_bytes();
+    let (mut i, mut single, mut double) = (0, false, false);
+    while i < b.len() {
+        match b[i] {
+            b'\\' if !single => i += 1,
+            b'\'' if !double => single = !single,
+            b'"' if !single => double = !double,
+            b'<' if !single && !double && b.get(i + 1) == Some(&b'<') && b.get(i + 2) != Some(&b'<') => {
+                let mut j = i + 2;
+                if b.get(j) == Some(&b'-') {
+                    j += 1;
+                }
+                while matches!(b.get(j), Some(b' ' | b'\t')) {
+                    j += 1;
+                }
+                match b.get(j) {
+                    None | Some(b'\n') => return Some("newline".into()),
+                    Some(&c) if b"&|;<>()".contains(&c) => {
+                        let two = text.get(j..j + 2).unwrap_or("");
+                        let token = if ["&&", "||", ";;", ">>", "<<"].contains(&two) {
+                            two
+                        } else {
+                            &text[j..j + 1]
+                        };
+                        return Some(token.to_string());
+                    }
+                    _ => {}
+                }
+                i = j;
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
 }
 
 /// The token starting at (or after) char index `at`.
@@ -101,4 +147,28 @@ fn nesting(text: &str) -> usize {
         .filter(|w| matches!(*w, "if" | "while" | "until" | "for" | "case" | "do" | "then"))
         .count();
     max.max(keywords / 4)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heredoc_without_a_word_is_a_syntax_error() {
+        let limits = Limits::default();
+        for (text, token) in [
+            ("cat << && x", "&&"),
+            ("cat <<", "newline"),
+            ("'\n|| ' $( << && * ", "&&"),
+        ] {
+            assert_eq!(
+                parse(text, &limits).err(),
+                Some(ParseFailure::Syntax { token: token.into() }),
+                "{text:?}"
+            );
+        }
+        assert!(parse("cat <<EOF\nx\nEOF", &limits).is_ok());
+        assert!(parse("cat <<< word", &limits).is_ok());
+        assert!(parse("echo '<< &&'", &limits).is_ok());
+    }
 }

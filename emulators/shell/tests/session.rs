@@ -299,3 +299,23 @@ fn ls_on_a_terminal_uses_columns_and_colours() {
     let piped = common::exec(&common::host("debian"), "ls --color=auto / | head -2");
     assert_eq!(piped.stdout, "bin\nboot\n");
 }
+
+#[test]
+fn globs_read_the_fake_filesystem() {
+    let host = common::host("debian");
+    assert_eq!(exec(&host, "echo /etc/host*").stdout, "/etc/hostname /etc/hosts\n");
+    assert_eq!(
+        exec(&host, "cd /tmp; touch b.sh a.sh c.txt; echo *.sh; echo *.none").stdout,
+        "a.sh b.sh\n*.none\n"
+    );
+    assert_eq!(exec(&host, "ls -d /ro*").stdout, "/root\n");
+    let mut pty = Pty::new(&host, "root");
+    assert_eq!(
+        pty.type_("read -p 'Name: ' n; echo \"hi $n\"\r"),
+        "read -p 'Name: ' n; echo \"hi $n\"\r\nName: "
+    );
+    assert_eq!(pty.type_("bob\r"), "bob\r\nhi bob\r\nroot@web-01:~# ");
+    // A long multibyte value is cut on a character boundary.
+    let r = exec(&host, "x=$(printf 'é%.0s' {1..10}); echo ${#x}");
+    assert_eq!(r.stdout, "10\n");
+}
