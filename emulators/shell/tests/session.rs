@@ -296,7 +296,7 @@ fn ls_on_a_terminal_uses_columns_and_colours() {
         "{shown:?}"
     );
     // Through a pipe: one name per line, no colour, no long format.
-    let piped = common::exec(&common::host("debian"), "ls --color=auto / | head -2");
+    let piped = exec(&common::host("debian"), "ls --color=auto / | head -2");
     assert_eq!(piped.stdout, "bin\nboot\n");
 }
 
