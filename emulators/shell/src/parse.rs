@@ -101,7 +101,26 @@ fn heredoc_without_word(text: &str) -> Option<String> {
                     }
                     _ => {}
                 }
-                i = j;
+                // The delimiter word: brush-parser loops the same way on a
+                // delimiter that is empty once unquoted (`<<''`).
+                let mut k = j;
+                let mut quote: Option<u8> = None;
+                let mut content = 0;
+                while let Some(&c) = b.get(k) {
+                    match (quote, c) {
+                        (None, b' ' | b'\t' | b'\n' | b'&' | b'|' | b';' | b'<' | b'>' | b'(' | b')') => break,
+                        (None, b'\'' | b'"') => quote = Some(c),
+                        (Some(q), c) if c == q => quote = None,
+                        (None, b'\\') => {}
+                        (_, b'\n') => {}
+                        _ => content += 1,
+                    }
+                    k += 1;
+                }
+                if content == 0 {
+                    return Some("newline".into());
+                }
+                i = k;
                 continue;
             }
             _ => {}
@@ -160,6 +179,9 @@ mod tests {
             ("cat << && x", "&&"),
             ("cat <<", "newline"),
             ("'\n|| ' $( << && * ", "&&"),
+            ("<<<<<''<  ", "newline"),
+            ("cat <<'' x", "newline"),
+            ("cat <<\"\n\"", "newline"),
         ] {
             assert_eq!(
                 parse(text, &limits).err(),
