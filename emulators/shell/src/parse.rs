@@ -70,49 +70,49 @@ pub(crate) fn parse(text: &str, limits: &Limits) -> Result<ast::Program, ParseFa
     }
 }
 
-/// A `<<` (not `<<<`) outside quotes whose next token is an operator or the
-/// end of the input: the token bash would name in its syntax error.
+/// A `<<` (not `<<<`) outside quotes whose delimiter word is missing (the
+/// next token is an operator or the end) or empty once unquoted (`<<''`):
+/// the token bash would name in its syntax error. brush-parser 0.4's
+/// tokenizer loops, allocating without bound, on both.
 fn heredoc_without_word(text: &str) -> Option<String> {
-    let b = text.as_bytes();
+    let c: Vec<char> = text.chars().collect();
     let (mut i, mut single, mut double) = (0, false, false);
-    while i < b.len() {
-        match b[i] {
-            b'\\' if !single => i += 1,
-            b'\'' if !double => single = !single,
-            b'"' if !single => double = !double,
-            b'<' if !single && !double && b.get(i + 1) == Some(&b'<') && b.get(i + 2) != Some(&b'<') => {
+    let operator = |ch: char| "&|;<>()".contains(ch);
+    while i < c.len() {
+        match c[i] {
+            '\\' if !single => i += 1,
+            '\'' if !double => single = !single,
+            '"' if !single => double = !double,
+            '<' if !single && !double && c.get(i + 1) == Some(&'<') && c.get(i + 2) != Some(&'<') => {
                 let mut j = i + 2;
-                if b.get(j) == Some(&b'-') {
+                if c.get(j) == Some(&'-') {
                     j += 1;
                 }
-                while matches!(b.get(j), Some(b' ' | b'\t')) {
+                while c.get(j).is_some_and(|ch| ch.is_whitespace() && *ch != '\n') {
                     j += 1;
                 }
-                match b.get(j) {
-                    None | Some(b'\n') => return Some("newline".into()),
-                    Some(&c) if b"&|;<>()".contains(&c) => {
-                        let two = text.get(j..j + 2).unwrap_or("");
-                        let token = if ["&&", "||", ";;", ">>", "<<"].contains(&two) {
+                match c.get(j) {
+                    None | Some('\n') => return Some("newline".into()),
+                    Some(&ch) if operator(ch) => {
+                        let two: String = c[j..(j + 2).min(c.len())].iter().collect();
+                        let token = if ["&&", "||", ";;", ">>", "<<"].contains(&two.as_str()) {
                             two
                         } else {
-                            &text[j..j + 1]
+                            ch.to_string()
                         };
-                        return Some(token.to_string());
+                        return Some(token);
                     }
                     _ => {}
                 }
-                // The delimiter word: brush-parser loops the same way on a
-                // delimiter that is empty once unquoted (`<<''`).
                 let mut k = j;
-                let mut quote: Option<u8> = None;
+                let mut quote: Option<char> = None;
                 let mut content = 0;
-                while let Some(&c) = b.get(k) {
-                    match (quote, c) {
-                        (None, b' ' | b'\t' | b'\n' | b'&' | b'|' | b';' | b'<' | b'>' | b'(' | b')') => break,
-                        (None, b'\'' | b'"') => quote = Some(c),
-                        (Some(q), c) if c == q => quote = None,
-                        (None, b'\\') => {}
-                        (_, b'\n') => {}
+                while let Some(&ch) = c.get(k) {
+                    match quote {
+                        None if ch.is_whitespace() || operator(ch) => break,
+                        None if ch == '\'' || ch == '"' => quote = Some(ch),
+                        Some(q) if ch == q => quote = None,
+                        _ if ch == '\\' || ch.is_whitespace() || ch.is_control() => {}
                         _ => content += 1,
                     }
                     k += 1;
@@ -182,6 +182,7 @@ mod tests {
             ("<<<<<''<  ", "newline"),
             ("cat <<'' x", "newline"),
             ("cat <<\"\n\"", "newline"),
+            ("<< \x0c ", "newline"),
         ] {
             assert_eq!(
                 parse(text, &limits).err(),
