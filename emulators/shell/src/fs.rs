@@ -26,6 +26,14 @@ pub enum NodeKind {
     Generated(Generated),
     /// A character device (`/dev/null` reads empty and swallows writes).
     CharDevice(Device),
+    /// An installed program: an ELF image of `size` bytes made only when
+    /// read, so a decky's hundreds of binaries cost a few bytes each.
+    Program {
+        /// The command it runs.
+        name: Arc<str>,
+        /// Its size on disk.
+        size: u64,
+    },
 }
 
 /// Files whose contents depend on the time of reading.
@@ -100,6 +108,7 @@ impl Node {
             NodeKind::File(data) => data.len() as u64,
             NodeKind::Symlink(target) => target.len() as u64,
             NodeKind::Generated(_) | NodeKind::CharDevice(_) => 0,
+            NodeKind::Program { size, .. } => *size,
         }
     }
 
@@ -109,7 +118,7 @@ impl Node {
             NodeKind::Dir => 'd',
             NodeKind::Symlink(_) => 'l',
             NodeKind::CharDevice(_) => 'c',
-            NodeKind::File(_) | NodeKind::Generated(_) => '-',
+            NodeKind::File(_) | NodeKind::Generated(_) | NodeKind::Program { .. } => '-',
         }
     }
 }
@@ -359,6 +368,7 @@ impl Fs {
         match node.kind {
             NodeKind::Dir => Err(FsError::IsADirectory),
             NodeKind::File(data) => Ok(Content::Bytes(data)),
+            NodeKind::Program { name, size } => Ok(Content::Bytes(program_image(&name, size).into())),
             NodeKind::Generated(g) => Ok(Content::Generated(g)),
             NodeKind::CharDevice(d) => Ok(Content::Device(d)),
             NodeKind::Symlink(_) => Err(FsError::Loop),
@@ -559,6 +569,16 @@ pub enum Content {
     Generated(Generated),
     /// A device.
     Device(Device),
+}
+
+/// The bytes of an installed program: an x86-64 ELF header, the command's
+/// name (how the shell knows what a copied binary runs), zero padding.
+pub fn program_image(name: &str, size: u64) -> Vec<u8> {
+    let mut data = b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0\x03\0>\0\x01\0\0\0".to_vec();
+    data.extend_from_slice(name.as_bytes());
+    data.push(0);
+    data.resize((size as usize).max(data.len()), 0);
+    data
 }
 
 /// Whether writes under `real` are refused for everyone.

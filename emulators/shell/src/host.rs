@@ -455,12 +455,15 @@ fn build(facts: HostFacts, common: &CommonData, family: &FamilyData) -> Result<H
         }
         ("/bin", "/sbin")
     };
-    let stub = |name: &str, rng: &mut SeedRng| {
-        // An ELF header and a plausible size: `cat` and `file` see a binary.
-        let mut data = b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0\x03\0>\0\x01\0\0\0".to_vec();
-        data.extend_from_slice(name.as_bytes());
-        data.resize(rng.range(14_000, 160_000) as usize, 0);
-        Node::file(data, 0o755, 0, 0, t + rng.below(30 * 86_400) as i64)
+    let stub = |name: &str, rng: &mut SeedRng| Node {
+        kind: NodeKind::Program {
+            name: name.into(),
+            size: rng.range(14_000, 160_000),
+        },
+        mode: 0o755,
+        uid: 0,
+        gid: 0,
+        mtime: t + rng.below(30 * 86_400) as i64,
     };
     for name in common.bin.iter().chain(family.extra_bin.iter()) {
         base.insert(format!("{bin_dir}/{name}"), stub(name, &mut rng));

@@ -180,6 +180,31 @@ impl Run<'_> {
     }
 
     pub(crate) fn emit(&mut self, event: ShellEvent) {
+        if let ShellEvent::FileCaptured { path, data, .. } = &event {
+            // One capture per path per command line: the file as it ends up.
+            // A loop appending to a big file would otherwise hold a copy per write.
+            let slot = self
+                .events
+                .iter()
+                .position(|e| matches!(e, ShellEvent::FileCaptured { path: p, .. } if p == path));
+            let held: usize = self
+                .events
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| Some(*i) != slot)
+                .map(|(_, e)| match e {
+                    ShellEvent::FileCaptured { data, .. } => data.len(),
+                    _ => 0,
+                })
+                .sum();
+            if held + data.len() > self.limits.max_capture {
+                return;
+            }
+            if let Some(i) = slot {
+                self.events[i] = event;
+                return;
+            }
+        }
         if self.events.len() < 1024 {
             self.events.push(event);
         }
@@ -629,10 +654,11 @@ impl Run<'_> {
         if append && let Some(old) = self.st.vars.get(name) {
             value = format!("{old}{value}");
         }
-        value.truncate(self.limits.max_var_len.min(value.len()));
-        while !value.is_char_boundary(value.len()) {
-            value.pop();
+        let mut end = self.limits.max_var_len.min(value.len());
+        while !value.is_char_boundary(end) {
+            end -= 1;
         }
+        value.truncate(end);
         if self.st.vars.len() < 4096 || self.st.vars.contains_key(name) {
             self.st.vars.insert(name.to_string(), value);
         }
@@ -1539,9 +1565,9 @@ fn brace_members(members: &[word::BraceExpressionMember], max: usize) -> Vec<Str
             word::BraceExpressionMember::CharSequence { start, end, .. } => {
                 let (a, b) = (*start as u32, *end as u32);
                 let range: Vec<u32> = if a <= b {
-                    (a..=b).collect()
+                    (a..=b).take(max).collect()
                 } else {
-                    (b..=a).rev().collect()
+                    (b..=a).rev().take(max).collect()
                 };
                 out.extend(range.into_iter().take(max).filter_map(char::from_u32).map(String::from));
             }

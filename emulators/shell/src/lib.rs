@@ -56,6 +56,8 @@ pub struct Limits {
     pub max_history: usize,
     /// Bytes accepted from `cat > f`-style input or exec stdin.
     pub max_input: usize,
+    /// Bytes of captured file contents reported per command line.
+    pub max_capture: usize,
 }
 
 impl Default for Limits {
@@ -70,6 +72,7 @@ impl Default for Limits {
             max_var_len: 1 << 20,
             max_history: 500,
             max_input: 4 << 20,
+            max_capture: 16 << 20,
         }
     }
 }

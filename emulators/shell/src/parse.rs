@@ -42,6 +42,11 @@ pub(crate) fn parse(text: &str, limits: &Limits) -> Result<ast::Program, ParseFa
     if text.len() > limits.max_line || nesting(text) > limits.max_nesting {
         return Err(ParseFailure::TooComplex);
     }
+    if let Some(token) = heredoc_without_word(text) {
+        // brush-parser 0.4's tokenizer loops, allocating without bound, on
+        // some here-documents that have no delimiter word; bash rejects them.
+        return Err(ParseFailure::Syntax { token });
+    }
     let mut parser = brush_parser::Parser::new(std::io::Cursor::new(text.as_bytes()), &options());
     match parser.parse_program() {
         Ok(p) => Ok(p),
@@ -63,6 +68,66 @@ pub(crate) fn parse(text: &str, limits: &Limits) -> Result<ast::Program, ParseFa
             token: token_at(text, pos.index),
         }),
     }
+}
+
+/// A `<<` (not `<<<`) outside quotes whose delimiter word is missing (the
+/// next token is an operator or the end) or empty once unquoted (`<<''`):
+/// the token bash would name in its syntax error. brush-parser 0.4's
+/// tokenizer loops, allocating without bound, on both.
+fn heredoc_without_word(text: &str) -> Option<String> {
+    let c: Vec<char> = text.chars().collect();
+    let (mut i, mut single, mut double) = (0, false, false);
+    let operator = |ch: char| "&|;<>()".contains(ch);
+    while i < c.len() {
+        match c[i] {
+            '\\' if !single => i += 1,
+            '\'' if !double => single = !single,
+            '"' if !single => double = !double,
+            '<' if !single && !double && c.get(i + 1) == Some(&'<') && c.get(i + 2) != Some(&'<') => {
+                let mut j = i + 2;
+                if c.get(j) == Some(&'-') {
+                    j += 1;
+                }
+                while c.get(j).is_some_and(|ch| ch.is_whitespace() && *ch != '\n') {
+                    j += 1;
+                }
+                match c.get(j) {
+                    None | Some('\n') => return Some("newline".into()),
+                    Some(&ch) if operator(ch) => {
+                        let two: String = c[j..(j + 2).min(c.len())].iter().collect();
+                        let token = if ["&&", "||", ";;", ">>", "<<"].contains(&two.as_str()) {
+                            two
+                        } else {
+                            ch.to_string()
+                        };
+                        return Some(token);
+                    }
+                    _ => {}
+                }
+                let mut k = j;
+                let mut quote: Option<char> = None;
+                let mut content = 0;
+                while let Some(&ch) = c.get(k) {
+                    match quote {
+                        None if ch.is_whitespace() || operator(ch) => break,
+                        None if ch == '\'' || ch == '"' => quote = Some(ch),
+                        Some(q) if ch == q => quote = None,
+                        _ if ch == '\\' || ch.is_whitespace() || ch.is_control() => {}
+                        _ => content += 1,
+                    }
+                    k += 1;
+                }
+                if content == 0 {
+                    return Some("newline".into());
+                }
+                i = k;
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
 }
 
 /// The token starting at (or after) char index `at`.
@@ -101,4 +166,32 @@ fn nesting(text: &str) -> usize {
         .filter(|w| matches!(*w, "if" | "while" | "until" | "for" | "case" | "do" | "then"))
         .count();
     max.max(keywords / 4)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heredoc_without_a_word_is_a_syntax_error() {
+        let limits = Limits::default();
+        for (text, token) in [
+            ("cat << && x", "&&"),
+            ("cat <<", "newline"),
+            ("'\n|| ' $( << && * ", "&&"),
+            ("<<<<<''<  ", "newline"),
+            ("cat <<'' x", "newline"),
+            ("cat <<\"\n\"", "newline"),
+            ("<< \x0c ", "newline"),
+        ] {
+            assert_eq!(
+                parse(text, &limits).err(),
+                Some(ParseFailure::Syntax { token: token.into() }),
+                "{text:?}"
+            );
+        }
+        assert!(parse("cat <<EOF\nx\nEOF", &limits).is_ok());
+        assert!(parse("cat <<< word", &limits).is_ok());
+        assert!(parse("echo '<< &&'", &limits).is_ok());
+    }
 }

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
-use crate::fs::{Fs, Overlay};
+use crate::fs::{Cred, Fs, FsError, Node, Overlay};
 use crate::host::{ShellHost, User};
 use crate::interp::{Answer, Flow, InputRequest, Io, Run, State, Stdin};
 use crate::parse::{ParseFailure, parse};
@@ -139,6 +139,66 @@ impl ShellSession {
     /// The filesystem view of this session (for SFTP/SCP on the same login).
     pub fn filesystem(&self) -> &Fs {
         &self.fs
+    }
+
+    /// The working directory (where relative SFTP/SCP paths start).
+    pub fn cwd(&self) -> &str {
+        &self.st.cwd
+    }
+
+    /// The logged-in user (after any `su`).
+    pub fn user(&self) -> &User {
+        &self.st.user
+    }
+
+    /// Reads a file as the session's user (SFTP/SCP downloads); `/proc`
+    /// files are rendered as `cat` would show them.
+    pub fn read_file(&mut self, now: i64, path: &str) -> Result<Vec<u8>, FsError> {
+        self.with_run(now, |run| run.read_file(path).map(|d| d.to_vec()))
+    }
+
+    /// Writes a file as the session's user (SFTP/SCP uploads), with the
+    /// user's permissions and the overlay's bounds; returns the
+    /// [`ShellEvent::FileCaptured`] to log and quarantine.
+    pub fn write_file(&mut self, now: i64, path: &str, data: &[u8]) -> Result<Option<ShellEvent>, FsError> {
+        self.with_run(now, |run| {
+            run.write_file(path, data, false, "upload")?;
+            Ok(run.events.pop())
+        })
+    }
+
+    /// Lists a directory as the session's user (names and nodes, sorted).
+    pub fn list_dir(&self, path: &str) -> Result<Vec<(String, Node)>, FsError> {
+        let abs = crate::fs::absolute(&self.st.cwd, path);
+        self.fs.list(
+            &abs,
+            Cred {
+                uid: self.st.user.uid,
+                gids: &self.st.user.gids,
+            },
+        )
+    }
+
+    fn with_run<T>(&mut self, now: i64, f: impl FnOnce(&mut Run<'_>) -> T) -> T {
+        let mut run = Run {
+            st: &mut self.st,
+            host: &self.host,
+            fs: &self.fs,
+            now,
+            rng: &mut self.rng,
+            answers: VecDeque::new(),
+            events: Vec::new(),
+            flushed: Vec::new(),
+            flushed_bytes: 0,
+            steps: 0,
+            depth: 0,
+            interactive: self.interactive,
+            limits: self.limits,
+            exec_stdin: None,
+            line_no: 1,
+            subst_status: None,
+        };
+        f(&mut run)
     }
 
     /// Starts the shell: the first prompt, or the exec request's run.

@@ -38,3 +38,14 @@ fn a_thousand_idle_sessions_fit_in_200_kb_each() {
     assert!(per_session < 200.0, "{per_session} kB per session");
     assert_eq!(sessions.len(), 1000);
 }
+
+#[test]
+fn a_prepared_decky_is_small() {
+    let _warm = common::host("debian");
+    let before = rss_kb();
+    let hosts: Vec<_> = (0..50).map(|_| common::host("debian")).collect();
+    let per_host = rss_kb().saturating_sub(before) as f64 / 50.0;
+    println!("RSS per prepared decky shell (base filesystem, users, processes): {per_host:.1} kB");
+    assert!(per_host < 1024.0, "{per_host} kB per decky");
+    assert_eq!(hosts.len(), 50);
+}

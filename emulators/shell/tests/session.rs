@@ -296,6 +296,67 @@ fn ls_on_a_terminal_uses_columns_and_colours() {
         "{shown:?}"
     );
     // Through a pipe: one name per line, no colour, no long format.
-    let piped = common::exec(&common::host("debian"), "ls --color=auto / | head -2");
+    let piped = exec(&common::host("debian"), "ls --color=auto / | head -2");
     assert_eq!(piped.stdout, "bin\nboot\n");
+}
+
+#[test]
+fn globs_read_the_fake_filesystem() {
+    let host = common::host("debian");
+    assert_eq!(exec(&host, "echo /etc/host*").stdout, "/etc/hostname /etc/hosts\n");
+    assert_eq!(
+        exec(&host, "cd /tmp; touch b.sh a.sh c.txt; echo *.sh; echo *.none").stdout,
+        "a.sh b.sh\n*.none\n"
+    );
+    assert_eq!(exec(&host, "ls -d /ro*").stdout, "/root\n");
+    let mut pty = Pty::new(&host, "root");
+    assert_eq!(
+        pty.type_("read -p 'Name: ' n; echo \"hi $n\"\r"),
+        "read -p 'Name: ' n; echo \"hi $n\"\r\nName: "
+    );
+    assert_eq!(pty.type_("bob\r"), "bob\r\nhi bob\r\nroot@web-01:~# ");
+    // A long multibyte value is cut on a character boundary.
+    let r = exec(&host, "x=$(printf 'é%.0s' {1..10}); echo ${#x}");
+    assert_eq!(r.stdout, "10\n");
+}
+
+#[test]
+fn file_transfer_helpers_use_the_same_filesystem() {
+    let host = common::host("debian");
+    let mut s = decnet_shell::ShellSession::new(
+        &host,
+        "admin",
+        decnet_shell::Mode::Interactive,
+        decnet_shell::Limits::default(),
+        1,
+    );
+    assert_eq!(s.cwd(), "/home/admin");
+    let event = s
+        .write_file(common::NOW, "up.bin", b"payload")
+        .expect("home is writable");
+    assert!(matches!(event, Some(ShellEvent::FileCaptured { ref path, .. }) if path == "/home/admin/up.bin"));
+    assert_eq!(
+        s.read_file(common::NOW, "/home/admin/up.bin").expect("readable"),
+        b"payload"
+    );
+    assert_eq!(
+        s.write_file(common::NOW, "/etc/x", b"no").err(),
+        Some(decnet_shell::fs::FsError::PermissionDenied)
+    );
+    assert_eq!(
+        s.read_file(common::NOW, "/etc/shadow").err(),
+        Some(decnet_shell::fs::FsError::PermissionDenied)
+    );
+    assert!(s.list_dir(".").expect("listable").iter().any(|(n, _)| n == "up.bin"));
+    assert!(
+        String::from_utf8(s.read_file(common::NOW, "/proc/uptime").expect("proc"))
+            .expect("text")
+            .contains('.')
+    );
+    // The shell sees the upload.
+    let out = s.feed(common::NOW, b"cat up.bin\r");
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, ShellOutput::Stdout(b) if b.windows(7).any(|w| w == b"payload")))
+    );
 }

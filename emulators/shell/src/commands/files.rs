@@ -902,7 +902,7 @@ pub(crate) fn walk_files(run: &mut Run<'_>, roots: &[String]) -> Vec<String> {
                     }
                 }
             }
-            Ok((_, n)) if matches!(n.kind, NodeKind::File(_)) => out.push(p),
+            Ok((_, n)) if matches!(n.kind, NodeKind::File(_) | NodeKind::Program { .. }) => out.push(p),
             _ => {}
         }
     }
@@ -961,7 +961,10 @@ pub(crate) fn find(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
             let base = p.rsplit('/').next().unwrap_or(&p).to_string();
             let name_ok = name_pat.as_ref().is_none_or(|pat| crate::pattern::matches(pat, &base));
             let kind_ok = match kind.as_deref() {
-                Some("f") => matches!(node.kind, NodeKind::File(_) | NodeKind::Generated(_)),
+                Some("f") => matches!(
+                    node.kind,
+                    NodeKind::File(_) | NodeKind::Generated(_) | NodeKind::Program { .. }
+                ),
                 Some("d") => node.is_dir(),
                 Some("l") => matches!(node.kind, NodeKind::Symlink(_)),
                 _ => true,

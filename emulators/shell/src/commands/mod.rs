@@ -57,6 +57,7 @@ pub(crate) fn dispatch(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec 
     let data = match &node.kind {
         NodeKind::Dir => return denied(run, io, "Is a directory"),
         NodeKind::File(data) => data.clone(),
+        NodeKind::Program { name, .. } => crate::fs::program_image(name, 0).into(),
         _ => return denied(run, io, "Permission denied"),
     };
     let cred = run.cred();
@@ -117,7 +118,7 @@ pub(crate) fn find_in_path(run: &mut Run<'_>, name: &str) -> Option<String> {
     for dir in path.split(':').filter(|d| !d.is_empty()) {
         let candidate = format!("{}/{name}", dir.trim_end_matches('/'));
         if let Ok((_, node)) = run.fs.stat(&candidate)
-            && matches!(node.kind, NodeKind::File(_))
+            && matches!(node.kind, NodeKind::File(_) | NodeKind::Program { .. })
             && node.mode & 0o111 != 0
         {
             return Some(candidate);

@@ -143,7 +143,12 @@ pub(crate) fn unary(run: &mut Run<'_>, pred: &UnaryPredicate, v: &str) -> bool {
     };
     match pred {
         U::FileExists => true,
-        U::FileExistsAndIsRegularFile => matches!(node.kind, NodeKind::File(_) | NodeKind::Generated(_)),
+        U::FileExistsAndIsRegularFile => {
+            matches!(
+                node.kind,
+                NodeKind::File(_) | NodeKind::Generated(_) | NodeKind::Program { .. }
+            )
+        }
         U::FileExistsAndIsDir => node.is_dir(),
         U::FileExistsAndIsCharSpecialFile => matches!(node.kind, NodeKind::CharDevice(_)),
         U::FileExistsAndIsReadable => bits & 4 != 0,
