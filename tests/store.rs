@@ -71,10 +71,12 @@ fn kill_9_during_heavy_ingestion_loses_and_duplicates_nothing() {
     if !can_run() {
         return;
     }
-    let lab = Lab::up_ok(&["-n", "1", "--services", "ssh"]);
+    // A service that answers nothing: each connection logs just a connect
+    // and a disconnect, so the events come as fast as one client connects.
+    let lab = Lab::up_ok(&["-n", "1", "--services", "http"]);
     let ip = lab.status()["deckies"][0]["ip"].as_str().unwrap().to_string();
-    // Connections as fast as one client makes them, for 12 s: each logs a
-    // connect and a disconnect. Refusals while the engine is dead are fine.
+    // Connections as fast as one client makes them, for 12 s. Refusals while
+    // the engine is dead are fine.
     let flood = lab
         .command()
         .args(["lab", "exec", "--", "python3", "-c"])
@@ -83,7 +85,7 @@ fn kill_9_during_heavy_ingestion_loses_and_duplicates_nothing() {
              end=time.time()+12\n\
              while time.time()<end:\n\
              \x20   try:\n\
-             \x20       socket.create_connection(('{ip}',22),timeout=1).close()\n\
+             \x20       socket.create_connection(('{ip}',80),timeout=1).close()\n\
              \x20   except OSError:\n\
              \x20       time.sleep(0.01)\n"
         ))

@@ -119,6 +119,7 @@ impl Engine {
                 emitter,
                 limits,
                 captures,
+                state_dir: Some(config.state_dir.clone()),
             },
             started: Instant::now(),
             inner: Mutex::default(),

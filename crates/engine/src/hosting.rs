@@ -38,6 +38,8 @@ pub struct Host {
     pub limits: Limits,
     /// Where sessions' dropped files and recordings go.
     pub captures: Captures,
+    /// The engine's state dir, for services' own state (`None` in tests).
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 /// The running services of one decky.
@@ -225,6 +227,10 @@ impl Services {
                 slug: svc.slug.clone(),
                 ports: svc.ports.clone(),
                 persona: svc.persona.clone(),
+                state_dir: host
+                    .state_dir
+                    .as_ref()
+                    .map(|dir| dir.join("services").join(&spec.name).join(&svc.slug)),
             });
             let counters = Arc::new(ServiceCounters::default());
             let Prepared {

@@ -161,6 +161,7 @@ async fn start(sandbox: &Sandbox, services: &[(&str, Vec<Port>)], limits: Limits
         emitter,
         limits,
         captures: Captures::disabled(),
+        state_dir: None,
     };
     (
         Services::start(&spec(services), sandbox.net.clone(), &host).await,
@@ -357,6 +358,7 @@ async fn ports_an_emulator_cannot_serve_are_reported() {
         emitter,
         limits: Limits::default(),
         captures: Captures::disabled(),
+        state_dir: None,
     };
     let mut services = Services::start(
         &spec(&[("tftp", vec![Port::tcp(free_port() + 5)])]),

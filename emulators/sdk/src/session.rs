@@ -36,6 +36,10 @@ pub struct ServiceInfo {
     pub slug: String,
     pub ports: Vec<Port>,
     pub persona: PersonaConfig,
+    /// Where this service may keep this decky's state across restarts
+    /// (`<state-dir>/services/<decky>/<slug>`, created by whoever writes to
+    /// it); `None` when there is no state dir (tests).
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 /// Live counters of one service of one decky (shown by `decnet status`).

@@ -57,14 +57,15 @@ impl Emulator for Ssh {
         let text = |key: &str| persona.get(key).and_then(|v| v.as_str()).map(String::from);
         let version = text("ssh_version").unwrap_or_else(|| "OpenSSH_9.2p1 Debian-2+deb12u10".into());
         let profile = self.profiles.closest(&version).clone();
-        // Host keys derive from the decky's seed: the same keys on every redeploy.
+        // Host keys derive from the decky's seed: the same keys on every
+        // redeploy. The RSA key takes a while to generate, so it is made on
+        // first use and kept in the service's state dir for later starts.
         let seed = format!("{}:ssh-host-keys", service.decky.seed.to_hex());
-        let keys = Arc::new(HostKeys::from_seed(seed.as_bytes(), None));
-        if profile.host_key.iter().any(|k| k.starts_with("rsa-") || k == "ssh-rsa") {
-            // RSA generation takes seconds: do it before the first client.
-            let keys = Arc::clone(&keys);
-            std::thread::spawn(move || keys.warm_rsa());
-        }
+        let rsa_cache = service.state_dir.as_ref().and_then(|dir| {
+            std::fs::create_dir_all(dir).ok()?;
+            Some(dir.join("ssh_host_rsa_key.primes"))
+        });
+        let keys = Arc::new(HostKeys::from_seed(seed.as_bytes(), rsa_cache));
         let accounts = Accounts::from_persona(persona);
         let hostname = text("hostname").unwrap_or_else(|| service.decky.hostname.clone());
         let host = decnet_shell::emulator::host_for(
