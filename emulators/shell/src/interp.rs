@@ -893,7 +893,9 @@ impl Run<'_> {
 
     /// Expands a word to one string (assignments, redirect targets, `case`).
     pub(crate) fn expand_single(&mut self, raw: &str, io: &mut Io) -> Result<String, Flow> {
-        let pieces = match word::parse(raw, &crate::parse::options()) {
+        let pieces = match crate::parse::guarded(|| word::parse(raw, &crate::parse::options()))
+            .unwrap_or_else(|| word::parse("", &crate::parse::options()))
+        {
             Ok(p) => p,
             Err(_) => return Ok(raw.to_string()),
         };
@@ -910,7 +912,9 @@ impl Run<'_> {
 
     /// Expands a word into a glob pattern, quoted parts escaped.
     pub(crate) fn expand_pattern(&mut self, raw: &str, io: &mut Io) -> Result<String, Flow> {
-        let pieces = match word::parse(raw, &crate::parse::options()) {
+        let pieces = match crate::parse::guarded(|| word::parse(raw, &crate::parse::options()))
+            .unwrap_or_else(|| word::parse("", &crate::parse::options()))
+        {
             Ok(p) => p,
             Err(_) => return Ok(raw.to_string()),
         };
@@ -930,7 +934,9 @@ impl Run<'_> {
     }
 
     fn expand_heredoc(&mut self, body: &str, io: &mut Io) -> Result<String, Flow> {
-        let pieces = match word::parse_heredoc(body, &crate::parse::options()) {
+        let pieces = match crate::parse::guarded(|| word::parse_heredoc(body, &crate::parse::options()))
+            .unwrap_or_else(|| word::parse("", &crate::parse::options()))
+        {
             Ok(p) => p,
             Err(_) => return Ok(body.to_string()),
         };
@@ -949,7 +955,8 @@ impl Run<'_> {
         if !raw.contains('{') {
             return vec![raw.to_string()];
         }
-        match word::parse_brace_expansions(raw, &crate::parse::options()) {
+        match crate::parse::guarded(|| word::parse_brace_expansions(raw, &crate::parse::options())).unwrap_or(Ok(None))
+        {
             Ok(Some(parts)) => {
                 let mut out = vec![String::new()];
                 for part in parts {
@@ -975,7 +982,9 @@ impl Run<'_> {
     }
 
     fn expand_fields(&mut self, raw: &str, io: &mut Io) -> Result<Vec<Field>, Flow> {
-        let pieces = match word::parse(raw, &crate::parse::options()) {
+        let pieces = match crate::parse::guarded(|| word::parse(raw, &crate::parse::options()))
+            .unwrap_or_else(|| word::parse("", &crate::parse::options()))
+        {
             Ok(p) => p,
             Err(_) => {
                 return Ok(vec![Field {
@@ -1430,7 +1439,9 @@ impl Run<'_> {
         if expanded.trim().is_empty() {
             return Ok(0);
         }
-        match brush_parser::arithmetic::parse(&expanded) {
+        match crate::parse::guarded(|| brush_parser::arithmetic::parse(&expanded))
+            .unwrap_or_else(|| brush_parser::arithmetic::parse("("))
+        {
             Ok(expr) => match crate::arith::eval(self, &expr, 0) {
                 Ok(v) => Ok(v),
                 Err(msg) => {
