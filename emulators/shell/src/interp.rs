@@ -952,7 +952,9 @@ impl Run<'_> {
     }
 
     fn brace_expand(&self, raw: &str) -> Vec<String> {
-        if !raw.contains('{') {
+        // brush-parser's brace-expansion grammar backtracks exponentially on
+        // deep nesting (`{{{{…`); real command lines use a brace or two.
+        if !raw.contains('{') || raw.matches('{').count() > 6 || raw.len() > 4096 {
             return vec![raw.to_string()];
         }
         match crate::parse::guarded(|| word::parse_brace_expansions(raw, &crate::parse::options())).unwrap_or(Ok(None))

@@ -236,6 +236,9 @@ fn endless_loops_end() {
         "echo $(echo $(echo $(echo $(echo $(echo $(echo $(echo $(echo deep))))))))",
     );
     assert_eq!(r.stdout, "deep\n");
+    // Found by the fuzzer: deep braces once took exponential time to expand.
+    let r = exec(&host, "{{{{{{{{{{{{{{{{{{{{{\x1d[");
+    assert!(r.status.is_some());
 }
 
 #[test]
