@@ -188,12 +188,20 @@ fn nesting(text: &str) -> usize {
             _ => {}
         }
     }
-    // Keywords nest too (`if if if …`), so count them as well.
-    let keywords = text
-        .split(|c: char| c.is_whitespace() || c == ';')
-        .filter(|w| matches!(*w, "if" | "while" | "until" | "for" | "case" | "do" | "then"))
-        .count();
-    max.max(keywords / 4)
+    // Compound commands nest too (`if if if …`): their depth counts as well.
+    let mut kw_depth: usize = 0;
+    let mut kw_max = 0;
+    for w in text.split(|c: char| c.is_whitespace() || c == ';' || c == '(' || c == ')') {
+        match w {
+            "if" | "while" | "until" | "for" | "case" | "select" => {
+                kw_depth += 1;
+                kw_max = kw_max.max(kw_depth);
+            }
+            "fi" | "done" | "esac" => kw_depth = kw_depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max.max(kw_max)
 }
 
 #[cfg(test)]

@@ -239,6 +239,9 @@ fn endless_loops_end() {
     // Found by the fuzzer: deep braces once took exponential time to expand.
     let r = exec(&host, "{{{{{{{{{{{{{{{{{{{{{\x1d[");
     assert!(r.status.is_some());
+    // And deep parentheses made the parser backtrack for seconds.
+    let r = exec(&host, "(\n((((((((((((((((((((((((((((((\n");
+    assert_eq!(r.status, Some(2));
 }
 
 #[test]
