@@ -954,7 +954,9 @@ impl Run<'_> {
     fn brace_expand(&self, raw: &str) -> Vec<String> {
         // brush-parser's brace-expansion grammar backtracks exponentially on
         // deep nesting (`{{{{…`); real command lines use a brace or two.
-        if !raw.contains('{') || raw.matches('{').count() > 6 || raw.len() > 4096 {
+        // It also unwraps sequence bounds that overflow i64 (`{99…9..1}`).
+        let long_number = raw.as_bytes().windows(18).any(|w| w.iter().all(u8::is_ascii_digit));
+        if !raw.contains('{') || raw.matches('{').count() > 6 || raw.len() > 4096 || long_number {
             return vec![raw.to_string()];
         }
         match crate::parse::guarded(|| word::parse_brace_expansions(raw, &crate::parse::options())).unwrap_or(Ok(None))
