@@ -125,7 +125,9 @@ fn read(run: &mut Run<'_>, target: &ArithmeticTarget, depth: u32) -> Result<i64,
         return Ok(v);
     }
     // A variable holding an expression is evaluated in turn.
-    match brush_parser::arithmetic::parse(value) {
+    match crate::parse::guarded(|| brush_parser::arithmetic::parse(value))
+        .unwrap_or_else(|| brush_parser::arithmetic::parse("("))
+    {
         Ok(e) => eval(run, &e, depth + 1),
         Err(_) => Err("syntax error in expression".into()),
     }

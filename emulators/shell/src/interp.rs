@@ -893,7 +893,9 @@ impl Run<'_> {
 
     /// Expands a word to one string (assignments, redirect targets, `case`).
     pub(crate) fn expand_single(&mut self, raw: &str, io: &mut Io) -> Result<String, Flow> {
-        let pieces = match word::parse(raw, &crate::parse::options()) {
+        let pieces = match crate::parse::guarded(|| word::parse(raw, &crate::parse::options()))
+            .unwrap_or_else(|| word::parse("", &crate::parse::options()))
+        {
             Ok(p) => p,
             Err(_) => return Ok(raw.to_string()),
         };
@@ -910,7 +912,9 @@ impl Run<'_> {
 
     /// Expands a word into a glob pattern, quoted parts escaped.
     pub(crate) fn expand_pattern(&mut self, raw: &str, io: &mut Io) -> Result<String, Flow> {
-        let pieces = match word::parse(raw, &crate::parse::options()) {
+        let pieces = match crate::parse::guarded(|| word::parse(raw, &crate::parse::options()))
+            .unwrap_or_else(|| word::parse("", &crate::parse::options()))
+        {
             Ok(p) => p,
             Err(_) => return Ok(raw.to_string()),
         };
@@ -930,7 +934,9 @@ impl Run<'_> {
     }
 
     fn expand_heredoc(&mut self, body: &str, io: &mut Io) -> Result<String, Flow> {
-        let pieces = match word::parse_heredoc(body, &crate::parse::options()) {
+        let pieces = match crate::parse::guarded(|| word::parse_heredoc(body, &crate::parse::options()))
+            .unwrap_or_else(|| word::parse("", &crate::parse::options()))
+        {
             Ok(p) => p,
             Err(_) => return Ok(body.to_string()),
         };
@@ -946,10 +952,15 @@ impl Run<'_> {
     }
 
     fn brace_expand(&self, raw: &str) -> Vec<String> {
-        if !raw.contains('{') {
+        // brush-parser's brace-expansion grammar backtracks exponentially on
+        // deep nesting (`{{{{…`); real command lines use a brace or two.
+        // It also unwraps sequence bounds that overflow i64 (`{99…9..1}`).
+        let long_number = raw.as_bytes().windows(18).any(|w| w.iter().all(u8::is_ascii_digit));
+        if !raw.contains('{') || raw.matches('{').count() > 6 || raw.len() > 4096 || long_number {
             return vec![raw.to_string()];
         }
-        match word::parse_brace_expansions(raw, &crate::parse::options()) {
+        match crate::parse::guarded(|| word::parse_brace_expansions(raw, &crate::parse::options())).unwrap_or(Ok(None))
+        {
             Ok(Some(parts)) => {
                 let mut out = vec![String::new()];
                 for part in parts {
@@ -975,7 +986,9 @@ impl Run<'_> {
     }
 
     fn expand_fields(&mut self, raw: &str, io: &mut Io) -> Result<Vec<Field>, Flow> {
-        let pieces = match word::parse(raw, &crate::parse::options()) {
+        let pieces = match crate::parse::guarded(|| word::parse(raw, &crate::parse::options()))
+            .unwrap_or_else(|| word::parse("", &crate::parse::options()))
+        {
             Ok(p) => p,
             Err(_) => {
                 return Ok(vec![Field {
@@ -1430,7 +1443,9 @@ impl Run<'_> {
         if expanded.trim().is_empty() {
             return Ok(0);
         }
-        match brush_parser::arithmetic::parse(&expanded) {
+        match crate::parse::guarded(|| brush_parser::arithmetic::parse(&expanded))
+            .unwrap_or_else(|| brush_parser::arithmetic::parse("("))
+        {
             Ok(expr) => match crate::arith::eval(self, &expr, 0) {
                 Ok(v) => Ok(v),
                 Err(msg) => {

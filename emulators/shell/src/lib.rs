@@ -40,7 +40,8 @@ use sha2::Digest as _;
 pub struct Limits {
     /// Longest command line (bytes), including continuation lines.
     pub max_line: usize,
-    /// Deepest bracket / keyword nesting handed to the parser.
+    /// Deepest bracket / compound-command nesting handed to the parser
+    /// (brush-parser backtracks exponentially on deep nesting).
     pub max_nesting: usize,
     /// Commands, pipelines and loop iterations per command line.
     pub max_steps: u64,
@@ -64,7 +65,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_line: 64 << 10,
-            max_nesting: 64,
+            max_nesting: 16,
             max_steps: 20_000,
             max_output: 1 << 20,
             max_depth: 24,

@@ -37,10 +37,23 @@ pub(crate) fn options() -> ParserOptions {
     }
 }
 
+/// Runs a brush-parser call, turning a panic inside it (0.4 unwraps, e.g. an
+/// I/O number that overflows `i32`) into `None`: hostile input must not take
+/// the session down.
+pub(crate) fn guarded<T>(f: impl FnOnce() -> T) -> Option<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).ok()
+}
+
 /// Parses a whole program.
 pub(crate) fn parse(text: &str, limits: &Limits) -> Result<ast::Program, ParseFailure> {
     if text.len() > limits.max_line || nesting(text) > limits.max_nesting {
         return Err(ParseFailure::TooComplex);
+    }
+    if huge_io_number(text) {
+        // brush-parser 0.4 unwraps the parse of an I/O number into an i32.
+        return Err(ParseFailure::Syntax {
+            token: "newline".into(),
+        });
     }
     if let Some(token) = heredoc_without_word(text) {
         // brush-parser 0.4's tokenizer loops, allocating without bound, on
@@ -48,7 +61,12 @@ pub(crate) fn parse(text: &str, limits: &Limits) -> Result<ast::Program, ParseFa
         return Err(ParseFailure::Syntax { token });
     }
     let mut parser = brush_parser::Parser::new(std::io::Cursor::new(text.as_bytes()), &options());
-    match parser.parse_program() {
+    let Some(result) = guarded(|| parser.parse_program()) else {
+        return Err(ParseFailure::Syntax {
+            token: "newline".into(),
+        });
+    };
+    match result {
         Ok(p) => Ok(p),
         Err(ParseError::ParsingAtEndOfInput) => Err(ParseFailure::Incomplete { quote: None }),
         Err(ParseError::Tokenizing { inner, .. }) if inner.is_incomplete() => {
@@ -130,9 +148,19 @@ fn heredoc_without_word(text: &str) -> Option<String> {
     None
 }
 
+/// A word that starts with ten or more digits and holds a redirection
+/// operator: an I/O number too big for a file descriptor.
+fn huge_io_number(text: &str) -> bool {
+    text.split(|c: char| c.is_whitespace() || "&|;()".contains(c))
+        .any(|word| {
+            let digits = word.chars().take_while(char::is_ascii_digit).count();
+            digits >= 10 && word.contains(['<', '>'])
+        })
+}
+
 /// The token starting at (or after) char index `at`.
 fn token_at(text: &str, at: usize) -> String {
-    if let Ok(tokens) = brush_parser::tokenize_str(text) {
+    if let Some(Ok(tokens)) = guarded(|| brush_parser::tokenize_str(text)) {
         for t in &tokens {
             let (s, span) = match t {
                 brush_parser::Token::Operator(s, span) | brush_parser::Token::Word(s, span) => (s, span),
@@ -160,12 +188,20 @@ fn nesting(text: &str) -> usize {
             _ => {}
         }
     }
-    // Keywords nest too (`if if if …`), so count them as well.
-    let keywords = text
-        .split(|c: char| c.is_whitespace() || c == ';')
-        .filter(|w| matches!(*w, "if" | "while" | "until" | "for" | "case" | "do" | "then"))
-        .count();
-    max.max(keywords / 4)
+    // Compound commands nest too (`if if if …`): their depth counts as well.
+    let mut kw_depth: usize = 0;
+    let mut kw_max = 0;
+    for w in text.split(|c: char| c.is_whitespace() || c == ';' || c == '(' || c == ')') {
+        match w {
+            "if" | "while" | "until" | "for" | "case" | "select" => {
+                kw_depth += 1;
+                kw_max = kw_max.max(kw_depth);
+            }
+            "fi" | "done" | "esac" => kw_depth = kw_depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max.max(kw_max)
 }
 
 #[cfg(test)]
@@ -183,6 +219,8 @@ mod tests {
             ("cat <<'' x", "newline"),
             ("cat <<\"\n\"", "newline"),
             ("<< \x0c ", "newline"),
+            ("666666666666\u{fffd}<\u{6}!&!1=", "newline"),
+            ("echo 99999999999>x", "newline"),
         ] {
             assert_eq!(
                 parse(text, &limits).err(),

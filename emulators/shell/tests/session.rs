@@ -236,6 +236,12 @@ fn endless_loops_end() {
         "echo $(echo $(echo $(echo $(echo $(echo $(echo $(echo $(echo deep))))))))",
     );
     assert_eq!(r.stdout, "deep\n");
+    // Found by the fuzzer: deep braces once took exponential time to expand.
+    let r = exec(&host, "{{{{{{{{{{{{{{{{{{{{{\x1d[");
+    assert!(r.status.is_some());
+    // And deep parentheses made the parser backtrack for seconds.
+    let r = exec(&host, "(\n((((((((((((((((((((((((((((((\n");
+    assert_eq!(r.status, Some(2));
 }
 
 #[test]
