@@ -104,6 +104,7 @@ struct Parent {
 impl Engine {
     pub fn new(config: EngineConfig, registry: Registry, emitter: Emitter, limits: Limits) -> Self {
         let captures = Captures::new(&config.state_dir, CaptureLimits::default());
+        let state_dir = config.state_dir.clone();
         // Namespace work waits on the kernel (RCU, mounts) more than it computes.
         let threads = std::thread::available_parallelism()
             .map_or(2, |n| n.get() * 2)
@@ -119,7 +120,7 @@ impl Engine {
                 emitter,
                 limits,
                 captures,
-                state_dir: Some(config.state_dir.clone()),
+                state_dir: Some(state_dir),
             },
             started: Instant::now(),
             inner: Mutex::default(),
