@@ -23,6 +23,7 @@ pub mod mac;
 pub mod modp;
 pub mod profile;
 pub mod server;
+pub mod sftp;
 pub mod transport;
 pub mod umac;
 pub mod wire;
