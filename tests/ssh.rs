@@ -181,7 +181,8 @@ fn ssh_sftp_and_scp_both_ways() {
     let mut sftp = vec!["sshpass", "-p", "toor", "sftp"];
     sftp.extend_from_slice(SSH);
     let target = format!("root@{ip}");
-    sftp.extend(["-b", batch.to_str().unwrap(), target.as_str()]);
+    // `-b` turns on BatchMode (no password prompt) unless an earlier `-o` says otherwise.
+    sftp.extend(["-o", "BatchMode=no", "-b", batch.to_str().unwrap(), target.as_str()]);
     let out = lab.attack(&sftp);
     let said = stdout(&out);
     assert!(out.status.success(), "{said}\n{}", lab.explain(&out));
