@@ -134,7 +134,11 @@ fn ssh_sftp_and_scp_both_ways() {
     }
     // One filesystem for every login: what scp uploads, the next login finds.
     let fleet = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(fleet.path(), format!("{FLEET}overlay = decky\n")).unwrap();
+    std::fs::write(
+        fleet.path(),
+        FLEET.replace("users = root:toor", "users = root:toor,admin:admin123") + "overlay = decky\n",
+    )
+    .unwrap();
     let lab = Lab::up_ok(&["-c", fleet.path().to_str().unwrap()]);
     let status = lab.status();
     let decky = &status["deckies"][0];
@@ -208,9 +212,30 @@ fn ssh_sftp_and_scp_both_ways() {
     assert!(last.contains("put.bin"), "{said}");
     assert!(!last.contains("up.bin") && !last.contains("newdir"), "{said}");
 
+    // An ordinary account gets the permissions it would: no writing in
+    // /etc, no reading /etc/shadow (`-` lets the batch go on after an error).
+    let denied = lab.write(
+        "denied",
+        &format!(
+            "-put {local} /etc/evil.bin\n-get /etc/shadow {shadow}\nput {local} /tmp/admin.bin\n",
+            local = local.display(),
+            shadow = lab.path("shadow.got").display(),
+        ),
+    );
+    let mut sftp = vec!["sshpass", "-p", "admin123", "sftp"];
+    sftp.extend_from_slice(SSH);
+    let admin = format!("admin@{ip}");
+    sftp.extend(["-o", "BatchMode=no", "-b", denied.to_str().unwrap(), admin.as_str()]);
+    let out = lab.attack(&sftp);
+    let err = crate::support::stderr(&out);
+    assert!(out.status.success(), "{}", lab.explain(&out));
+    assert!(err.contains(r#"dest open "/etc/evil.bin": Permission denied"#), "{err}");
+    assert!(err.contains(r#"open "/etc/shadow": Permission denied"#), "{err}");
+    assert!(!lab.path("shadow.got").exists());
+
     // Each upload is quarantined under its SHA-256, with the same bytes.
     let sha256 = sha256sum(&local);
-    for path in ["/tmp/up.bin", "/tmp/put.bin"] {
+    for path in ["/tmp/up.bin", "/tmp/put.bin", "/tmp/admin.bin"] {
         let captured = lab
             .wait_for_event(|e| e["kind"] == "file_captured" && e["service"] == "ssh" && e["fields"]["path"] == path);
         assert_eq!(captured["fields"]["sha256"], sha256.as_str(), "{captured}");

@@ -530,9 +530,9 @@ impl SessionFs<'_> {
         (user.uid, user.gids.clone())
     }
 
-    /// Whether the user may add or remove entries in directory `dir`.
-    fn may_change(&self, dir: &str) -> Result<(), FsError> {
-        let (_, node) = self.shell.filesystem().stat(dir)?;
+    /// Whether the user has all of `want` (rwx bits, `0o7`-style) on `node`;
+    /// root has everything.
+    fn allows(&self, node: &Node, want: u32) -> bool {
         let (uid, gids) = self.uid_gids();
         let bits = if uid == 0 {
             0o7
@@ -543,7 +543,13 @@ impl SessionFs<'_> {
         } else {
             node.mode
         };
-        if bits & 0o3 == 0o3 {
+        bits & want == want
+    }
+
+    /// Whether the user may add or remove entries in directory `dir`.
+    fn may_change(&self, dir: &str) -> Result<(), FsError> {
+        let (_, node) = self.shell.filesystem().stat(dir)?;
+        if self.allows(&node, 0o3) {
             Ok(())
         } else {
             Err(FsError::PermissionDenied)
@@ -600,6 +606,20 @@ impl Backend for SessionFs<'_> {
         let data = self.shell.read_file(self.now, path)?;
         self.event("read", path, Some(data.len()));
         Ok(data)
+    }
+
+    fn may_write(&self, path: &str) -> Result<(), FsError> {
+        let fs = self.shell.filesystem();
+        let real = fs.resolve(path, true)?;
+        if decnet_shell::fs::is_read_only(&real) {
+            return Err(FsError::ReadOnly);
+        }
+        match fs.lstat_raw(&real) {
+            Some(node) if node.is_dir() => Err(FsError::IsADirectory),
+            Some(node) if !self.allows(&node, 0o2) => Err(FsError::PermissionDenied),
+            Some(_) => Ok(()),
+            None => self.may_change(&decnet_shell::fs::parent_of(&real)),
+        }
     }
 
     fn write(&mut self, path: &str, data: &[u8]) -> Result<(), FsError> {

@@ -132,6 +132,9 @@ pub trait Backend {
     fn list(&self, path: &str) -> Result<Vec<(String, Attrs)>, FsError>;
     /// A whole file, as the user (a download).
     fn read(&mut self, path: &str) -> Result<Vec<u8>, FsError>;
+    /// Whether the user may write `path` (create it when missing), checked
+    /// at OPEN as open(2) would, though the bytes arrive only at CLOSE.
+    fn may_write(&self, path: &str) -> Result<(), FsError>;
     /// Replaces a whole file, as the user (an upload).
     fn write(&mut self, path: &str, data: &[u8]) -> Result<(), FsError>;
     fn mkdir(&mut self, path: &str) -> Result<(), FsError>;
@@ -656,8 +659,8 @@ impl SftpServer {
                 Err(e) => return Some((*e).into()),
                 Ok(_) => {}
             }
-            if path == "/proc" || path.starts_with("/proc/") || path == "/sys" || path.starts_with("/sys/") {
-                return Some(Status::PermissionDenied);
+            if let Err(e) = backend.may_write(path) {
+                return Some(e.into());
             }
             // Without TRUNC the file's bytes stay and writes land on them.
             let data = if existing.is_ok() && pflags & FXF_TRUNC == 0 {
@@ -816,7 +819,7 @@ mod tests {
     impl Mem {
         fn new() -> Self {
             Self {
-                dirs: vec!["/".into(), "/root".into(), "/tmp".into()],
+                dirs: vec!["/".into(), "/root".into(), "/tmp".into(), "/proc".into()],
                 ..Default::default()
             }
         }
@@ -858,6 +861,12 @@ mod tests {
         }
         fn read(&mut self, path: &str) -> Result<Vec<u8>, FsError> {
             self.files.get(path).cloned().ok_or(FsError::NotFound)
+        }
+        fn may_write(&self, path: &str) -> Result<(), FsError> {
+            if path.starts_with("/proc/") {
+                return Err(FsError::ReadOnly);
+            }
+            Ok(())
         }
         fn write(&mut self, path: &str, data: &[u8]) -> Result<(), FsError> {
             self.writes.push((path.into(), data.into()));
@@ -992,6 +1001,14 @@ mod tests {
         );
         let r = exchange(&mut srv, &mut fs, &pkt(SSH_FXP_READDIR, &[&u32b(11), &dir]));
         assert_eq!(r[0].1[4..8], u32b(Status::Eof as u32)[..]);
+
+        // A refused write fails at OPEN, before any data.
+        let open = pkt(
+            SSH_FXP_OPEN,
+            &[&u32b(14), &s(b"/proc/x"), &u32b(FXF_WRITE | FXF_CREAT), &u32b(0)],
+        );
+        let r = exchange(&mut srv, &mut fs, &open);
+        assert_eq!(r[0].1[4..8], u32b(Status::PermissionDenied as u32)[..]);
 
         // Missing files and unknown operations get their codes.
         let r = exchange(&mut srv, &mut fs, &pkt(SSH_FXP_STAT, &[&u32b(12), &s(b"/nope")]));
