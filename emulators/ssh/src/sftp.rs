@@ -19,10 +19,11 @@ use decnet_shell::fs::FsError;
 pub const MAX_PACKET: usize = 256 * 1024;
 /// Open handles per subsystem (files and directories).
 pub const MAX_HANDLES: usize = 32;
-/// Largest file a handle buffers, for reading or writing.
-pub const MAX_FILE: usize = 16 << 20;
-/// Upload bytes buffered across all open handles.
-pub const MAX_BUFFERED: usize = 32 << 20;
+/// Largest file a handle buffers, for reading or writing (the size of a
+/// session's whole overlay; the fake programs are far smaller).
+pub const MAX_FILE: usize = 8 << 20;
+/// File bytes buffered across all open handles, read or write.
+pub const MAX_BUFFERED: usize = 16 << 20;
 /// Names per READDIR reply (sftp-server sends up to 100).
 const NAMES_PER_READDIR: usize = 100;
 
@@ -357,6 +358,10 @@ impl SftpServer {
         if self.handles.len() >= MAX_HANDLES {
             return None;
         }
+        // Skip ids still open once the counter wraps (never reuse a live one).
+        while self.handles.contains_key(&self.next_handle) {
+            self.next_handle = self.next_handle.wrapping_add(1);
+        }
         let id = self.next_handle;
         self.next_handle = self.next_handle.wrapping_add(1);
         self.handles.insert(id, h);
@@ -489,7 +494,11 @@ impl SftpServer {
                             Err(e) => e.into(),
                         }
                     }
-                    Some(_) => Status::Ok,
+                    Some(Handle::Read { data, .. }) => {
+                        self.buffered = self.buffered.saturating_sub(data.len());
+                        Status::Ok
+                    }
+                    Some(Handle::Dir { .. }) => Status::Ok,
                 };
                 status(out, id, code);
             }
@@ -683,10 +692,13 @@ impl SftpServer {
                 return Some(e.into());
             }
             match backend.read(path) {
-                Ok(d) if d.len() <= MAX_FILE => Handle::Read {
-                    path: path.to_string(),
-                    data: d,
-                },
+                Ok(d) if d.len() <= MAX_FILE && self.buffered + d.len() <= MAX_BUFFERED => {
+                    self.buffered += d.len();
+                    Handle::Read {
+                        path: path.to_string(),
+                        data: d,
+                    }
+                }
                 Ok(_) => return Some(Status::Failure),
                 Err(e) => return Some(e.into()),
             }
@@ -1031,6 +1043,31 @@ mod tests {
             };
             assert_eq!(r[0].0, want, "open {i}");
         }
+    }
+
+    #[test]
+    fn closed_handles_give_their_buffer_back() {
+        let mut srv = SftpServer::new();
+        let mut fs = Mem::new();
+        fs.files.insert("/tmp/big".into(), vec![7; 1 << 20]);
+        exchange(&mut srv, &mut fs, &pkt(SSH_FXP_INIT, &[&u32b(3)]));
+        // 40 MiB read through one handle at a time: more than MAX_BUFFERED.
+        for i in 0..40 {
+            let open = pkt(SSH_FXP_OPEN, &[&u32b(i), &s(b"/tmp/big"), &u32b(FXF_READ), &u32b(0)]);
+            let r = exchange(&mut srv, &mut fs, &open);
+            assert_eq!(r[0].0, SSH_FXP_HANDLE, "open {i}");
+            let handle = r[0].1[4..].to_vec();
+            let r = exchange(&mut srv, &mut fs, &pkt(SSH_FXP_CLOSE, &[&u32b(i), &handle]));
+            assert_eq!(r[0].1[4..8], u32b(0)[..]);
+        }
+        // Held open at once, they run into the bound.
+        let opened = (0..20)
+            .filter(|i| {
+                let open = pkt(SSH_FXP_OPEN, &[&u32b(*i), &s(b"/tmp/big"), &u32b(FXF_READ), &u32b(0)]);
+                exchange(&mut srv, &mut fs, &open)[0].0 == SSH_FXP_HANDLE
+            })
+            .count();
+        assert_eq!(opened, MAX_BUFFERED >> 20);
     }
 
     #[test]
