@@ -158,18 +158,31 @@ fn ssh_sftp_and_scp_both_ways() {
     let back = lab.path("back.bin");
 
     // OpenSSH 9.2's scp speaks SFTP: up, then down again, byte for byte.
-    let scp = |from: &str, to: &str| {
+    let scp = |flags: &[&str], from: &str, to: &str| {
         let mut cmd = vec!["sshpass", "-p", "toor", "scp"];
         cmd.extend_from_slice(SSH);
+        cmd.extend_from_slice(flags);
         cmd.extend([from, to]);
         let out = lab.attack(&cmd);
         assert!(out.status.success(), "scp {from} {to}: {}", lab.explain(&out));
     };
-    scp(local.to_str().unwrap(), &format!("root@{ip}:/tmp/up.bin"));
-    scp(&format!("root@{ip}:/tmp/up.bin"), back.to_str().unwrap());
+    scp(&[], local.to_str().unwrap(), &format!("root@{ip}:/tmp/up.bin"));
+    scp(&[], &format!("root@{ip}:/tmp/up.bin"), back.to_str().unwrap());
     assert!(
         std::fs::read(&back).unwrap() == payload,
         "scp round trip changed the bytes"
+    );
+    // The legacy scp protocol (`exec scp -t` / `scp -f`), with times kept on the way back.
+    let back_legacy = lab.path("back-legacy.bin");
+    scp(&["-O"], local.to_str().unwrap(), &format!("root@{ip}:/tmp/"));
+    scp(
+        &["-O", "-p"],
+        &format!("root@{ip}:/tmp/local.bin"),
+        back_legacy.to_str().unwrap(),
+    );
+    assert!(
+        std::fs::read(&back_legacy).unwrap() == payload,
+        "scp -O round trip changed the bytes"
     );
 
     // sftp in batch mode: list, download, upload, make and remove.
@@ -235,7 +248,7 @@ fn ssh_sftp_and_scp_both_ways() {
 
     // Each upload is quarantined under its SHA-256, with the same bytes.
     let sha256 = sha256sum(&local);
-    for path in ["/tmp/up.bin", "/tmp/put.bin", "/tmp/admin.bin"] {
+    for path in ["/tmp/up.bin", "/tmp/local.bin", "/tmp/put.bin", "/tmp/admin.bin"] {
         let captured = lab
             .wait_for_event(|e| e["kind"] == "file_captured" && e["service"] == "ssh" && e["fields"]["path"] == path);
         assert_eq!(captured["fields"]["sha256"], sha256.as_str(), "{captured}");
@@ -245,6 +258,7 @@ fn ssh_sftp_and_scp_both_ways() {
 
     // The subsystem and each file operation are events.
     lab.wait_for_event(|e| e["kind"] == "request" && e["fields"]["subsystem"] == "sftp");
+    lab.wait_for_event(|e| e["kind"] == "command" && e["fields"]["command"] == "scp -t /tmp/");
     let read = lab.wait_for_event(|e| {
         e["kind"] == "request" && e["fields"]["op"] == "read" && e["fields"]["path"] == "/etc/hostname"
     });

@@ -32,6 +32,7 @@ use decnet_shell::{
     Account, HostFacts, Limits, Mode, OverlayScope, ShellEvent, ShellHost, ShellOutput, ShellSession, distro_of,
 };
 
+use crate::scp::Scp;
 use crate::sftp::{Attrs, Backend, SftpServer};
 use crate::{
     Action, AuthAttempt, AuthDecision, AuthMethod, ChannelRequest, Handler, HostKeys, Observation, Profiles,
@@ -147,14 +148,19 @@ struct Channel {
     sftp: Option<Sftp>,
 }
 
-/// A channel running the `sftp` subsystem: the protocol state and the
-/// login's view of the filesystem.
+/// A channel moving files (the `sftp` subsystem, or an `scp -t`/`scp -f`
+/// exec): the protocol state and the login's view of the filesystem.
 struct Sftp {
-    server: SftpServer,
+    server: Transfer,
     shell: ShellSession,
     /// uid and gid → name, from the fake `/etc/passwd` and `/etc/group`.
     users: HashMap<u32, String>,
     groups: HashMap<u32, String>,
+}
+
+enum Transfer {
+    Sftp(SftpServer),
+    Scp(Scp),
 }
 
 impl Login {
@@ -205,6 +211,87 @@ impl Login {
         outputs.extend(shell.start(now));
         channel.shell = Some(shell);
         self.deliver(id, outputs, out);
+    }
+
+    /// Starts a file transfer on `id`, with a filesystem view of the login.
+    fn files(&mut self, id: u32, server: Transfer, out: &mut Vec<Action>) {
+        let mut seed = [0u8; 8];
+        self.cx.random_bytes(&mut seed);
+        let user = self.login();
+        let now = self.now();
+        let mut shell = ShellSession::new(
+            &self.svc.host,
+            &user,
+            Mode::Interactive,
+            Limits::default(),
+            u64::from_le_bytes(seed),
+        );
+        let users = id_names(&shell.read_file(now, "/etc/passwd").unwrap_or_default());
+        let groups = id_names(&shell.read_file(now, "/etc/group").unwrap_or_default());
+        if let Transfer::Scp(scp) = &server {
+            let first = scp.start();
+            if !first.is_empty() {
+                out.push(Action::Data(id, first));
+            }
+        }
+        if let Some(channel) = self.channels.get_mut(&id) {
+            channel.sftp = Some(Sftp {
+                server,
+                shell,
+                users,
+                groups,
+            });
+        }
+    }
+
+    /// Feeds channel bytes (or, with `None`, the client's EOF) to the
+    /// channel's file transfer.
+    fn transfer(&mut self, id: u32, now: i64, data: Option<&[u8]>, out: &mut Vec<Action>) {
+        let login = self.login();
+        let Some(sftp) = self.channels.get_mut(&id).and_then(|c| c.sftp.as_mut()) else {
+            return;
+        };
+        let mut backend = SessionFs {
+            shell: &mut sftp.shell,
+            users: &sftp.users,
+            groups: &sftp.groups,
+            cx: &self.cx,
+            login: &login,
+            now,
+        };
+        let (reply, exit) = match (&mut sftp.server, data) {
+            (Transfer::Sftp(server), Some(data)) => {
+                let fed = server.feed(&mut backend, now, data);
+                if let Some(why) = &fed.ended {
+                    self.cx
+                        .emit(Kind::Request, fields! { "subsystem" => "sftp", "error" => why.0 });
+                }
+                // sftp-server exits on a bad message without a status.
+                (fed.reply, fed.ended.map(|_| None))
+            }
+            // sftp-server exits when its input ends; sshd reports status 0.
+            (Transfer::Sftp(_), None) => (Vec::new(), Some(Some(0))),
+            (Transfer::Scp(scp), Some(data)) => {
+                let step = scp.feed(&mut backend, data);
+                (step.reply, step.exit.map(Some))
+            }
+            (Transfer::Scp(scp), None) => {
+                let step = scp.eof();
+                (step.reply, step.exit.map(Some))
+            }
+        };
+        if !reply.is_empty() {
+            out.push(Action::Data(id, reply));
+        }
+        if let Some(status) = exit {
+            if let Some(code) = status {
+                out.push(Action::ExitStatus(id, code));
+            }
+            out.extend([Action::Eof(id), Action::Close(id)]);
+            if let Some(channel) = self.channels.get_mut(&id) {
+                channel.sftp = None;
+            }
+        }
     }
 
     /// Turns a shell's outputs into channel actions and events.
@@ -370,34 +457,33 @@ impl Handler for Login {
                 self.start(id, None, out);
                 true
             }
-            ChannelRequest::Exec { command } if channel.shell.is_none() => {
-                let line = String::from_utf8_lossy(command).into_owned();
-                self.start(id, Some(line), out);
-                true
-            }
             ChannelRequest::Subsystem { name }
                 if name == "sftp" && channel.shell.is_none() && channel.sftp.is_none() =>
             {
-                let mut seed = [0u8; 8];
-                self.cx.random_bytes(&mut seed);
-                let user = self.user.clone().unwrap_or_else(|| "root".into());
-                let now = unix(self.cx.now());
-                let mut shell = ShellSession::new(
-                    &self.svc.host,
-                    &user,
-                    Mode::Interactive,
-                    Limits::default(),
-                    u64::from_le_bytes(seed),
-                );
-                let users = id_names(&shell.read_file(now, "/etc/passwd").unwrap_or_default());
-                let groups = id_names(&shell.read_file(now, "/etc/group").unwrap_or_default());
-                channel.sftp = Some(Sftp {
-                    server: SftpServer::new(),
-                    shell,
-                    users,
-                    groups,
-                });
                 self.cx.emit(Kind::Request, fields! { "subsystem" => "sftp" });
+                self.files(id, Transfer::Sftp(SftpServer::new()), out);
+                true
+            }
+            ChannelRequest::Exec { command } if channel.shell.is_none() && channel.sftp.is_none() => {
+                let line = String::from_utf8_lossy(command).into_owned();
+                // `scp -t`/`scp -f` is the legacy scp protocol, served here;
+                // any other scp line is the shell's.
+                match Scp::parse(&line) {
+                    Some(scp) => {
+                        let login = self.login();
+                        let cwd = self
+                            .svc
+                            .host
+                            .user(&login)
+                            .map_or_else(|| format!("/home/{login}"), |u| u.home.clone());
+                        self.cx.emit(
+                            Kind::Command,
+                            fields! { "command" => line, "cwd" => cwd, "user" => login.clone(), "login" => login },
+                        );
+                        self.files(id, Transfer::Scp(scp), out);
+                    }
+                    None => self.start(id, Some(line), out),
+                }
                 true
             }
             ChannelRequest::Subsystem { name } => {
@@ -419,25 +505,8 @@ impl Handler for Login {
         if let Some(rec) = channel.recording.as_mut() {
             rec.input(data);
         }
-        if let Some(sftp) = channel.sftp.as_mut() {
-            let login = self.user.clone().unwrap_or_else(|| "root".into());
-            let mut backend = SessionFs {
-                shell: &mut sftp.shell,
-                users: &sftp.users,
-                groups: &sftp.groups,
-                cx: &self.cx,
-                login: &login,
-                now,
-            };
-            let fed = sftp.server.feed(&mut backend, now, data);
-            if !fed.reply.is_empty() {
-                out.push(Action::Data(id, fed.reply));
-            }
-            if let Some(why) = fed.ended {
-                self.cx
-                    .emit(Kind::Request, fields! { "subsystem" => "sftp", "error" => why.0 });
-                out.extend([Action::Eof(id), Action::Close(id)]);
-            }
+        if channel.sftp.is_some() {
+            self.transfer(id, now, Some(data), out);
             return;
         }
         let Some(shell) = channel.shell.as_mut() else {
@@ -448,12 +517,11 @@ impl Handler for Login {
     }
 
     fn channel_eof(&mut self, id: u32, out: &mut Vec<Action>) {
-        // sftp-server exits when its input ends; sshd reports status 0.
+        let now = self.now();
         if self.channels.get(&id).is_some_and(|c| c.sftp.is_some()) {
-            out.extend([Action::ExitStatus(id, 0), Action::Eof(id), Action::Close(id)]);
+            self.transfer(id, now, None, out);
             return;
         }
-        let now = self.now();
         let Some(shell) = self.channels.get_mut(&id).and_then(|c| c.shell.as_mut()) else {
             return;
         };

@@ -22,6 +22,7 @@ pub mod kexinit;
 pub mod mac;
 pub mod modp;
 pub mod profile;
+pub mod scp;
 pub mod server;
 pub mod sftp;
 pub mod transport;
