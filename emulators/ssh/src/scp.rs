@@ -349,3 +349,72 @@ impl Scp {
         self.state = State::Ack(SourceStep::Data);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sftp::tests::Mem;
+    use proptest::prelude::*;
+
+    #[test]
+    fn sink_receives_a_file_into_a_directory() {
+        let mut fs = Mem::new();
+        let mut scp = Scp::parse("scp -t /tmp/").expect("an scp sink");
+        assert_eq!(scp.start(), vec![0]);
+        // Fed in pieces: the control line split, the data with its zero byte.
+        let mut reply = Vec::new();
+        for chunk in [&b"T1795410000 0 1795410000 0\nC06"[..], b"44 5 x.sh\nab", b"cde\0"] {
+            let step = scp.feed(&mut fs, chunk);
+            assert_eq!(step.exit, None);
+            reply.extend(step.reply);
+        }
+        assert_eq!(reply, vec![0, 0, 0]);
+        assert_eq!(fs.writes, vec![("/tmp/x.sh".to_string(), b"abcde".to_vec())]);
+        assert_eq!(scp.eof().exit, Some(0));
+    }
+
+    #[test]
+    fn source_sends_a_file_with_times() {
+        let mut fs = Mem::new();
+        fs.files.insert("/root/f".into(), b"hi\n".to_vec());
+        let mut scp = Scp::parse("scp -p -f f").expect("an scp source");
+        assert!(scp.start().is_empty());
+        let step = scp.feed(&mut fs, &[0]);
+        assert_eq!(step.reply, b"T1795410000 0 1795410000 0\n");
+        let step = scp.feed(&mut fs, &[0]);
+        assert_eq!(step.reply, b"C0644 3 f\n");
+        let step = scp.feed(&mut fs, &[0]);
+        assert_eq!(step.reply, b"hi\n\0");
+        let step = scp.feed(&mut fs, &[0]);
+        assert_eq!(step.exit, Some(0));
+    }
+
+    #[test]
+    fn source_of_a_missing_file_says_so() {
+        let mut fs = Mem::new();
+        let mut scp = Scp::parse("scp -f /nope").expect("an scp source");
+        let step = scp.feed(&mut fs, &[0]);
+        assert_eq!(step.reply, b"\x01scp: /nope: No such file or directory\n");
+        assert_eq!(step.exit, Some(1));
+    }
+
+    #[test]
+    fn other_scp_lines_are_the_shells() {
+        assert!(Scp::parse("scp a b").is_none());
+        assert!(Scp::parse("scp -t").is_none());
+        assert!(Scp::parse("ls -t /tmp").is_none());
+    }
+
+    proptest! {
+        #[test]
+        fn random_bytes_never_panic(chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..64), 0..16), sink in any::<bool>()) {
+            let mut fs = Mem::new();
+            fs.files.insert("/tmp/f".into(), b"data".to_vec());
+            let mut scp = Scp::parse(if sink { "scp -r -t /tmp" } else { "scp -f /tmp/f" }).expect("parses");
+            for c in chunks {
+                scp.feed(&mut fs, &c);
+            }
+            scp.eof();
+        }
+    }
+}

@@ -815,21 +815,21 @@ fn civil(days: i64) -> (i64, i64, i64) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
 
     /// A small in-memory tree: enough to drive the protocol layer; the real
     /// filesystem behind it is exercised by the e2e test with OpenSSH.
     #[derive(Default)]
-    struct Mem {
-        files: BTreeMap<String, Vec<u8>>,
-        dirs: Vec<String>,
-        writes: Vec<(String, Vec<u8>)>,
+    pub(crate) struct Mem {
+        pub(crate) files: BTreeMap<String, Vec<u8>>,
+        pub(crate) dirs: Vec<String>,
+        pub(crate) writes: Vec<(String, Vec<u8>)>,
     }
 
     impl Mem {
-        fn new() -> Self {
+        pub(crate) fn new() -> Self {
             Self {
                 dirs: vec!["/".into(), "/root".into(), "/tmp".into(), "/proc".into()],
                 ..Default::default()
