@@ -2,7 +2,9 @@
 //! session) against a Debian decky: the persona's account logs in, a wrong
 //! password is refused like sshd refuses it, `exec` and a pty shell answer as
 //! the distro would, and every step is an event (the client's HASSH, each
-//! attempt with its credential, each command line, the recording).
+//! attempt with its credential, each command line, the recording). Files go
+//! both ways with `scp` (SFTP and legacy `-O`) and `sftp`, and uploads are
+//! quarantined.
 
 use crate::support::{Lab, can_run, stdout};
 

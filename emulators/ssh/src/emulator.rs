@@ -11,7 +11,8 @@
 //! The `sftp` subsystem (which OpenSSH 9's `scp` also speaks) works on the
 //! same fake filesystem as the login's shell: each file read, written,
 //! made, removed or renamed is a `request` event with `op`, `path` and
-//! `size`, and each upload is quarantined (`file_captured`). Other
+//! `size`, and each upload is quarantined (`file_captured`). An `exec` of
+//! `scp -t`/`scp -f` (legacy scp, `scp -O`) is served the same way. Other
 //! subsystems are refused as sshd refuses an unconfigured one.
 //!
 //! Persona keys: `ssh_version`, `users`, `password`, `user`,
