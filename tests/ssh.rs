@@ -2,7 +2,9 @@
 //! session) against a Debian decky: the persona's account logs in, a wrong
 //! password is refused like sshd refuses it, `exec` and a pty shell answer as
 //! the distro would, and every step is an event (the client's HASSH, each
-//! attempt with its credential, each command line, the recording).
+//! attempt with its credential, each command line, the recording). Files go
+//! both ways with `scp` (SFTP and legacy `-O`) and `sftp`, and uploads are
+//! quarantined.
 
 use crate::support::{Lab, can_run, stdout};
 
@@ -118,4 +120,155 @@ expect eof
     let recorded = lab.wait_for_event(|e| e["kind"] == "session_recorded" && e["service"] == "ssh");
     let cast = std::fs::read_to_string(recorded["fields"]["path"].as_str().unwrap()).unwrap();
     assert!(cast.contains("hello"), "{cast}");
+}
+
+/// A file's SHA-256 as `sha256sum` prints it.
+fn sha256sum(path: &std::path::Path) -> String {
+    let out = std::process::Command::new("sha256sum").arg(path).output().unwrap();
+    assert!(out.status.success());
+    stdout(&out).split_whitespace().next().unwrap().to_string()
+}
+
+#[test]
+fn ssh_sftp_and_scp_both_ways() {
+    if !can_run() {
+        return;
+    }
+    // One filesystem for every login: what scp uploads, the next login finds.
+    let fleet = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        fleet.path(),
+        FLEET.replace("users = root:toor", "users = root:toor,admin:admin123") + "overlay = decky\n",
+    )
+    .unwrap();
+    let lab = Lab::up_ok(&["-c", fleet.path().to_str().unwrap()]);
+    let status = lab.status();
+    let decky = &status["deckies"][0];
+    let ip = decky["ip"].as_str().unwrap();
+    let hostname = decky["hostname"].as_str().unwrap();
+
+    // 200 kB of varied bytes: several SFTP WRITE and READ requests each way.
+    let mut x: u32 = 0x1234_5678;
+    let payload: Vec<u8> = (0..200_000)
+        .map(|_| {
+            x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (x >> 24) as u8
+        })
+        .collect();
+    let local = lab.path("local.bin");
+    std::fs::write(&local, &payload).unwrap();
+    let back = lab.path("back.bin");
+
+    // OpenSSH 9.2's scp speaks SFTP: up, then down again, byte for byte.
+    let scp = |flags: &[&str], from: &str, to: &str| {
+        let mut cmd = vec!["sshpass", "-p", "toor", "scp"];
+        cmd.extend_from_slice(SSH);
+        cmd.extend_from_slice(flags);
+        cmd.extend([from, to]);
+        let out = lab.attack(&cmd);
+        assert!(out.status.success(), "scp {from} {to}: {}", lab.explain(&out));
+    };
+    scp(&[], local.to_str().unwrap(), &format!("root@{ip}:/tmp/up.bin"));
+    scp(&[], &format!("root@{ip}:/tmp/up.bin"), back.to_str().unwrap());
+    assert!(
+        std::fs::read(&back).unwrap() == payload,
+        "scp round trip changed the bytes"
+    );
+    // The legacy scp protocol (`exec scp -t` / `scp -f`), with times kept on the way back.
+    let back_legacy = lab.path("back-legacy.bin");
+    scp(&["-O"], local.to_str().unwrap(), &format!("root@{ip}:/tmp/"));
+    scp(
+        &["-O", "-p"],
+        &format!("root@{ip}:/tmp/local.bin"),
+        back_legacy.to_str().unwrap(),
+    );
+    assert!(
+        std::fs::read(&back_legacy).unwrap() == payload,
+        "scp -O round trip changed the bytes"
+    );
+
+    // sftp in batch mode: list, download, upload, make and remove.
+    let got = lab.path("hostname.got");
+    let batch = lab.write(
+        "batch",
+        &format!(
+            "ls -l /etc\nget /etc/hostname {got}\nput {local} /tmp/put.bin\nmkdir /tmp/newdir\nls -l /tmp\nrm /tmp/up.bin\nrmdir /tmp/newdir\nls /tmp\n",
+            got = got.display(),
+            local = local.display(),
+        ),
+    );
+    let mut sftp = vec!["sshpass", "-p", "toor", "sftp"];
+    sftp.extend_from_slice(SSH);
+    let target = format!("root@{ip}");
+    // `-b` turns on BatchMode (no password prompt) unless an earlier `-o` says otherwise.
+    sftp.extend(["-o", "BatchMode=no", "-b", batch.to_str().unwrap(), target.as_str()]);
+    let out = lab.attack(&sftp);
+    let said = stdout(&out);
+    assert!(out.status.success(), "{said}\n{}", lab.explain(&out));
+    assert_eq!(std::fs::read_to_string(&got).unwrap(), format!("{hostname}\n"));
+    // `ls -l` prints the server's long names: sftp-server's `ls -l` format.
+    let passwd = said
+        .lines()
+        .find(|l| l.ends_with(" passwd"))
+        .unwrap_or_else(|| panic!("no passwd in {said}"));
+    assert!(passwd.starts_with("-rw-r--r--    1 root     root "), "{passwd}");
+    assert!(
+        said.lines()
+            .any(|l| l.starts_with("drwxr-xr-x    2 root     root ") && l.ends_with(" newdir")),
+        "{said}"
+    );
+    assert!(
+        said.lines()
+            .any(|l| l.starts_with("-rw-r--r--    1 root     root       200000 ") && l.ends_with(" put.bin")),
+        "{said}"
+    );
+    // After `rm` and `rmdir` the last listing has only put.bin of ours.
+    let last = said.rsplit("sftp> ls /tmp").next().unwrap();
+    assert!(last.contains("put.bin"), "{said}");
+    assert!(!last.contains("up.bin") && !last.contains("newdir"), "{said}");
+
+    // An ordinary account gets the permissions it would: no writing in
+    // /etc, no reading /etc/shadow (`-` lets the batch go on after an error).
+    let denied = lab.write(
+        "denied",
+        &format!(
+            "-put {local} /etc/evil.bin\n-get /etc/shadow {shadow}\nput {local} /tmp/admin.bin\n",
+            local = local.display(),
+            shadow = lab.path("shadow.got").display(),
+        ),
+    );
+    let mut sftp = vec!["sshpass", "-p", "admin123", "sftp"];
+    sftp.extend_from_slice(SSH);
+    let admin = format!("admin@{ip}");
+    sftp.extend(["-o", "BatchMode=no", "-b", denied.to_str().unwrap(), admin.as_str()]);
+    let out = lab.attack(&sftp);
+    let err = crate::support::stderr(&out);
+    assert!(out.status.success(), "{}", lab.explain(&out));
+    assert!(err.contains(r#"dest open "/etc/evil.bin": Permission denied"#), "{err}");
+    assert!(err.contains(r#"open "/etc/shadow": Permission denied"#), "{err}");
+    assert!(!lab.path("shadow.got").exists());
+
+    // Each upload is quarantined under its SHA-256, with the same bytes.
+    let sha256 = sha256sum(&local);
+    for path in ["/tmp/up.bin", "/tmp/local.bin", "/tmp/put.bin", "/tmp/admin.bin"] {
+        let captured = lab
+            .wait_for_event(|e| e["kind"] == "file_captured" && e["service"] == "ssh" && e["fields"]["path"] == path);
+        assert_eq!(captured["fields"]["sha256"], sha256.as_str(), "{captured}");
+    }
+    let stored = lab.state_dir().join("artifacts").join(&sha256);
+    assert!(std::fs::read(&stored).unwrap() == payload);
+
+    // The subsystem and each file operation are events.
+    lab.wait_for_event(|e| e["kind"] == "request" && e["fields"]["subsystem"] == "sftp");
+    lab.wait_for_event(|e| e["kind"] == "command" && e["fields"]["command"] == "scp -t /tmp/");
+    let read = lab.wait_for_event(|e| {
+        e["kind"] == "request" && e["fields"]["op"] == "read" && e["fields"]["path"] == "/etc/hostname"
+    });
+    assert_eq!(read["fields"]["size"], hostname.len() + 1);
+    lab.wait_for_event(|e| {
+        e["kind"] == "request" && e["fields"]["op"] == "mkdir" && e["fields"]["path"] == "/tmp/newdir"
+    });
+    lab.wait_for_event(|e| {
+        e["kind"] == "request" && e["fields"]["op"] == "remove" && e["fields"]["path"] == "/tmp/up.bin"
+    });
 }

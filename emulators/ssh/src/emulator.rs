@@ -8,11 +8,17 @@
 //! `shell` (with or without a pty) and `exec` run the shell; its command
 //! lines, downloads, dropped files and typed passwords are logged by
 //! `decnet_shell::emulator::log_event`, and pty shells are recorded.
-//! Not yet: the `sftp` subsystem (refused as by an sshd without one), so
-//! OpenSSH 9's `scp` (which speaks SFTP) fails too.
+//! The `sftp` subsystem (which OpenSSH 9's `scp` also speaks) works on the
+//! same fake filesystem as the login's shell: each file read, written,
+//! made, removed or renamed is a `request` event with `op`, `path` and
+//! `size`, and each upload is quarantined (`file_captured`). An `exec` of
+//! `scp -t`/`scp -f` (legacy scp, `scp -O`) is served the same way. Other
+//! subsystems are refused as sshd refuses an unconfigured one.
 //!
 //! Persona keys: `ssh_version`, `users`, `password`, `user`,
-//! `user_password`, `hostname`.
+//! `user_password`, `hostname`, `overlay` (`session`, the default: each
+//! login writes to its own copy of the filesystem; `decky`: one shared by
+//! every login, so uploads stay).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,8 +28,13 @@ use decnet_emu_sdk::{
     Accounts, BoxFuture, Close, Conn, Credential, Emulator, Kind, Outcome, Port, Recording, RecordingSummary,
     ServeError, Service, ServiceInfo, SessionCx, Transport, fields,
 };
-use decnet_shell::{Limits, Mode, ShellHost, ShellOutput, ShellSession};
+use decnet_shell::fs::{Cred, FsError, Node, NodeKind};
+use decnet_shell::{
+    Account, HostFacts, Limits, Mode, OverlayScope, ShellEvent, ShellHost, ShellOutput, ShellSession, distro_of,
+};
 
+use crate::scp::Scp;
+use crate::sftp::{Attrs, Backend, SftpServer};
 use crate::{
     Action, AuthAttempt, AuthDecision, AuthMethod, ChannelRequest, Handler, HostKeys, Observation, Profiles,
     ServerConfig,
@@ -68,14 +79,16 @@ impl Emulator for Ssh {
         let keys = Arc::new(HostKeys::from_seed(seed.as_bytes(), rsa_cache));
         let accounts = Accounts::from_persona(persona);
         let hostname = text("hostname").unwrap_or_else(|| service.decky.hostname.clone());
-        let host = decnet_shell::emulator::host_for(
-            &service.decky,
-            &hostname,
-            &accounts,
-            "sshd",
-            &service.ports,
-            unix(prepared_at()),
-        )?;
+        let overlay = match text("overlay").as_deref() {
+            None | Some("session") => OverlayScope::Session,
+            Some("decky") => OverlayScope::Decky,
+            Some(other) => {
+                return Err(ServeError::Persona(format!(
+                    "ssh: overlay = {other:?}: expected \"session\" or \"decky\""
+                )));
+            }
+        };
+        let host = shell_host(service, &hostname, &accounts, overlay)?;
         Ok(Arc::new(SshService {
             config: Arc::new(ServerConfig::new(&version, profile, keys)),
             accounts,
@@ -134,6 +147,22 @@ struct Channel {
     env: Vec<(String, String)>,
     shell: Option<ShellSession>,
     recording: Option<Recording>,
+    sftp: Option<Sftp>,
+}
+
+/// A channel moving files (the `sftp` subsystem, or an `scp -t`/`scp -f`
+/// exec): the protocol state and the login's view of the filesystem.
+struct Sftp {
+    server: Transfer,
+    shell: ShellSession,
+    /// uid and gid → name, from the fake `/etc/passwd` and `/etc/group`.
+    users: HashMap<u32, String>,
+    groups: HashMap<u32, String>,
+}
+
+enum Transfer {
+    Sftp(SftpServer),
+    Scp(Scp),
 }
 
 impl Login {
@@ -184,6 +213,87 @@ impl Login {
         outputs.extend(shell.start(now));
         channel.shell = Some(shell);
         self.deliver(id, outputs, out);
+    }
+
+    /// Starts a file transfer on `id`, with a filesystem view of the login.
+    fn files(&mut self, id: u32, server: Transfer, out: &mut Vec<Action>) {
+        let mut seed = [0u8; 8];
+        self.cx.random_bytes(&mut seed);
+        let user = self.login();
+        let now = self.now();
+        let mut shell = ShellSession::new(
+            &self.svc.host,
+            &user,
+            Mode::Interactive,
+            Limits::default(),
+            u64::from_le_bytes(seed),
+        );
+        let users = id_names(&shell.read_file(now, "/etc/passwd").unwrap_or_default());
+        let groups = id_names(&shell.read_file(now, "/etc/group").unwrap_or_default());
+        if let Transfer::Scp(scp) = &server {
+            let first = scp.start();
+            if !first.is_empty() {
+                out.push(Action::Data(id, first));
+            }
+        }
+        if let Some(channel) = self.channels.get_mut(&id) {
+            channel.sftp = Some(Sftp {
+                server,
+                shell,
+                users,
+                groups,
+            });
+        }
+    }
+
+    /// Feeds channel bytes (or, with `None`, the client's EOF) to the
+    /// channel's file transfer.
+    fn transfer(&mut self, id: u32, now: i64, data: Option<&[u8]>, out: &mut Vec<Action>) {
+        let login = self.login();
+        let Some(sftp) = self.channels.get_mut(&id).and_then(|c| c.sftp.as_mut()) else {
+            return;
+        };
+        let mut backend = SessionFs {
+            shell: &mut sftp.shell,
+            users: &sftp.users,
+            groups: &sftp.groups,
+            cx: &self.cx,
+            login: &login,
+            now,
+        };
+        let (reply, exit) = match (&mut sftp.server, data) {
+            (Transfer::Sftp(server), Some(data)) => {
+                let fed = server.feed(&mut backend, now, data);
+                if let Some(why) = &fed.ended {
+                    self.cx
+                        .emit(Kind::Request, fields! { "subsystem" => "sftp", "error" => why.0 });
+                }
+                // sftp-server exits on a bad message without a status.
+                (fed.reply, fed.ended.map(|_| None))
+            }
+            // sftp-server exits when its input ends; sshd reports status 0.
+            (Transfer::Sftp(_), None) => (Vec::new(), Some(Some(0))),
+            (Transfer::Scp(scp), Some(data)) => {
+                let step = scp.feed(&mut backend, data);
+                (step.reply, step.exit.map(Some))
+            }
+            (Transfer::Scp(scp), None) => {
+                let step = scp.eof();
+                (step.reply, step.exit.map(Some))
+            }
+        };
+        if !reply.is_empty() {
+            out.push(Action::Data(id, reply));
+        }
+        if let Some(status) = exit {
+            if let Some(code) = status {
+                out.push(Action::ExitStatus(id, code));
+            }
+            out.extend([Action::Eof(id), Action::Close(id)]);
+            if let Some(channel) = self.channels.get_mut(&id) {
+                channel.sftp = None;
+            }
+        }
     }
 
     /// Turns a shell's outputs into channel actions and events.
@@ -349,9 +459,33 @@ impl Handler for Login {
                 self.start(id, None, out);
                 true
             }
-            ChannelRequest::Exec { command } if channel.shell.is_none() => {
+            ChannelRequest::Subsystem { name }
+                if name == "sftp" && channel.shell.is_none() && channel.sftp.is_none() =>
+            {
+                self.cx.emit(Kind::Request, fields! { "subsystem" => "sftp" });
+                self.files(id, Transfer::Sftp(SftpServer::new()), out);
+                true
+            }
+            ChannelRequest::Exec { command } if channel.shell.is_none() && channel.sftp.is_none() => {
                 let line = String::from_utf8_lossy(command).into_owned();
-                self.start(id, Some(line), out);
+                // `scp -t`/`scp -f` is the legacy scp protocol, served here;
+                // any other scp line is the shell's.
+                match Scp::parse(&line) {
+                    Some(scp) => {
+                        let login = self.login();
+                        let cwd = self
+                            .svc
+                            .host
+                            .user(&login)
+                            .map_or_else(|| format!("/home/{login}"), |u| u.home.clone());
+                        self.cx.emit(
+                            Kind::Command,
+                            fields! { "command" => line, "cwd" => cwd, "user" => login.clone(), "login" => login },
+                        );
+                        self.files(id, Transfer::Scp(scp), out);
+                    }
+                    None => self.start(id, Some(line), out),
+                }
                 true
             }
             ChannelRequest::Subsystem { name } => {
@@ -373,6 +507,10 @@ impl Handler for Login {
         if let Some(rec) = channel.recording.as_mut() {
             rec.input(data);
         }
+        if channel.sftp.is_some() {
+            self.transfer(id, now, Some(data), out);
+            return;
+        }
         let Some(shell) = channel.shell.as_mut() else {
             return;
         };
@@ -382,6 +520,10 @@ impl Handler for Login {
 
     fn channel_eof(&mut self, id: u32, out: &mut Vec<Action>) {
         let now = self.now();
+        if self.channels.get(&id).is_some_and(|c| c.sftp.is_some()) {
+            self.transfer(id, now, None, out);
+            return;
+        }
         let Some(shell) = self.channels.get_mut(&id).and_then(|c| c.shell.as_mut()) else {
             return;
         };
@@ -393,6 +535,258 @@ impl Handler for Login {
         self.end_recording(id);
         self.channels.remove(&id);
     }
+}
+
+/// The decky's shell world (as `decnet_shell::emulator::host_for` builds
+/// it) with the persona's overlay scope: `decky` keeps files across logins,
+/// so what `scp` uploads is there at the next login, as on a real host.
+fn shell_host(
+    service: &ServiceInfo,
+    hostname: &str,
+    accounts: &Accounts,
+    overlay: OverlayScope,
+) -> Result<ShellHost, ServeError> {
+    let decky = &service.decky;
+    let facts = HostFacts {
+        hostname: hostname.to_string(),
+        ip: decky.ip,
+        // The spec does not carry the LAN's prefix; a /24 is the common case.
+        prefix_len: 24,
+        gateway: std::net::Ipv4Addr::from(u32::from(decky.ip) & 0xffff_ff00 | 1),
+        mac: decky.mac,
+        distro: distro_of(&decky.distro, &decky.userland),
+        kernel_release: None,
+        accounts: accounts
+            .names()
+            .into_iter()
+            .map(|name| Account {
+                name: name.to_string(),
+                password: accounts.password_of(name).unwrap_or_default().to_string(),
+            })
+            .collect(),
+        seed: decky.seed,
+        listening: service
+            .ports
+            .iter()
+            .map(|p| (p.number, p.transport == Transport::Udp, "sshd".to_string()))
+            .collect(),
+        overlay,
+        overlay_limits: Default::default(),
+        now: unix(prepared_at()),
+    };
+    ShellHost::new(facts).map_err(|e| ServeError::Persona(e.0))
+}
+
+/// The SFTP backend: one login's filesystem view, logging what it touches.
+struct SessionFs<'a> {
+    shell: &'a mut ShellSession,
+    users: &'a HashMap<u32, String>,
+    groups: &'a HashMap<u32, String>,
+    cx: &'a SessionCx,
+    login: &'a str,
+    now: i64,
+}
+
+impl SessionFs<'_> {
+    fn event(&self, op: &str, path: &str, size: Option<usize>) {
+        self.cx.emit(
+            Kind::Request,
+            fields! { "subsystem" => "sftp", "op" => op, "path" => path, "size" => size },
+        );
+    }
+
+    fn uid_gids(&self) -> (u32, Vec<u32>) {
+        let user = self.shell.user();
+        (user.uid, user.gids.clone())
+    }
+
+    /// Whether the user has all of `want` (rwx bits, `0o7`-style) on `node`;
+    /// root has everything.
+    fn allows(&self, node: &Node, want: u32) -> bool {
+        let (uid, gids) = self.uid_gids();
+        let bits = if uid == 0 {
+            0o7
+        } else if node.uid == uid {
+            node.mode >> 6
+        } else if gids.contains(&node.gid) {
+            node.mode >> 3
+        } else {
+            node.mode
+        };
+        bits & want == want
+    }
+
+    /// Whether the user may add or remove entries in directory `dir`.
+    fn may_change(&self, dir: &str) -> Result<(), FsError> {
+        let (_, node) = self.shell.filesystem().stat(dir)?;
+        if self.allows(&node, 0o3) {
+            Ok(())
+        } else {
+            Err(FsError::PermissionDenied)
+        }
+    }
+}
+
+fn attrs(node: &Node) -> Attrs {
+    let kind = match node.kind {
+        NodeKind::Dir => 0o040000,
+        NodeKind::Symlink(_) => 0o120000,
+        NodeKind::CharDevice(_) => 0o020000,
+        _ => 0o100000,
+    };
+    Attrs {
+        size: node.size(),
+        uid: node.uid,
+        gid: node.gid,
+        mode: kind | (node.mode & 0o7777),
+        mtime: node.mtime,
+    }
+}
+
+impl Backend for SessionFs<'_> {
+    fn cwd(&self) -> String {
+        self.shell.cwd().to_string()
+    }
+
+    fn realpath(&self, path: &str) -> Result<String, FsError> {
+        self.shell.filesystem().resolve(path, true)
+    }
+
+    fn stat(&self, path: &str, follow: bool) -> Result<Attrs, FsError> {
+        let fs = self.shell.filesystem();
+        let (_, node) = if follow { fs.stat(path)? } else { fs.lstat(path)? };
+        Ok(attrs(&node))
+    }
+
+    fn readlink(&self, path: &str) -> Result<String, FsError> {
+        let (_, node) = self.shell.filesystem().lstat(path)?;
+        match node.kind {
+            NodeKind::Symlink(target) => Ok(target),
+            // EINVAL, which sftp-server reports as a plain failure.
+            _ => Err(FsError::NotADirectory),
+        }
+    }
+
+    fn list(&self, path: &str) -> Result<Vec<(String, Attrs)>, FsError> {
+        let list = self.shell.list_dir(path)?;
+        Ok(list.into_iter().map(|(name, node)| (name, attrs(&node))).collect())
+    }
+
+    fn read(&mut self, path: &str) -> Result<Vec<u8>, FsError> {
+        let data = self.shell.read_file(self.now, path)?;
+        self.event("read", path, Some(data.len()));
+        Ok(data)
+    }
+
+    fn may_write(&self, path: &str) -> Result<(), FsError> {
+        let fs = self.shell.filesystem();
+        let real = fs.resolve(path, true)?;
+        if decnet_shell::fs::is_read_only(&real) {
+            return Err(FsError::ReadOnly);
+        }
+        match fs.lstat_raw(&real) {
+            Some(node) if node.is_dir() => Err(FsError::IsADirectory),
+            Some(node) if !self.allows(&node, 0o2) => Err(FsError::PermissionDenied),
+            Some(_) => Ok(()),
+            None => self.may_change(&decnet_shell::fs::parent_of(&real)),
+        }
+    }
+
+    fn write(&mut self, path: &str, data: &[u8]) -> Result<(), FsError> {
+        let captured = self.shell.write_file(self.now, path, data)?;
+        self.event("write", path, Some(data.len()));
+        if let Some(event @ ShellEvent::FileCaptured { .. }) = captured {
+            decnet_shell::emulator::log_event(self.cx, event, self.login);
+        }
+        Ok(())
+    }
+
+    fn mkdir(&mut self, path: &str) -> Result<(), FsError> {
+        let (uid, gids) = self.uid_gids();
+        self.shell
+            .filesystem()
+            .mkdir(path, Cred { uid, gids: &gids }, self.now)?;
+        self.event("mkdir", path, None);
+        Ok(())
+    }
+
+    fn rmdir(&mut self, path: &str) -> Result<(), FsError> {
+        let (uid, gids) = self.uid_gids();
+        self.shell.filesystem().rmdir(path, Cred { uid, gids: &gids })?;
+        self.event("rmdir", path, None);
+        Ok(())
+    }
+
+    fn remove(&mut self, path: &str) -> Result<(), FsError> {
+        let (uid, gids) = self.uid_gids();
+        self.shell.filesystem().unlink(path, Cred { uid, gids: &gids })?;
+        self.event("remove", path, None);
+        Ok(())
+    }
+
+    fn rename(&mut self, from: &str, to: &str) -> Result<(), FsError> {
+        let fs = self.shell.filesystem().clone();
+        let (real_from, node) = fs.lstat(from)?;
+        let real_to = fs.resolve(to, false)?;
+        // sftp-server's version 3 rename links then unlinks: an existing
+        // target fails.
+        if fs.lstat_raw(&real_to).is_some() {
+            return Err(FsError::Exists);
+        }
+        if decnet_shell::fs::is_read_only(&real_from) || decnet_shell::fs::is_read_only(&real_to) {
+            return Err(FsError::ReadOnly);
+        }
+        self.may_change(&decnet_shell::fs::parent_of(&real_from))?;
+        self.may_change(&decnet_shell::fs::parent_of(&real_to))?;
+        if real_to.starts_with(&format!("{real_from}/")) {
+            return Err(FsError::NotPermitted);
+        }
+        // A directory moves with everything under it (bounded by the
+        // overlay's entry limit, which fails the move when exceeded).
+        let mut moves = vec![(real_from.clone(), real_to.clone(), node)];
+        let mut i = 0;
+        while i < moves.len() {
+            let (src, dst, node) = moves[i].clone();
+            if node.is_dir() {
+                for (name, child) in fs.children(&src) {
+                    moves.push((format!("{src}/{name}"), format!("{dst}/{name}"), child));
+                }
+            }
+            i += 1;
+        }
+        for (_, dst, node) in &moves {
+            fs.set(dst, node.clone())?;
+        }
+        for (src, _, _) in moves.iter().rev() {
+            fs.remove_raw(src)?;
+        }
+        self.cx.emit(
+            Kind::Request,
+            fields! { "subsystem" => "sftp", "op" => "rename", "path" => real_from, "to" => real_to },
+        );
+        Ok(())
+    }
+
+    fn user_name(&self, uid: u32) -> String {
+        self.users.get(&uid).cloned().unwrap_or_else(|| uid.to_string())
+    }
+
+    fn group_name(&self, gid: u32) -> String {
+        self.groups.get(&gid).cloned().unwrap_or_else(|| gid.to_string())
+    }
+}
+
+/// `name:x:id:…` lines (`/etc/passwd`, `/etc/group`) → id → name.
+fn id_names(text: &[u8]) -> HashMap<u32, String> {
+    String::from_utf8_lossy(text)
+        .lines()
+        .filter_map(|line| {
+            let mut parts = line.split(':');
+            let name = parts.next()?;
+            let id = parts.nth(1)?.parse().ok()?;
+            Some((id, name.to_string()))
+        })
+        .collect()
 }
 
 fn clamp(n: u32) -> u16 {

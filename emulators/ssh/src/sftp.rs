@@ -1,0 +1,1109 @@
+//! A sans-IO SFTP version 3 server (draft-ietf-secsh-filexfer-02, the
+//! version OpenSSH's `sftp-server` speaks and OpenSSH 9's `scp` uses) over a
+//! [`Backend`] that is the fake filesystem.
+//!
+//! Bytes of the channel go in with [`SftpServer::feed`]; replies come out.
+//! Packets are uint32-length-prefixed and reassembled across channel data
+//! messages; a packet over [`MAX_PACKET`] or one that does not parse ends the
+//! subsystem (as sftp-server exits on a bad message), never the process.
+//!
+//! Uploads are buffered in memory (bounded per file and in total) and handed
+//! to the backend in one piece on CLOSE, so each uploaded file is captured
+//! once, whole.
+
+use std::collections::BTreeMap;
+
+use decnet_shell::fs::FsError;
+
+/// Largest packet accepted (OpenSSH's sftp-server takes 256 KiB).
+pub const MAX_PACKET: usize = 256 * 1024;
+/// Open handles per subsystem (files and directories).
+pub const MAX_HANDLES: usize = 32;
+/// Largest file a handle buffers, for reading or writing (the size of a
+/// session's whole overlay; the fake programs are far smaller).
+pub const MAX_FILE: usize = 8 << 20;
+/// File bytes buffered across all open handles, read or write.
+pub const MAX_BUFFERED: usize = 16 << 20;
+/// Names per READDIR reply (sftp-server sends up to 100).
+const NAMES_PER_READDIR: usize = 100;
+
+const SSH_FXP_INIT: u8 = 1;
+const SSH_FXP_VERSION: u8 = 2;
+const SSH_FXP_OPEN: u8 = 3;
+const SSH_FXP_CLOSE: u8 = 4;
+const SSH_FXP_READ: u8 = 5;
+const SSH_FXP_WRITE: u8 = 6;
+const SSH_FXP_LSTAT: u8 = 7;
+const SSH_FXP_FSTAT: u8 = 8;
+const SSH_FXP_SETSTAT: u8 = 9;
+const SSH_FXP_FSETSTAT: u8 = 10;
+const SSH_FXP_OPENDIR: u8 = 11;
+const SSH_FXP_READDIR: u8 = 12;
+const SSH_FXP_REMOVE: u8 = 13;
+const SSH_FXP_MKDIR: u8 = 14;
+const SSH_FXP_RMDIR: u8 = 15;
+const SSH_FXP_REALPATH: u8 = 16;
+const SSH_FXP_STAT: u8 = 17;
+const SSH_FXP_RENAME: u8 = 18;
+const SSH_FXP_READLINK: u8 = 19;
+const SSH_FXP_STATUS: u8 = 101;
+const SSH_FXP_HANDLE: u8 = 102;
+const SSH_FXP_DATA: u8 = 103;
+const SSH_FXP_NAME: u8 = 104;
+const SSH_FXP_ATTRS: u8 = 105;
+
+const ATTR_SIZE: u32 = 0x1;
+const ATTR_UIDGID: u32 = 0x2;
+const ATTR_PERMISSIONS: u32 = 0x4;
+const ATTR_ACMODTIME: u32 = 0x8;
+const ATTR_EXTENDED: u32 = 0x8000_0000;
+
+const FXF_READ: u32 = 0x1;
+const FXF_WRITE: u32 = 0x2;
+const FXF_APPEND: u32 = 0x4;
+const FXF_CREAT: u32 = 0x8;
+const FXF_TRUNC: u32 = 0x10;
+const FXF_EXCL: u32 = 0x20;
+
+/// SSH_FX_* status codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Status {
+    Ok = 0,
+    Eof = 1,
+    NoSuchFile = 2,
+    PermissionDenied = 3,
+    Failure = 4,
+    BadMessage = 5,
+    OpUnsupported = 8,
+}
+
+impl Status {
+    /// The message sftp-server sends with each code.
+    fn message(self) -> &'static str {
+        match self {
+            Status::Ok => "Success",
+            Status::Eof => "End of file",
+            Status::NoSuchFile => "No such file",
+            Status::PermissionDenied => "Permission denied",
+            Status::Failure => "Failure",
+            Status::BadMessage => "Bad message",
+            Status::OpUnsupported => "Operation unsupported",
+        }
+    }
+}
+
+impl From<FsError> for Status {
+    // sftp-server maps errno the same way: ENOENT, EACCES/EPERM, the rest FAILURE.
+    fn from(e: FsError) -> Self {
+        match e {
+            FsError::NotFound => Status::NoSuchFile,
+            FsError::PermissionDenied | FsError::NotPermitted | FsError::ReadOnly => Status::PermissionDenied,
+            _ => Status::Failure,
+        }
+    }
+}
+
+/// What STAT reports about a path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attrs {
+    pub size: u64,
+    pub uid: u32,
+    pub gid: u32,
+    /// Permission bits including the file type (`0o100644`).
+    pub mode: u32,
+    pub mtime: i64,
+}
+
+impl Attrs {
+    pub fn is_dir(&self) -> bool {
+        self.mode & 0o170000 == 0o040000
+    }
+}
+
+/// The filesystem the server works on. Paths are absolute and normalised.
+pub trait Backend {
+    /// Where relative paths start (the login's home).
+    fn cwd(&self) -> String;
+    /// `path` with symlinks resolved (the last component may be missing).
+    fn realpath(&self, path: &str) -> Result<String, FsError>;
+    fn stat(&self, path: &str, follow: bool) -> Result<Attrs, FsError>;
+    fn readlink(&self, path: &str) -> Result<String, FsError>;
+    /// Entries of a directory, `.` and `..` not included.
+    fn list(&self, path: &str) -> Result<Vec<(String, Attrs)>, FsError>;
+    /// A whole file, as the user (a download).
+    fn read(&mut self, path: &str) -> Result<Vec<u8>, FsError>;
+    /// Whether the user may write `path` (create it when missing), checked
+    /// at OPEN as open(2) would, though the bytes arrive only at CLOSE.
+    fn may_write(&self, path: &str) -> Result<(), FsError>;
+    /// Replaces a whole file, as the user (an upload).
+    fn write(&mut self, path: &str, data: &[u8]) -> Result<(), FsError>;
+    fn mkdir(&mut self, path: &str) -> Result<(), FsError>;
+    fn rmdir(&mut self, path: &str) -> Result<(), FsError>;
+    fn remove(&mut self, path: &str) -> Result<(), FsError>;
+    fn rename(&mut self, from: &str, to: &str) -> Result<(), FsError>;
+    fn user_name(&self, uid: u32) -> String;
+    fn group_name(&self, gid: u32) -> String;
+}
+
+enum Handle {
+    Read {
+        path: String,
+        data: Vec<u8>,
+    },
+    Write {
+        path: String,
+        data: Vec<u8>,
+        append: bool,
+    },
+    Dir {
+        path: String,
+        entries: Vec<(String, Attrs)>,
+        next: usize,
+    },
+}
+
+/// One SFTP subsystem on one channel.
+pub struct SftpServer {
+    input: Vec<u8>,
+    handles: BTreeMap<u32, Handle>,
+    next_handle: u32,
+    buffered: usize,
+    initialised: bool,
+    closed: bool,
+}
+
+impl Default for SftpServer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Why the subsystem ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Malformed(pub &'static str);
+
+struct Reader<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn u8(&mut self) -> Result<u8, Malformed> {
+        let (&b, rest) = self.buf.split_first().ok_or(Malformed("short packet"))?;
+        self.buf = rest;
+        Ok(b)
+    }
+    fn u32(&mut self) -> Result<u32, Malformed> {
+        let b = self.bytes_n(4)?;
+        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn u64(&mut self) -> Result<u64, Malformed> {
+        Ok((u64::from(self.u32()?) << 32) | u64::from(self.u32()?))
+    }
+    fn bytes_n(&mut self, n: usize) -> Result<&'a [u8], Malformed> {
+        if self.buf.len() < n {
+            return Err(Malformed("short packet"));
+        }
+        let (a, b) = self.buf.split_at(n);
+        self.buf = b;
+        Ok(a)
+    }
+    fn string(&mut self) -> Result<&'a [u8], Malformed> {
+        let n = self.u32()? as usize;
+        self.bytes_n(n)
+    }
+    fn path(&mut self) -> Result<String, Malformed> {
+        Ok(String::from_utf8_lossy(self.string()?).into_owned())
+    }
+    /// Reads and discards an ATTRS (SETSTAT is accepted, not applied).
+    fn attrs(&mut self) -> Result<(), Malformed> {
+        let flags = self.u32()?;
+        if flags & ATTR_SIZE != 0 {
+            self.u64()?;
+        }
+        if flags & ATTR_UIDGID != 0 {
+            self.bytes_n(8)?;
+        }
+        if flags & ATTR_PERMISSIONS != 0 {
+            self.u32()?;
+        }
+        if flags & ATTR_ACMODTIME != 0 {
+            self.bytes_n(8)?;
+        }
+        if flags & ATTR_EXTENDED != 0 {
+            let n = self.u32()?;
+            for _ in 0..n {
+                self.string()?;
+                self.string()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A reply being built: type and fields; framed by [`Reply::finish`].
+struct Reply(Vec<u8>);
+
+impl Reply {
+    fn new(kind: u8, id: u32) -> Self {
+        let mut r = Reply(vec![0, 0, 0, 0, kind]);
+        r.u32(id);
+        r
+    }
+    fn u32(&mut self, v: u32) {
+        self.0.extend_from_slice(&v.to_be_bytes());
+    }
+    fn u64(&mut self, v: u64) {
+        self.0.extend_from_slice(&v.to_be_bytes());
+    }
+    fn string(&mut self, s: &[u8]) {
+        self.u32(s.len() as u32);
+        self.0.extend_from_slice(s);
+    }
+    fn attrs(&mut self, a: &Attrs) {
+        self.u32(ATTR_SIZE | ATTR_UIDGID | ATTR_PERMISSIONS | ATTR_ACMODTIME);
+        self.u64(a.size);
+        self.u32(a.uid);
+        self.u32(a.gid);
+        self.u32(a.mode);
+        let t = a.mtime.clamp(0, i64::from(u32::MAX)) as u32;
+        self.u32(t);
+        self.u32(t);
+    }
+    fn finish(mut self, out: &mut Vec<u8>) {
+        let len = (self.0.len() - 4) as u32;
+        self.0[..4].copy_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(&self.0);
+    }
+}
+
+fn status(out: &mut Vec<u8>, id: u32, code: Status) {
+    let mut r = Reply::new(SSH_FXP_STATUS, id);
+    r.u32(code as u32);
+    r.string(code.message().as_bytes());
+    r.string(b"");
+    r.finish(out);
+}
+
+/// What one fed chunk produced.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Fed {
+    /// Bytes for the channel.
+    pub reply: Vec<u8>,
+    /// Set when the subsystem ended (a malformed packet): close the channel.
+    pub ended: Option<Malformed>,
+}
+
+impl SftpServer {
+    pub fn new() -> Self {
+        Self {
+            input: Vec::new(),
+            handles: BTreeMap::new(),
+            next_handle: 0,
+            buffered: 0,
+            initialised: false,
+            closed: false,
+        }
+    }
+
+    /// Whether a malformed packet ended the subsystem.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// Takes channel bytes; answers every complete packet. `now` dates
+    /// READDIR's long names.
+    pub fn feed(&mut self, backend: &mut dyn Backend, now: i64, data: &[u8]) -> Fed {
+        let mut fed = Fed::default();
+        if self.closed {
+            return fed;
+        }
+        self.input.extend_from_slice(data);
+        let mut used = 0;
+        loop {
+            let rest = &self.input[used..];
+            if rest.len() < 4 {
+                break;
+            }
+            let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+            if len == 0 || len > MAX_PACKET {
+                fed.ended = Some(Malformed("bad packet length"));
+                break;
+            }
+            if rest.len() < 4 + len {
+                break;
+            }
+            let packet = rest[4..4 + len].to_vec();
+            used += 4 + len;
+            if let Err(e) = self.packet(backend, now, &packet, &mut fed.reply) {
+                fed.ended = Some(e);
+                break;
+            }
+        }
+        self.input.drain(..used);
+        if fed.ended.is_some() {
+            self.closed = true;
+            self.input = Vec::new();
+            self.handles.clear();
+            self.buffered = 0;
+        }
+        fed
+    }
+
+    fn abs(backend: &dyn Backend, path: &str) -> String {
+        decnet_shell::fs::absolute(&backend.cwd(), path)
+    }
+
+    fn add_handle(&mut self, h: Handle) -> Option<u32> {
+        if self.handles.len() >= MAX_HANDLES {
+            return None;
+        }
+        // Skip ids still open once the counter wraps (never reuse a live one).
+        while self.handles.contains_key(&self.next_handle) {
+            self.next_handle = self.next_handle.wrapping_add(1);
+        }
+        let id = self.next_handle;
+        self.next_handle = self.next_handle.wrapping_add(1);
+        self.handles.insert(id, h);
+        Some(id)
+    }
+
+    fn handle_reply(out: &mut Vec<u8>, id: u32, handle: u32) {
+        let mut r = Reply::new(SSH_FXP_HANDLE, id);
+        r.string(&handle.to_be_bytes());
+        r.finish(out);
+    }
+
+    fn packet(
+        &mut self,
+        backend: &mut dyn Backend,
+        now: i64,
+        packet: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), Malformed> {
+        let mut rd = Reader { buf: packet };
+        let kind = rd.u8()?;
+        if kind == SSH_FXP_INIT {
+            let _version = rd.u32()?;
+            self.initialised = true;
+            // VERSION has no request id; no extensions are offered, so
+            // clients fall back to the plain version 3 operations.
+            let mut r = Reply(vec![0, 0, 0, 0, SSH_FXP_VERSION]);
+            r.u32(3);
+            r.finish(out);
+            return Ok(());
+        }
+        if !self.initialised {
+            return Err(Malformed("request before init"));
+        }
+        let id = rd.u32()?;
+        match kind {
+            SSH_FXP_REALPATH => {
+                let path = rd.path()?;
+                let path = if path.is_empty() { ".".to_string() } else { path };
+                match backend.realpath(&Self::abs(backend, &path)) {
+                    Ok(real) => {
+                        let mut r = Reply::new(SSH_FXP_NAME, id);
+                        r.u32(1);
+                        r.string(real.as_bytes());
+                        r.string(real.as_bytes());
+                        r.u32(0);
+                        r.finish(out);
+                    }
+                    Err(e) => status(out, id, e.into()),
+                }
+            }
+            SSH_FXP_STAT | SSH_FXP_LSTAT => {
+                let path = Self::abs(backend, &rd.path()?);
+                match backend.stat(&path, kind == SSH_FXP_STAT) {
+                    Ok(a) => attrs_reply(out, id, &a),
+                    Err(e) => status(out, id, e.into()),
+                }
+            }
+            SSH_FXP_FSTAT => {
+                let h = handle_of(&mut rd)?;
+                match self.handles.get(&h) {
+                    Some(Handle::Read { path, data }) => match backend.stat(path, true) {
+                        Ok(mut a) => {
+                            a.size = data.len() as u64;
+                            attrs_reply(out, id, &a);
+                        }
+                        Err(e) => status(out, id, e.into()),
+                    },
+                    Some(Handle::Write { path, data, .. }) => {
+                        let a = backend.stat(path, true).unwrap_or(Attrs {
+                            size: 0,
+                            uid: 0,
+                            gid: 0,
+                            mode: 0o100644,
+                            mtime: now,
+                        });
+                        attrs_reply(
+                            out,
+                            id,
+                            &Attrs {
+                                size: data.len() as u64,
+                                ..a
+                            },
+                        );
+                    }
+                    Some(Handle::Dir { path, .. }) => match backend.stat(path, true) {
+                        Ok(a) => attrs_reply(out, id, &a),
+                        Err(e) => status(out, id, e.into()),
+                    },
+                    None => status(out, id, Status::Failure),
+                }
+            }
+            SSH_FXP_SETSTAT => {
+                let path = Self::abs(backend, &rd.path()?);
+                rd.attrs()?;
+                // Accepted without change (chmod/utimes after an upload), but
+                // a missing path is still an error as it would be.
+                match backend.stat(&path, true) {
+                    Ok(_) => status(out, id, Status::Ok),
+                    Err(e) => status(out, id, e.into()),
+                }
+            }
+            SSH_FXP_FSETSTAT => {
+                let h = handle_of(&mut rd)?;
+                rd.attrs()?;
+                let code = if self.handles.contains_key(&h) {
+                    Status::Ok
+                } else {
+                    Status::Failure
+                };
+                status(out, id, code);
+            }
+            SSH_FXP_OPEN => {
+                let path = Self::abs(backend, &rd.path()?);
+                let pflags = rd.u32()?;
+                rd.attrs()?;
+                let code = self.open(backend, id, &path, pflags, out);
+                if let Some(code) = code {
+                    status(out, id, code);
+                }
+            }
+            SSH_FXP_CLOSE => {
+                let h = handle_of(&mut rd)?;
+                let code = match self.handles.remove(&h) {
+                    None => Status::Failure,
+                    Some(Handle::Write { path, data, .. }) => {
+                        self.buffered = self.buffered.saturating_sub(data.len());
+                        match backend.write(&path, &data) {
+                            Ok(()) => Status::Ok,
+                            Err(e) => e.into(),
+                        }
+                    }
+                    Some(Handle::Read { data, .. }) => {
+                        self.buffered = self.buffered.saturating_sub(data.len());
+                        Status::Ok
+                    }
+                    Some(Handle::Dir { .. }) => Status::Ok,
+                };
+                status(out, id, code);
+            }
+            SSH_FXP_READ => {
+                let h = handle_of(&mut rd)?;
+                let offset = rd.u64()?;
+                let len = rd.u32()?;
+                match self.handles.get(&h) {
+                    Some(Handle::Read { data, .. }) => {
+                        if offset >= data.len() as u64 {
+                            status(out, id, Status::Eof);
+                        } else {
+                            let start = offset as usize;
+                            // sftp-server caps a read at its packet size.
+                            let n = (len as usize).min(MAX_PACKET - 1024).min(data.len() - start);
+                            let mut r = Reply::new(SSH_FXP_DATA, id);
+                            r.string(&data[start..start + n]);
+                            r.finish(out);
+                        }
+                    }
+                    _ => status(out, id, Status::Failure),
+                }
+            }
+            SSH_FXP_WRITE => {
+                let h = handle_of(&mut rd)?;
+                let offset = rd.u64()?;
+                let chunk = rd.string()?;
+                let code = match self.handles.get_mut(&h) {
+                    Some(Handle::Write { data, append, .. }) => {
+                        let start = if *append {
+                            data.len()
+                        } else {
+                            offset.min(MAX_FILE as u64) as usize
+                        };
+                        let end = start.saturating_add(chunk.len());
+                        let grow = end.saturating_sub(data.len());
+                        if end > MAX_FILE || self.buffered + grow > MAX_BUFFERED {
+                            // What a full disk answers.
+                            Status::Failure
+                        } else {
+                            if data.len() < end {
+                                data.resize(end, 0);
+                            }
+                            data[start..end].copy_from_slice(chunk);
+                            self.buffered += grow;
+                            Status::Ok
+                        }
+                    }
+                    _ => Status::Failure,
+                };
+                status(out, id, code);
+            }
+            SSH_FXP_OPENDIR => {
+                let path = Self::abs(backend, &rd.path()?);
+                match backend.list(&path) {
+                    Ok(list) => {
+                        let mut entries = Vec::with_capacity(list.len() + 2);
+                        for name in [".", ".."] {
+                            let target = if name == "." {
+                                path.clone()
+                            } else {
+                                decnet_shell::fs::parent_of(&path)
+                            };
+                            if let Ok(a) = backend.stat(&target, true) {
+                                entries.push((name.to_string(), a));
+                            }
+                        }
+                        entries.extend(list);
+                        match self.add_handle(Handle::Dir { path, entries, next: 0 }) {
+                            Some(h) => Self::handle_reply(out, id, h),
+                            None => status(out, id, Status::Failure),
+                        }
+                    }
+                    Err(e) => status(out, id, e.into()),
+                }
+            }
+            SSH_FXP_READDIR => {
+                let h = handle_of(&mut rd)?;
+                match self.handles.get_mut(&h) {
+                    Some(Handle::Dir { entries, next, .. }) => {
+                        if *next >= entries.len() {
+                            status(out, id, Status::Eof);
+                        } else {
+                            let end = (*next + NAMES_PER_READDIR).min(entries.len());
+                            let mut r = Reply::new(SSH_FXP_NAME, id);
+                            r.u32((end - *next) as u32);
+                            for (name, a) in &entries[*next..end] {
+                                r.string(name.as_bytes());
+                                r.string(longname(backend, name, a, now).as_bytes());
+                                r.attrs(a);
+                            }
+                            r.finish(out);
+                            *next = end;
+                        }
+                    }
+                    _ => status(out, id, Status::Failure),
+                }
+            }
+            SSH_FXP_REMOVE => {
+                let path = Self::abs(backend, &rd.path()?);
+                status(out, id, result(backend.remove(&path)));
+            }
+            SSH_FXP_MKDIR => {
+                let path = Self::abs(backend, &rd.path()?);
+                rd.attrs()?;
+                status(out, id, result(backend.mkdir(&path)));
+            }
+            SSH_FXP_RMDIR => {
+                let path = Self::abs(backend, &rd.path()?);
+                status(out, id, result(backend.rmdir(&path)));
+            }
+            SSH_FXP_RENAME => {
+                let from = Self::abs(backend, &rd.path()?);
+                let to = Self::abs(backend, &rd.path()?);
+                status(out, id, result(backend.rename(&from, &to)));
+            }
+            SSH_FXP_READLINK => {
+                let path = Self::abs(backend, &rd.path()?);
+                match backend.readlink(&path) {
+                    Ok(target) => {
+                        let mut r = Reply::new(SSH_FXP_NAME, id);
+                        r.u32(1);
+                        r.string(target.as_bytes());
+                        r.string(target.as_bytes());
+                        r.u32(0);
+                        r.finish(out);
+                    }
+                    Err(e) => status(out, id, e.into()),
+                }
+            }
+            // SYMLINK, EXTENDED and anything unknown.
+            _ => status(out, id, Status::OpUnsupported),
+        }
+        Ok(())
+    }
+
+    /// Opens a file; `None` when a HANDLE was sent, else the status to send.
+    fn open(
+        &mut self,
+        backend: &mut dyn Backend,
+        id: u32,
+        path: &str,
+        pflags: u32,
+        out: &mut Vec<u8>,
+    ) -> Option<Status> {
+        if self.handles.len() >= MAX_HANDLES {
+            return Some(Status::Failure);
+        }
+        let existing = backend.stat(path, true);
+        if let Ok(a) = &existing
+            && a.is_dir()
+        {
+            return Some(Status::Failure);
+        }
+        let handle = if pflags & FXF_WRITE != 0 {
+            match &existing {
+                Ok(_) if pflags & FXF_CREAT != 0 && pflags & FXF_EXCL != 0 => return Some(Status::Failure),
+                Err(FsError::NotFound) if pflags & FXF_CREAT == 0 => return Some(Status::NoSuchFile),
+                Err(FsError::NotFound) => {
+                    // The parent must exist and be a directory for a create.
+                    match backend.stat(&decnet_shell::fs::parent_of(path), true) {
+                        Ok(p) if p.is_dir() => {}
+                        Ok(_) => return Some(Status::Failure),
+                        Err(e) => return Some(e.into()),
+                    }
+                }
+                Err(e) => return Some((*e).into()),
+                Ok(_) => {}
+            }
+            if let Err(e) = backend.may_write(path) {
+                return Some(e.into());
+            }
+            // Without TRUNC the file's bytes stay and writes land on them.
+            let data = if existing.is_ok() && pflags & FXF_TRUNC == 0 {
+                match backend.read(path) {
+                    Ok(d) if d.len() <= MAX_FILE && self.buffered + d.len() <= MAX_BUFFERED => d,
+                    Ok(_) => return Some(Status::Failure),
+                    Err(e) => return Some(e.into()),
+                }
+            } else {
+                Vec::new()
+            };
+            self.buffered += data.len();
+            Handle::Write {
+                path: path.to_string(),
+                data,
+                append: pflags & FXF_APPEND != 0,
+            }
+        } else if pflags & FXF_READ != 0 {
+            if let Err(e) = existing {
+                return Some(e.into());
+            }
+            match backend.read(path) {
+                Ok(d) if d.len() <= MAX_FILE && self.buffered + d.len() <= MAX_BUFFERED => {
+                    self.buffered += d.len();
+                    Handle::Read {
+                        path: path.to_string(),
+                        data: d,
+                    }
+                }
+                Ok(_) => return Some(Status::Failure),
+                Err(e) => return Some(e.into()),
+            }
+        } else {
+            return Some(Status::BadMessage);
+        };
+        match self.add_handle(handle) {
+            Some(h) => {
+                Self::handle_reply(out, id, h);
+                None
+            }
+            None => Some(Status::Failure),
+        }
+    }
+}
+
+fn result(r: Result<(), FsError>) -> Status {
+    match r {
+        Ok(()) => Status::Ok,
+        Err(e) => e.into(),
+    }
+}
+
+fn attrs_reply(out: &mut Vec<u8>, id: u32, a: &Attrs) {
+    let mut r = Reply::new(SSH_FXP_ATTRS, id);
+    r.attrs(a);
+    r.finish(out);
+}
+
+fn handle_of(rd: &mut Reader<'_>) -> Result<u32, Malformed> {
+    let h = rd.string()?;
+    // Handles this server gives out are 4 bytes; anything else names none.
+    Ok(match <[u8; 4]>::try_from(h) {
+        Ok(b) => u32::from_be_bytes(b),
+        Err(_) => u32::MAX,
+    })
+}
+
+/// The `ls -l` line sftp-server sends as READDIR's long name, which
+/// OpenSSH's `sftp` prints as is for `ls -l`.
+pub fn longname(backend: &dyn Backend, name: &str, a: &Attrs, now: i64) -> String {
+    let user = backend.user_name(a.uid);
+    let group = backend.group_name(a.gid);
+    let nlink = if a.is_dir() { 2 } else { 1 };
+    format!(
+        "{} {:>3} {:<8} {:<8} {:>8} {} {}",
+        mode_string(a.mode),
+        nlink,
+        user,
+        group,
+        a.size,
+        date(a.mtime, now),
+        name
+    )
+}
+
+/// strmode(3): type letter, nine permission letters, and the trailing space.
+fn mode_string(mode: u32) -> String {
+    let t = match mode & 0o170000 {
+        0o040000 => 'd',
+        0o120000 => 'l',
+        0o020000 => 'c',
+        0o060000 => 'b',
+        0o010000 => 'p',
+        0o140000 => 's',
+        _ => '-',
+    };
+    let mut s = String::with_capacity(11);
+    s.push(t);
+    for (shift, special, lower, upper) in [(6, 0o4000, 's', 'S'), (3, 0o2000, 's', 'S'), (0, 0o1000, 't', 'T')] {
+        let bits = (mode >> shift) & 7;
+        s.push(if bits & 4 != 0 { 'r' } else { '-' });
+        s.push(if bits & 2 != 0 { 'w' } else { '-' });
+        s.push(match (bits & 1 != 0, mode & special != 0) {
+            (true, true) => lower,
+            (false, true) => upper,
+            (true, false) => 'x',
+            (false, false) => '-',
+        });
+    }
+    s.push(' ');
+    s
+}
+
+/// `%b %e %H:%M` within six months of now, else `%b %e  %Y` (UTC).
+fn date(t: i64, now: i64) -> String {
+    const SIX_MONTHS: i64 = 365 * 24 * 60 * 60 / 2;
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let days = t.div_euclid(86_400);
+    let secs = t.rem_euclid(86_400);
+    let (y, m, d) = civil(days);
+    let month = MONTHS[(m as usize).saturating_sub(1) % 12];
+    if now - SIX_MONTHS < t && t < now + SIX_MONTHS {
+        format!("{month} {d:>2} {:02}:{:02}", secs / 3600, secs / 60 % 60)
+    } else {
+        format!("{month} {d:>2}  {y}")
+    }
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.
+fn civil(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A small in-memory tree: enough to drive the protocol layer; the real
+    /// filesystem behind it is exercised by the e2e test with OpenSSH.
+    #[derive(Default)]
+    pub(crate) struct Mem {
+        pub(crate) files: BTreeMap<String, Vec<u8>>,
+        pub(crate) dirs: Vec<String>,
+        pub(crate) writes: Vec<(String, Vec<u8>)>,
+    }
+
+    impl Mem {
+        pub(crate) fn new() -> Self {
+            Self {
+                dirs: vec!["/".into(), "/root".into(), "/tmp".into(), "/proc".into()],
+                ..Default::default()
+            }
+        }
+    }
+
+    impl Backend for Mem {
+        fn cwd(&self) -> String {
+            "/root".into()
+        }
+        fn realpath(&self, path: &str) -> Result<String, FsError> {
+            Ok(path.to_string())
+        }
+        fn stat(&self, path: &str, _follow: bool) -> Result<Attrs, FsError> {
+            let (size, mode) = if self.dirs.iter().any(|d| d == path) {
+                (4096, 0o040755)
+            } else {
+                (self.files.get(path).ok_or(FsError::NotFound)?.len() as u64, 0o100644)
+            };
+            Ok(Attrs {
+                size,
+                uid: 0,
+                gid: 0,
+                mode,
+                mtime: 1_795_410_000,
+            })
+        }
+        fn readlink(&self, _: &str) -> Result<String, FsError> {
+            Err(FsError::NotFound)
+        }
+        fn list(&self, path: &str) -> Result<Vec<(String, Attrs)>, FsError> {
+            let prefix = format!("{}/", path.trim_end_matches('/'));
+            Ok(self
+                .files
+                .keys()
+                .filter_map(|k| k.strip_prefix(&prefix))
+                .filter(|rest| !rest.contains('/'))
+                .map(|n| (n.to_string(), self.stat(&format!("{prefix}{n}"), true).expect("listed")))
+                .collect())
+        }
+        fn read(&mut self, path: &str) -> Result<Vec<u8>, FsError> {
+            self.files.get(path).cloned().ok_or(FsError::NotFound)
+        }
+        fn may_write(&self, path: &str) -> Result<(), FsError> {
+            if path.starts_with("/proc/") {
+                return Err(FsError::ReadOnly);
+            }
+            Ok(())
+        }
+        fn write(&mut self, path: &str, data: &[u8]) -> Result<(), FsError> {
+            self.writes.push((path.into(), data.into()));
+            self.files.insert(path.into(), data.into());
+            Ok(())
+        }
+        fn mkdir(&mut self, path: &str) -> Result<(), FsError> {
+            self.dirs.push(path.into());
+            Ok(())
+        }
+        fn rmdir(&mut self, path: &str) -> Result<(), FsError> {
+            self.dirs.retain(|d| d != path);
+            Ok(())
+        }
+        fn remove(&mut self, path: &str) -> Result<(), FsError> {
+            self.files.remove(path).map(|_| ()).ok_or(FsError::NotFound)
+        }
+        fn rename(&mut self, from: &str, to: &str) -> Result<(), FsError> {
+            let d = self.files.remove(from).ok_or(FsError::NotFound)?;
+            self.files.insert(to.into(), d);
+            Ok(())
+        }
+        fn user_name(&self, _: u32) -> String {
+            "root".into()
+        }
+        fn group_name(&self, _: u32) -> String {
+            "root".into()
+        }
+    }
+
+    fn pkt(kind: u8, body: &[&[u8]]) -> Vec<u8> {
+        let mut p = vec![kind];
+        for b in body {
+            p.extend_from_slice(b);
+        }
+        let mut out = (p.len() as u32).to_be_bytes().to_vec();
+        out.extend(p);
+        out
+    }
+    fn u32b(v: u32) -> Vec<u8> {
+        v.to_be_bytes().to_vec()
+    }
+    fn s(v: &[u8]) -> Vec<u8> {
+        let mut o = u32b(v.len() as u32);
+        o.extend_from_slice(v);
+        o
+    }
+
+    /// Splits a reply stream into (type, body after the type byte).
+    fn replies(mut buf: &[u8]) -> Vec<(u8, Vec<u8>)> {
+        let mut out = Vec::new();
+        while buf.len() >= 4 {
+            let n = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+            out.push((buf[4], buf[5..4 + n].to_vec()));
+            buf = &buf[4 + n..];
+        }
+        assert!(buf.is_empty());
+        out
+    }
+
+    fn exchange(srv: &mut SftpServer, fs: &mut Mem, bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
+        let fed = srv.feed(fs, 1_795_410_000, bytes);
+        assert_eq!(fed.ended, None);
+        replies(&fed.reply)
+    }
+
+    #[test]
+    fn upload_then_download_round_trips() {
+        let mut srv = SftpServer::new();
+        let mut fs = Mem::new();
+        let r = exchange(&mut srv, &mut fs, &pkt(SSH_FXP_INIT, &[&u32b(3)]));
+        assert_eq!(r, vec![(SSH_FXP_VERSION, u32b(3))]);
+
+        // REALPATH "." is the home directory; fed a byte at a time.
+        let mut got = Vec::new();
+        for b in pkt(SSH_FXP_REALPATH, &[&u32b(7), &s(b".")]) {
+            got.extend(srv.feed(&mut fs, 0, &[b]).reply);
+        }
+        let r = replies(&got);
+        assert_eq!(r[0].0, SSH_FXP_NAME);
+        assert_eq!(&r[0].1[8..8 + 4 + 5], &s(b"/root")[..]);
+
+        // OPEN for write, two WRITEs (the second at an offset), CLOSE.
+        let open = pkt(
+            SSH_FXP_OPEN,
+            &[
+                &u32b(1),
+                &s(b"/tmp/up.bin"),
+                &u32b(FXF_WRITE | FXF_CREAT | FXF_TRUNC),
+                &u32b(0),
+            ],
+        );
+        let r = exchange(&mut srv, &mut fs, &open);
+        assert_eq!(r[0].0, SSH_FXP_HANDLE);
+        let handle = r[0].1[4..].to_vec();
+        let mut two = pkt(SSH_FXP_WRITE, &[&u32b(2), &handle, &[0; 8], &s(b"hello ")]);
+        two.extend(pkt(
+            SSH_FXP_WRITE,
+            &[&u32b(3), &handle, &6u64.to_be_bytes(), &s(b"world")],
+        ));
+        let r = exchange(&mut srv, &mut fs, &two);
+        assert_eq!(r.len(), 2);
+        assert!(r.iter().all(|(t, b)| *t == SSH_FXP_STATUS && b[4..8] == u32b(0)[..]));
+        assert!(fs.writes.is_empty(), "nothing is written before CLOSE");
+        let r = exchange(&mut srv, &mut fs, &pkt(SSH_FXP_CLOSE, &[&u32b(4), &handle]));
+        assert_eq!(r[0].1[4..8], u32b(0)[..]);
+        assert_eq!(fs.writes, vec![("/tmp/up.bin".to_string(), b"hello world".to_vec())]);
+
+        // Read it back: relative to /root it is ../tmp/up.bin.
+        let open = pkt(
+            SSH_FXP_OPEN,
+            &[&u32b(5), &s(b"../tmp/up.bin"), &u32b(FXF_READ), &u32b(0)],
+        );
+        let r = exchange(&mut srv, &mut fs, &open);
+        let handle = r[0].1[4..].to_vec();
+        let read = pkt(SSH_FXP_READ, &[&u32b(6), &handle, &2u64.to_be_bytes(), &u32b(100)]);
+        let r = exchange(&mut srv, &mut fs, &read);
+        assert_eq!(r[0], (SSH_FXP_DATA, [u32b(6), s(b"llo world")].concat()));
+        let read = pkt(SSH_FXP_READ, &[&u32b(8), &handle, &11u64.to_be_bytes(), &u32b(100)]);
+        let r = exchange(&mut srv, &mut fs, &read);
+        assert_eq!(r[0].0, SSH_FXP_STATUS);
+        assert_eq!(r[0].1[4..8], u32b(Status::Eof as u32)[..]);
+
+        // A directory listing has the ls -l long name.
+        let r = exchange(&mut srv, &mut fs, &pkt(SSH_FXP_OPENDIR, &[&u32b(9), &s(b"/tmp")]));
+        let dir = r[0].1[4..].to_vec();
+        let r = exchange(&mut srv, &mut fs, &pkt(SSH_FXP_READDIR, &[&u32b(10), &dir]));
+        let body = String::from_utf8_lossy(&r[0].1);
+        assert!(
+            body.contains("-rw-r--r--    1 root     root           11 Nov 23 05:00 up.bin"),
+            "{body}"
+        );
+        let r = exchange(&mut srv, &mut fs, &pkt(SSH_FXP_READDIR, &[&u32b(11), &dir]));
+        assert_eq!(r[0].1[4..8], u32b(Status::Eof as u32)[..]);
+
+        // A refused write fails at OPEN, before any data.
+        let open = pkt(
+            SSH_FXP_OPEN,
+            &[&u32b(14), &s(b"/proc/x"), &u32b(FXF_WRITE | FXF_CREAT), &u32b(0)],
+        );
+        let r = exchange(&mut srv, &mut fs, &open);
+        assert_eq!(r[0].1[4..8], u32b(Status::PermissionDenied as u32)[..]);
+
+        // Missing files and unknown operations get their codes.
+        let r = exchange(&mut srv, &mut fs, &pkt(SSH_FXP_STAT, &[&u32b(12), &s(b"/nope")]));
+        assert_eq!(r[0].1[4..8], u32b(Status::NoSuchFile as u32)[..]);
+        let r = exchange(&mut srv, &mut fs, &pkt(20, &[&u32b(13), &s(b"a"), &s(b"b")]));
+        assert_eq!(r[0].1[4..8], u32b(Status::OpUnsupported as u32)[..]);
+    }
+
+    #[test]
+    fn handles_are_bounded() {
+        let mut srv = SftpServer::new();
+        let mut fs = Mem::new();
+        exchange(&mut srv, &mut fs, &pkt(SSH_FXP_INIT, &[&u32b(3)]));
+        for i in 0..(MAX_HANDLES as u32 + 1) {
+            let r = exchange(&mut srv, &mut fs, &pkt(SSH_FXP_OPENDIR, &[&u32b(i), &s(b"/tmp")]));
+            let want = if (i as usize) < MAX_HANDLES {
+                SSH_FXP_HANDLE
+            } else {
+                SSH_FXP_STATUS
+            };
+            assert_eq!(r[0].0, want, "open {i}");
+        }
+    }
+
+    #[test]
+    fn closed_handles_give_their_buffer_back() {
+        let mut srv = SftpServer::new();
+        let mut fs = Mem::new();
+        fs.files.insert("/tmp/big".into(), vec![7; 1 << 20]);
+        exchange(&mut srv, &mut fs, &pkt(SSH_FXP_INIT, &[&u32b(3)]));
+        // 40 MiB read through one handle at a time: more than MAX_BUFFERED.
+        for i in 0..40 {
+            let open = pkt(SSH_FXP_OPEN, &[&u32b(i), &s(b"/tmp/big"), &u32b(FXF_READ), &u32b(0)]);
+            let r = exchange(&mut srv, &mut fs, &open);
+            assert_eq!(r[0].0, SSH_FXP_HANDLE, "open {i}");
+            let handle = r[0].1[4..].to_vec();
+            let r = exchange(&mut srv, &mut fs, &pkt(SSH_FXP_CLOSE, &[&u32b(i), &handle]));
+            assert_eq!(r[0].1[4..8], u32b(0)[..]);
+        }
+        // Held open at once, they run into the bound.
+        let opened = (0..20)
+            .filter(|i| {
+                let open = pkt(SSH_FXP_OPEN, &[&u32b(*i), &s(b"/tmp/big"), &u32b(FXF_READ), &u32b(0)]);
+                exchange(&mut srv, &mut fs, &open)[0].0 == SSH_FXP_HANDLE
+            })
+            .count();
+        assert_eq!(opened, MAX_BUFFERED >> 20);
+    }
+
+    #[test]
+    fn oversized_packet_ends_the_subsystem() {
+        let mut srv = SftpServer::new();
+        let mut fs = Mem::new();
+        let fed = srv.feed(&mut fs, 0, &u32b(MAX_PACKET as u32 + 1));
+        assert!(fed.ended.is_some());
+        assert!(srv.is_closed());
+    }
+
+    #[test]
+    fn dates_like_ls() {
+        let now = 1_795_410_000; // 2026-11-23 05:00 UTC
+        assert_eq!(date(now, now), "Nov 23 05:00");
+        assert_eq!(date(0, now), "Jan  1  1970");
+        assert_eq!(mode_string(0o41777), "drwxrwxrwt ");
+        assert_eq!(mode_string(0o104755), "-rwsr-xr-x ");
+    }
+
+    proptest! {
+        #[test]
+        fn random_bytes_never_panic(chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..64), 0..16)) {
+            let mut srv = SftpServer::new();
+            let mut fs = Mem::new();
+            for c in chunks {
+                srv.feed(&mut fs, 0, &c);
+            }
+        }
+
+        #[test]
+        fn random_requests_after_init_never_panic(kind in 3u8..21, body in proptest::collection::vec(any::<u8>(), 0..80)) {
+            let mut srv = SftpServer::new();
+            let mut fs = Mem::new();
+            srv.feed(&mut fs, 0, &pkt(SSH_FXP_INIT, &[&u32b(3)]));
+            srv.feed(&mut fs, 0, &pkt(kind, &[&body]));
+        }
+    }
+}
