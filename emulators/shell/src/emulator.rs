@@ -6,17 +6,32 @@ use decnet_emu_sdk::{Accounts, Credential, DeckyInfo, Kind, Outcome, Port, Serve
 
 use crate::{Account, HostFacts, OverlayScope, ShellEvent, ShellHost, distro_of};
 
-/// The shell world of `decky`, called `hostname`, where `accounts` may log
-/// in, listing `program` on `ports` (what `netstat`/`ss` show). `now`
-/// (seconds since the epoch) anchors its boot time and file dates.
-pub fn host_for(
-    decky: &DeckyInfo,
-    hostname: &str,
-    accounts: &Accounts,
-    program: &str,
-    ports: &[Port],
-    now: i64,
-) -> Result<ShellHost, ServeError> {
+/// What a login emulator knows of the shell world it serves.
+#[derive(Debug, Clone, Copy)]
+pub struct Login<'a> {
+    /// The host name the shell shows.
+    pub hostname: &'a str,
+    /// Who may log in.
+    pub accounts: &'a Accounts,
+    /// The program `netstat`/`ss` show on the service's ports (`sshd`).
+    pub program: &'a str,
+    pub ports: &'a [Port],
+    /// Whether writes last for one login or for the decky.
+    pub overlay: OverlayScope,
+    /// Seconds since the epoch: anchors boot time and file dates.
+    pub now: i64,
+}
+
+/// The shell world of `decky` as `login` describes it.
+pub fn host_for(decky: &DeckyInfo, login: Login<'_>) -> Result<ShellHost, ServeError> {
+    let Login {
+        hostname,
+        accounts,
+        program,
+        ports,
+        overlay,
+        now,
+    } = login;
     let facts = HostFacts {
         hostname: hostname.to_string(),
         ip: decky.ip,
@@ -39,7 +54,7 @@ pub fn host_for(
             .iter()
             .map(|p| (p.number, p.transport == Transport::Udp, program.to_string()))
             .collect(),
-        overlay: OverlayScope::Session,
+        overlay,
         overlay_limits: Default::default(),
         now,
     };

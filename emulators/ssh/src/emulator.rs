@@ -29,9 +29,7 @@ use decnet_emu_sdk::{
     ServeError, Service, ServiceInfo, SessionCx, Transport, fields,
 };
 use decnet_shell::fs::{Cred, FsError, Node, NodeKind};
-use decnet_shell::{
-    Account, HostFacts, Limits, Mode, OverlayScope, ShellEvent, ShellHost, ShellOutput, ShellSession, distro_of,
-};
+use decnet_shell::{Limits, Mode, OverlayScope, ShellEvent, ShellHost, ShellOutput, ShellSession};
 
 use crate::scp::Scp;
 use crate::sftp::{Attrs, Backend, SftpServer};
@@ -88,7 +86,17 @@ impl Emulator for Ssh {
                 )));
             }
         };
-        let host = shell_host(service, &hostname, &accounts, overlay)?;
+        let host = decnet_shell::emulator::host_for(
+            &service.decky,
+            decnet_shell::emulator::Login {
+                hostname: &hostname,
+                accounts: &accounts,
+                program: "sshd",
+                ports: &service.ports,
+                overlay,
+                now: unix(prepared_at()),
+            },
+        )?;
         Ok(Arc::new(SshService {
             config: Arc::new(ServerConfig::new(&version, profile, keys)),
             accounts,
@@ -535,46 +543,6 @@ impl Handler for Login {
         self.end_recording(id);
         self.channels.remove(&id);
     }
-}
-
-/// The decky's shell world (as `decnet_shell::emulator::host_for` builds
-/// it) with the persona's overlay scope: `decky` keeps files across logins,
-/// so what `scp` uploads is there at the next login, as on a real host.
-fn shell_host(
-    service: &ServiceInfo,
-    hostname: &str,
-    accounts: &Accounts,
-    overlay: OverlayScope,
-) -> Result<ShellHost, ServeError> {
-    let decky = &service.decky;
-    let facts = HostFacts {
-        hostname: hostname.to_string(),
-        ip: decky.ip,
-        // The spec does not carry the LAN's prefix; a /24 is the common case.
-        prefix_len: 24,
-        gateway: std::net::Ipv4Addr::from(u32::from(decky.ip) & 0xffff_ff00 | 1),
-        mac: decky.mac,
-        distro: distro_of(&decky.distro, &decky.userland),
-        kernel_release: None,
-        accounts: accounts
-            .names()
-            .into_iter()
-            .map(|name| Account {
-                name: name.to_string(),
-                password: accounts.password_of(name).unwrap_or_default().to_string(),
-            })
-            .collect(),
-        seed: decky.seed,
-        listening: service
-            .ports
-            .iter()
-            .map(|p| (p.number, p.transport == Transport::Udp, "sshd".to_string()))
-            .collect(),
-        overlay,
-        overlay_limits: Default::default(),
-        now: unix(prepared_at()),
-    };
-    ShellHost::new(facts).map_err(|e| ServeError::Persona(e.0))
 }
 
 /// The SFTP backend: one login's filesystem view, logging what it touches.

@@ -59,11 +59,14 @@ impl Emulator for Telnet {
         let hostname = text("hostname").unwrap_or_else(|| service.decky.hostname.clone());
         let host = decnet_shell::emulator::host_for(
             &service.decky,
-            &hostname,
-            &accounts,
-            "telnetd",
-            &service.ports,
-            unix(prepared_at()),
+            decnet_shell::emulator::Login {
+                hostname: &hostname,
+                accounts: &accounts,
+                program: "telnetd",
+                ports: &service.ports,
+                overlay: decnet_shell::OverlayScope::Session,
+                now: unix(prepared_at()),
+            },
         )?;
         Ok(Arc::new(TelnetService {
             profile,
