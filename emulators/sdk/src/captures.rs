@@ -223,6 +223,32 @@ pub enum RecordingSummary {
     },
 }
 
+impl RecordingSummary {
+    /// The event that announces it: `session_recorded` (path, bytes,
+    /// duration, whether it was cut) or `session_skipped` (why).
+    pub fn event(self) -> (crate::Kind, crate::Fields) {
+        match self {
+            RecordingSummary::Recorded {
+                path,
+                bytes,
+                duration_s,
+                truncated,
+            } => (
+                crate::Kind::SessionRecorded,
+                crate::fields! {
+                    "path" => path.display().to_string(),
+                    "bytes" => bytes,
+                    "duration_s" => duration_s,
+                    "truncated" => truncated,
+                },
+            ),
+            RecordingSummary::Skipped { reason } => {
+                (crate::Kind::SessionSkipped, crate::fields! { "reason" => reason })
+            }
+        }
+    }
+}
+
 impl Recording {
     /// What the terminal showed.
     pub fn output(&mut self, data: &[u8]) {

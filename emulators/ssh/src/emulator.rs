@@ -25,8 +25,8 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use decnet_emu_sdk::{
-    Accounts, BoxFuture, Close, Conn, Credential, Emulator, Kind, Outcome, Port, Recording, RecordingSummary,
-    ServeError, Service, ServiceInfo, SessionCx, Transport, fields,
+    Accounts, BoxFuture, Close, Conn, Credential, Emulator, Kind, Outcome, Port, Recording, ServeError, Service,
+    ServiceInfo, SessionCx, Transport, fields,
 };
 use decnet_shell::fs::{Cred, FsError, Node, NodeKind};
 use decnet_shell::{Limits, Mode, OverlayScope, ShellEvent, ShellHost, ShellOutput, ShellSession};
@@ -329,24 +329,9 @@ impl Login {
         let Some(recording) = self.channels.get_mut(&id).and_then(|c| c.recording.take()) else {
             return;
         };
-        match recording.finish() {
-            RecordingSummary::Recorded {
-                path,
-                bytes,
-                duration_s,
-                truncated,
-            } => self.cx.emit(
-                Kind::SessionRecorded,
-                fields! {
-                    "path" => path.display().to_string(),
-                    "bytes" => bytes,
-                    "duration_s" => duration_s,
-                    "truncated" => truncated,
-                    "channel" => id,
-                },
-            ),
-            RecordingSummary::Skipped { reason } => self.cx.emit(Kind::SessionSkipped, fields! { "reason" => reason }),
-        }
+        let (kind, mut fields) = recording.finish().event();
+        fields.insert("channel".into(), id.into());
+        self.cx.emit(kind, fields);
     }
 
     /// The connection ended: close what is still recording.

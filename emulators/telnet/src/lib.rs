@@ -21,8 +21,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use decnet_emu_sdk::{
-    Accounts, BoxFuture, Close, Conn, Credential, DeckyInfo, Emulator, Kind, Outcome, Port, Recording,
-    RecordingSummary, ServeError, Service, ServiceInfo, SessionCx, Transport, fields,
+    Accounts, BoxFuture, Close, Conn, Credential, DeckyInfo, Emulator, Kind, Outcome, Port, Recording, ServeError,
+    Service, ServiceInfo, SessionCx, Transport, fields,
 };
 use decnet_shell::{Limits, Mode, ShellHost, ShellOutput, ShellSession};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -192,23 +192,8 @@ impl<'a> Session<'a> {
         let Some(recording) = self.recording.take() else {
             return;
         };
-        match recording.finish() {
-            RecordingSummary::Recorded {
-                path,
-                bytes,
-                duration_s,
-                truncated,
-            } => self.cx.emit(
-                Kind::SessionRecorded,
-                fields! {
-                    "path" => path.display().to_string(),
-                    "bytes" => bytes,
-                    "duration_s" => duration_s,
-                    "truncated" => truncated,
-                },
-            ),
-            RecordingSummary::Skipped { reason } => self.cx.emit(Kind::SessionSkipped, fields! { "reason" => reason }),
-        }
+        let (kind, fields) = recording.finish().event();
+        self.cx.emit(kind, fields);
     }
 
     /// Reads the client's answers until it is quiet (or the round's time is up).
