@@ -272,3 +272,41 @@ fn ssh_sftp_and_scp_both_ways() {
         e["kind"] == "request" && e["fields"]["op"] == "remove" && e["fields"]["path"] == "/tmp/up.bin"
     });
 }
+
+/// A decky's host keys derive from its seed (the RSA key is also cached):
+/// after the engine is killed and started again, `ssh-keyscan` sees the
+/// same keys, as a client's known_hosts expects of the same host.
+#[test]
+fn ssh_host_keys_survive_an_engine_restart() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::up_ok(&["-n", "1", "--services", "ssh"]);
+    let ip = lab.status()["deckies"][0]["ip"].as_str().unwrap().to_string();
+    let scan = || -> Vec<String> {
+        let out = lab.attack(&["ssh-keyscan", "-T", "120", "-t", "ed25519,ecdsa,rsa", &ip]);
+        let mut keys: Vec<String> = stdout(&out)
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(String::from)
+            .collect();
+        keys.sort();
+        keys
+    };
+    let before = scan();
+    assert_eq!(before.len(), 3, "{before:?}");
+
+    lab.kill_engine(None);
+    let mut engine = lab.spawn_engine();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let after = loop {
+        let keys = scan();
+        if !keys.is_empty() || std::time::Instant::now() > deadline {
+            break keys;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_eq!(before, after, "the host keys changed across a restart");
+    lab.decnet_ok(&["lab", "down"]);
+    assert!(engine.wait().unwrap().success());
+}
