@@ -310,3 +310,24 @@ fn ssh_host_keys_survive_an_engine_restart() {
     lab.decnet_ok(&["lab", "down"]);
     assert!(engine.wait().unwrap().success());
 }
+
+/// nmap's version scan reads the decky as the OpenSSH build it claims, as
+/// it reads Debian's real sshd (`OpenSSH 9.2p1 Debian 2+deb12u10 (protocol
+/// 2.0)`, with the Linux OS hint).
+#[test]
+fn nmap_version_scan_names_the_openssh_build() {
+    if !can_run() {
+        return;
+    }
+    let fleet = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(fleet.path(), FLEET).unwrap();
+    let lab = Lab::up_ok(&["-c", fleet.path().to_str().unwrap()]);
+    let ip = lab.status()["deckies"][0]["ip"].as_str().unwrap().to_string();
+    let out = lab.attack(&["nmap", "-n", "-Pn", "-sV", "-p", "22", &ip]);
+    let said = stdout(&out);
+    assert!(
+        said.contains("22/tcp open  ssh     OpenSSH 9.2p1 Debian 2+deb12u10 (protocol 2.0)"),
+        "{said}"
+    );
+    assert!(said.contains("Service Info: OS: Linux"), "{said}");
+}
