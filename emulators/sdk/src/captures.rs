@@ -311,17 +311,8 @@ fn ensure_room(dir: &Path, min_free: u64, need: u64) -> Result<(), String> {
 
 /// `YYYY-MM-DD` of a Unix time (UTC).
 fn day(secs: u64) -> String {
-    // Days since the epoch to a civil date (Howard Hinnant's algorithm).
-    let z = (secs / 86_400) as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
+    let c = crate::clock::civil(secs as i64);
+    format!("{:04}-{:02}-{:02}", c.year, c.month, c.day)
 }
 
 fn hex(bytes: &[u8]) -> String {

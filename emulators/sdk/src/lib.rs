@@ -14,6 +14,7 @@
 
 mod accounts;
 mod captures;
+pub mod clock;
 mod conn;
 mod limits;
 mod session;

@@ -123,6 +123,37 @@ impl Node {
     }
 }
 
+/// `ls -l`'s mode column (strmode without its trailing space): the type
+/// letter, then `rwx` three times with setuid, setgid and sticky folded in.
+pub fn mode_string(type_char: char, mode: u32) -> String {
+    let mut s = String::with_capacity(10);
+    s.push(type_char);
+    for (shift, special, ch) in [(6, 0o4000, 's'), (3, 0o2000, 's'), (0, 0o1000, 't')] {
+        let bits = (mode >> shift) & 7;
+        s.push(if bits & 4 != 0 { 'r' } else { '-' });
+        s.push(if bits & 2 != 0 { 'w' } else { '-' });
+        s.push(match (mode & special != 0, bits & 1 != 0) {
+            (true, true) => ch,
+            (true, false) => ch.to_ascii_uppercase(),
+            (false, true) => 'x',
+            (false, false) => '-',
+        });
+    }
+    s
+}
+
+/// `ls -l`'s date column: `%b %e %H:%M` within six months of `now`, else
+/// `%b %e  %Y` (UTC).
+pub fn ls_time(mtime: i64, now: i64) -> String {
+    let c = decnet_emu_sdk::clock::civil(mtime);
+    let month = decnet_emu_sdk::clock::MONTHS[c.month as usize - 1];
+    if (now - mtime).abs() < 182 * 86_400 {
+        format!("{month} {:>2} {:02}:{:02}", c.day, c.hour, c.minute)
+    } else {
+        format!("{month} {:>2}  {}", c.day, c.year)
+    }
+}
+
 /// Why a filesystem operation failed, with errno's wording.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FsError {

@@ -744,20 +744,20 @@ pub fn longname(backend: &dyn Backend, name: &str, a: &Attrs, now: i64) -> Strin
     let group = backend.group_name(a.gid);
     let nlink = if a.is_dir() { 2 } else { 1 };
     format!(
-        "{} {:>3} {:<8} {:<8} {:>8} {} {}",
-        mode_string(a.mode),
+        "{}  {:>3} {:<8} {:<8} {:>8} {} {}",
+        decnet_shell::fs::mode_string(type_char(a.mode), a.mode),
         nlink,
         user,
         group,
         a.size,
-        date(a.mtime, now),
+        decnet_shell::fs::ls_time(a.mtime, now),
         name
     )
 }
 
-/// strmode(3): type letter, nine permission letters, and the trailing space.
-fn mode_string(mode: u32) -> String {
-    let t = match mode & 0o170000 {
+/// `ls -l`'s type letter for the file-type bits of a SFTP mode.
+fn type_char(mode: u32) -> char {
+    match mode & 0o170000 {
         0o040000 => 'd',
         0o120000 => 'l',
         0o020000 => 'c',
@@ -765,53 +765,7 @@ fn mode_string(mode: u32) -> String {
         0o010000 => 'p',
         0o140000 => 's',
         _ => '-',
-    };
-    let mut s = String::with_capacity(11);
-    s.push(t);
-    for (shift, special, lower, upper) in [(6, 0o4000, 's', 'S'), (3, 0o2000, 's', 'S'), (0, 0o1000, 't', 'T')] {
-        let bits = (mode >> shift) & 7;
-        s.push(if bits & 4 != 0 { 'r' } else { '-' });
-        s.push(if bits & 2 != 0 { 'w' } else { '-' });
-        s.push(match (bits & 1 != 0, mode & special != 0) {
-            (true, true) => lower,
-            (false, true) => upper,
-            (true, false) => 'x',
-            (false, false) => '-',
-        });
     }
-    s.push(' ');
-    s
-}
-
-/// `%b %e %H:%M` within six months of now, else `%b %e  %Y` (UTC).
-fn date(t: i64, now: i64) -> String {
-    const SIX_MONTHS: i64 = 365 * 24 * 60 * 60 / 2;
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let days = t.div_euclid(86_400);
-    let secs = t.rem_euclid(86_400);
-    let (y, m, d) = civil(days);
-    let month = MONTHS[(m as usize).saturating_sub(1) % 12];
-    if now - SIX_MONTHS < t && t < now + SIX_MONTHS {
-        format!("{month} {d:>2} {:02}:{:02}", secs / 3600, secs / 60 % 60)
-    } else {
-        format!("{month} {d:>2}  {y}")
-    }
-}
-
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.
-fn civil(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 #[cfg(test)]
@@ -1082,10 +1036,11 @@ pub(crate) mod tests {
     #[test]
     fn dates_like_ls() {
         let now = 1_795_410_000; // 2026-11-23 05:00 UTC
+        let (date, mode) = (decnet_shell::fs::ls_time, decnet_shell::fs::mode_string);
         assert_eq!(date(now, now), "Nov 23 05:00");
         assert_eq!(date(0, now), "Jan  1  1970");
-        assert_eq!(mode_string(0o41777), "drwxrwxrwt ");
-        assert_eq!(mode_string(0o104755), "-rwsr-xr-x ");
+        assert_eq!(mode(type_char(0o41777), 0o41777), "drwxrwxrwt");
+        assert_eq!(mode(type_char(0o104755), 0o104755), "-rwsr-xr-x");
     }
 
     proptest! {

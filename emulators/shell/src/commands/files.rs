@@ -2,32 +2,13 @@
 
 use std::sync::Arc;
 
-use super::sysinfo::{MONTHS, civil, group_name, user_name};
+use super::sysinfo::{civil, group_name, user_name};
 use super::{err, flags, out};
-use crate::fs::{FsError, Node, NodeKind};
+use crate::fs::{FsError, Node, NodeKind, ls_time, mode_string};
 use crate::interp::{Exec, Io, Run};
 
 fn abs(run: &Run<'_>, p: &str) -> String {
     crate::fs::absolute(&run.st.cwd, p)
-}
-
-fn mode_string(node: &Node) -> String {
-    let m = node.mode;
-    let mut s = String::new();
-    s.push(node.type_char());
-    for (shift, special, ch) in [(6, 0o4000, 's'), (3, 0o2000, 's'), (0, 0o1000, 't')] {
-        let bits = (m >> shift) & 7;
-        s.push(if bits & 4 != 0 { 'r' } else { '-' });
-        s.push(if bits & 2 != 0 { 'w' } else { '-' });
-        let x = bits & 1 != 0;
-        s.push(match (m & special != 0, x) {
-            (true, true) => ch,
-            (true, false) => ch.to_ascii_uppercase(),
-            (false, true) => 'x',
-            (false, false) => '-',
-        });
-    }
-    s
 }
 
 fn human(size: u64) -> String {
@@ -45,15 +26,6 @@ fn human(size: u64) -> String {
         format!("{:.1}{}", (v * 10.0).ceil() / 10.0, units[u])
     } else {
         format!("{}{}", v.ceil() as u64, units[u])
-    }
-}
-
-fn ls_time(run: &Run<'_>, mtime: i64) -> String {
-    let (y, mo, d, h, mi, _, _) = civil(mtime);
-    if (run.now - mtime).abs() < 182 * 86_400 {
-        format!("{} {d:>2} {h:02}:{mi:02}", MONTHS[mo as usize - 1])
-    } else {
-        format!("{} {d:>2}  {y}", MONTHS[mo as usize - 1])
     }
 }
 
@@ -184,12 +156,12 @@ pub(crate) fn ls(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
                     shown.push_str(&format!(" -> {t}"));
                 }
                 rows.push((
-                    mode_string(node),
+                    mode_string(node.type_char(), node.mode),
                     links.to_string(),
                     owner,
                     group,
                     size,
-                    ls_time(run, node.mtime),
+                    ls_time(node.mtime, run.now),
                     shown,
                 ));
             }
@@ -1239,7 +1211,7 @@ pub(crate) fn stat(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
                         n.size().div_ceil(4096) * 8,
                         100_000 + (n.mtime % 900_000).unsigned_abs(),
                         n.mode & 0o7777,
-                        mode_string(&n),
+                        mode_string(n.type_char(), n.mode),
                         n.uid,
                         user_name(run, n.uid),
                         n.gid,

@@ -9,37 +9,14 @@ use super::{err, flags, out};
 use crate::fs::Generated;
 use crate::interp::{Exec, Io, Run};
 
-/// Month abbreviations.
-pub(crate) const MONTHS: [&str; 12] = [
-    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-];
+pub(crate) use decnet_emu_sdk::clock::MONTHS;
 /// Day abbreviations, Sunday first.
 pub(crate) const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
 
 /// (year, month, day, hour, minute, second, weekday) of a UTC timestamp.
 pub(crate) fn civil(ts: i64) -> (i64, u32, u32, u32, u32, u32, usize) {
-    let days = ts.div_euclid(86_400);
-    let secs = ts.rem_euclid(86_400);
-    // Howard Hinnant's days-to-civil.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    let weekday = (days + 4).rem_euclid(7) as usize;
-    (
-        y,
-        m,
-        d,
-        (secs / 3600) as u32,
-        (secs % 3600 / 60) as u32,
-        (secs % 60) as u32,
-        weekday,
-    )
+    let c = decnet_emu_sdk::clock::civil(ts);
+    (c.year, c.month, c.day, c.hour, c.minute, c.second, c.weekday)
 }
 
 pub(crate) fn user_name(run: &Run<'_>, uid: u32) -> String {
