@@ -20,6 +20,12 @@ pub const MONTHS: [&str; 12] = [
     "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
 ];
 
+/// Whole seconds since the epoch (0 for times before it).
+pub fn unix_secs(time: std::time::SystemTime) -> i64 {
+    time.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
 /// The UTC calendar fields of `ts` (seconds since the epoch; negative is
 /// before 1970), by Howard Hinnant's days-to-civil algorithm.
 pub fn civil(ts: i64) -> Civil {

@@ -18,11 +18,11 @@ pub struct Login<'a> {
     pub ports: &'a [Port],
     /// Whether writes last for one login or for the decky.
     pub overlay: OverlayScope,
-    /// Seconds since the epoch: anchors boot time and file dates.
-    pub now: i64,
 }
 
-/// The shell world of `decky` as `login` describes it.
+/// The shell world of `decky` as `login` describes it. Its boot time and
+/// file dates are anchored to now: a service is prepared before any session
+/// (and its clock) exists.
 pub fn host_for(decky: &DeckyInfo, login: Login<'_>) -> Result<ShellHost, ServeError> {
     let Login {
         hostname,
@@ -30,7 +30,6 @@ pub fn host_for(decky: &DeckyInfo, login: Login<'_>) -> Result<ShellHost, ServeE
         program,
         ports,
         overlay,
-        now,
     } = login;
     let facts = HostFacts {
         hostname: hostname.to_string(),
@@ -56,7 +55,7 @@ pub fn host_for(decky: &DeckyInfo, login: Login<'_>) -> Result<ShellHost, ServeE
             .collect(),
         overlay,
         overlay_limits: Default::default(),
-        now,
+        now: prepared_at(),
     };
     ShellHost::new(facts).map_err(|e| ServeError::Persona(e.0))
 }
@@ -109,4 +108,9 @@ pub fn log_event(cx: &SessionCx, event: ShellEvent, login: &str) {
             );
         }
     }
+}
+
+#[allow(clippy::disallowed_methods)] // See `host_for`.
+fn prepared_at() -> i64 {
+    decnet_emu_sdk::clock::unix_secs(std::time::SystemTime::now())
 }

@@ -22,7 +22,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use decnet_emu_sdk::{
     Accounts, BoxFuture, Close, Conn, Credential, Emulator, Kind, Outcome, Port, Recording, ServeError, Service,
@@ -64,7 +63,8 @@ impl Emulator for Ssh {
     fn prepare(&self, service: &ServiceInfo) -> Result<Arc<dyn Service>, ServeError> {
         let persona = &service.persona;
         let text = |key: &str| persona.get(key).and_then(|v| v.as_str()).map(String::from);
-        let version = text("ssh_version").unwrap_or_else(|| "OpenSSH_9.2p1 Debian-2+deb12u10".into());
+        // The catalogue fills it from the distro; versions are persona data.
+        let version = text("ssh_version").ok_or_else(|| ServeError::Persona("no `ssh_version`".into()))?;
         let profile = self.profiles.closest(&version).clone();
         // Host keys derive from the decky's seed: the same keys on every
         // redeploy. The RSA key takes a while to generate, so it is made on
@@ -94,7 +94,6 @@ impl Emulator for Ssh {
                 program: "sshd",
                 ports: &service.ports,
                 overlay,
-                now: unix(prepared_at()),
             },
         )?;
         Ok(Arc::new(SshService {
@@ -114,16 +113,14 @@ struct SshService {
 impl Service for SshService {
     fn serve_tcp(self: Arc<Self>, conn: Conn, cx: SessionCx) -> BoxFuture<'static, Result<Close, ServeError>> {
         Box::pin(async move {
-            let (tx, rx) = tokio::sync::mpsc::channel(64);
             let handler = Login {
                 svc: Arc::clone(&self),
                 cx,
                 user: None,
                 client: None,
                 channels: HashMap::new(),
-                _actions: tx,
             };
-            match crate::server::serve(conn, Arc::clone(&self.config), handler, Some(rx)).await {
+            match crate::server::serve(conn, Arc::clone(&self.config), handler, None).await {
                 Ok(mut handler) => {
                     handler.finish();
                     Ok(Close::Done)
@@ -145,8 +142,6 @@ struct Login {
     /// The client's identification string.
     client: Option<String>,
     channels: HashMap<u32, Channel>,
-    /// Keeps the driver's action channel open for the connection's life.
-    _actions: tokio::sync::mpsc::Sender<Action>,
 }
 
 #[derive(Default)]
@@ -175,7 +170,7 @@ enum Transfer {
 
 impl Login {
     fn now(&self) -> i64 {
-        unix(self.cx.now())
+        decnet_emu_sdk::clock::unix_secs(self.cx.now())
     }
 
     fn login(&self) -> String {
@@ -744,15 +739,4 @@ fn id_names(text: &[u8]) -> HashMap<u32, String> {
 
 fn clamp(n: u32) -> u16 {
     n.clamp(1, 1000) as u16
-}
-
-/// When the decky's shell world is built (a service is prepared before any
-/// session has a clock).
-#[allow(clippy::disallowed_methods)]
-fn prepared_at() -> SystemTime {
-    SystemTime::now()
-}
-
-fn unix(time: SystemTime) -> i64 {
-    time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }

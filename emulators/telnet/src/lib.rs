@@ -18,7 +18,7 @@ pub mod profile;
 use std::collections::{BTreeSet, VecDeque};
 use std::io;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use decnet_emu_sdk::{
     Accounts, BoxFuture, Close, Conn, Credential, DeckyInfo, Emulator, Kind, Outcome, Port, Recording, ServeError,
@@ -53,7 +53,8 @@ impl Emulator for Telnet {
     fn prepare(&self, service: &ServiceInfo) -> Result<Arc<dyn Service>, ServeError> {
         let persona = &service.persona;
         let text = |key: &str| persona.get(key).and_then(|v| v.as_str()).map(String::from);
-        let daemon = text("daemon").unwrap_or_else(|| "inetutils".into());
+        // The catalogue's default (`personas/services/telnet.toml`) fills it.
+        let daemon = text("daemon").ok_or_else(|| ServeError::Persona("no `daemon`".into()))?;
         let profile = Profile::named(&daemon).map_err(ServeError::Persona)?;
         let accounts = Accounts::from_persona(persona);
         let hostname = text("hostname").unwrap_or_else(|| service.decky.hostname.clone());
@@ -65,7 +66,6 @@ impl Emulator for Telnet {
                 program: "telnetd",
                 ports: &service.ports,
                 overlay: decnet_shell::OverlayScope::Session,
-                now: unix(prepared_at()),
             },
         )?;
         Ok(Arc::new(TelnetService {
@@ -462,7 +462,7 @@ impl<'a> Session<'a> {
     }
 
     fn now(&self) -> i64 {
-        unix(self.cx.now())
+        decnet_emu_sdk::clock::unix_secs(self.cx.now())
     }
 }
 
@@ -505,15 +505,4 @@ fn printable(bytes: &[u8], max: usize) -> String {
         .take(max)
         .map(|b| if b.is_ascii_graphic() { *b as char } else { '?' })
         .collect()
-}
-
-/// When the decky's shell world is built: its boot time and file dates
-/// derive from it (a service is prepared before any session has a clock).
-#[allow(clippy::disallowed_methods)]
-fn prepared_at() -> SystemTime {
-    SystemTime::now()
-}
-
-fn unix(time: SystemTime) -> i64 {
-    time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
