@@ -38,7 +38,9 @@ fn spawn_child(dir: &Path) -> std::process::Child {
 fn killed_at_random_moments_it_stores_every_event_once() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let events = workload(20_000);
+    // Enough for several of the ingester's transactions (up to
+    // `BATCH_LINES` each), so a kill can land between two of them.
+    let events = workload(6 * decnet_store::ingest::BATCH_LINES as u64);
     let mut log = file_log(&dir.path().join("log"), 4 << 20);
     for batch in events.chunks(100) {
         write(&mut log, batch);
