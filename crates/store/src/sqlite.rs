@@ -4,7 +4,9 @@
 //! prepared), inside one `BEGIN IMMEDIATE` transaction per ingested batch.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
+use std::hash::Hash;
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -28,7 +30,14 @@ use crate::summary::{Span, Summary, from_micros, micros, outcome_from_name, outc
 
 /// The migrations, embedded. Listed by hand rather than with `sqlx::migrate!`,
 /// which needs sqlx's `macros` feature and with it a second build of SQLite.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("../migrations/sqlite/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("../migrations/sqlite/0001_init.sql")),
+    (
+        2,
+        "event_ranges",
+        include_str!("../migrations/sqlite/0002_event_ranges.sql"),
+    ),
+];
 
 /// Rows per multi-row statement at most. Smaller batches use power-of-two
 /// sizes, so a handful of prepared statements serve any batch. The widest row
@@ -36,6 +45,9 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("../migratio
 const MAX_ROWS: usize = 256;
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The columns of `events` that `event_ranges` finds events by.
+const RANGE_FIELDS: [&str; 2] = ["decky", "src_ip"];
 
 const EVENT_COLUMNS: &str =
     "id, time, decky, service, kind, severity, src_ip, src_port, session, fields, credential, message";
@@ -209,6 +221,7 @@ impl Sqlite {
             ids,
             inserts,
             aggregates,
+            ranges,
         } = batch;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(self.fail(op))?;
         // New rows get a higher `seq` than any before (the write lock is ours).
@@ -244,6 +257,29 @@ impl Sqlite {
         };
         for statement in aggregates {
             statement.execute(&mut tx).await.map_err(self.fail(op))?;
+        }
+
+        if inserted == events.len() {
+            // All new: event i of the batch got seq `before + 1 + i`.
+            let ranges = ranges.into_iter().map(|r| Range {
+                first: r.first + before + 1,
+                last: r.last + before + 1,
+                ..r
+            });
+            for statement in range_statements(ranges.collect()) {
+                statement.execute(&mut tx).await.map_err(self.fail(op))?;
+            }
+        } else if inserted > 0 {
+            for field in RANGE_FIELDS {
+                sqlx::query(AssertSqlSafe(format!(
+                    "INSERT INTO event_ranges (field, value, first_seq, last_seq)
+                     SELECT '{field}', {field}, min(seq), max(seq) FROM events WHERE seq > ? GROUP BY {field}"
+                )))
+                .bind(before)
+                .execute(&mut *tx)
+                .await
+                .map_err(self.fail(op))?;
+            }
         }
         if let Some(offset) = offset {
             sqlx::query(
@@ -323,7 +359,27 @@ impl Sqlite {
 
     pub(crate) async fn events(&self, filter: &EventFilter) -> Result<Vec<Event>, StoreError> {
         let op = "reading events";
-        let mut q = QueryBuilder::new(format!("SELECT {EVENT_COLUMNS} FROM events WHERE true"));
+        // One attacker's or decky's events: walk its ranges (see migration
+        // 0002), in the order of `seq`, which the ranges share for one value.
+        let range = match (&filter.src_ip, &filter.decky) {
+            (Some(ip), _) => Some(("src_ip", ip.to_string())),
+            (None, Some(decky)) => Some(("decky", decky.clone())),
+            (None, None) => None,
+        };
+        let mut q = QueryBuilder::new(format!("SELECT {EVENT_COLUMNS} FROM "));
+        if let Some((field, value)) = &range {
+            // CROSS JOIN keeps the ranges the outer loop, so ORDER BY needs no sort.
+            q.push("event_ranges CROSS JOIN events ON seq BETWEEN first_seq AND last_seq WHERE field = ")
+                .push_bind(*field)
+                .push(" AND value = ")
+                .push_bind(value.clone());
+        } else {
+            q.push("events WHERE true");
+        }
+        let (oldest_first, newest_first) = match range {
+            Some(_) => ("first_seq, seq", "first_seq DESC, seq DESC"),
+            None => ("seq", "seq DESC"),
+        };
         if let Some(decky) = &filter.decky {
             q.push(" AND decky = ").push_bind(decky.clone());
         }
@@ -353,9 +409,13 @@ impl Sqlite {
                 location: self.location.to_string(),
                 id: after,
             })?;
-            q.push(" AND seq > ").push_bind(seq).push(" ORDER BY seq");
+            q.push(" AND seq > ").push_bind(seq);
+            if range.is_some() {
+                q.push(" AND last_seq > ").push_bind(seq);
+            }
+            q.push(" ORDER BY ").push(oldest_first);
         } else {
-            q.push(" ORDER BY seq DESC");
+            q.push(" ORDER BY ").push(newest_first);
         }
         if let Some(limit) = filter.limit {
             q.push(" LIMIT ").push_bind(i64::from(limit));
@@ -580,6 +640,66 @@ pub(crate) struct Prepared {
     ids: Vec<String>,
     inserts: Vec<Statement>,
     aggregates: Vec<Statement>,
+    /// The batch's ranges, by position in it.
+    ranges: Vec<Range>,
+}
+
+/// Where one decky's or source address's events are in a batch (positions
+/// in it) or in the store (`seq`): a row of `event_ranges`.
+#[derive(Debug)]
+struct Range {
+    field: &'static str,
+    value: String,
+    first: i64,
+    last: i64,
+}
+
+/// The ranges of a batch's events, by position in the batch.
+fn ranges(events: &[Event]) -> Vec<Range> {
+    let mut ranges = Vec::new();
+    ranges_by(events, "decky", |e| e.decky.as_str(), str::to_string, &mut ranges);
+    ranges_by(events, "src_ip", |e| e.src_ip, |ip| ip.to_string(), &mut ranges);
+    ranges
+}
+
+fn ranges_by<'a, K: Eq + Hash + Copy>(
+    events: &'a [Event],
+    field: &'static str,
+    key: impl Fn(&'a Event) -> K,
+    text: impl Fn(K) -> String,
+    ranges: &mut Vec<Range>,
+) {
+    let mut seen: HashMap<K, usize> = HashMap::new();
+    for (at, event) in (0_i64..).zip(events) {
+        let k = key(event);
+        match seen.entry(k) {
+            Entry::Occupied(i) => ranges[*i.get()].last = at,
+            Entry::Vacant(slot) => {
+                slot.insert(ranges.len());
+                ranges.push(Range {
+                    field,
+                    value: text(k),
+                    first: at,
+                    last: at,
+                });
+            }
+        }
+    }
+}
+
+fn range_statements(ranges: Vec<Range>) -> Vec<Statement> {
+    values(
+        "INSERT INTO event_ranges (field, value, first_seq, last_seq) ",
+        "",
+        4,
+        ranges,
+        |args, r| {
+            add(args, r.field);
+            add(args, r.value);
+            add(args, r.first);
+            add(args, r.last);
+        },
+    )
 }
 
 impl Prepared {
@@ -606,11 +726,13 @@ impl Prepared {
             },
         );
         let aggregates = aggregate_statements(&Summary::of(&events));
+        let ranges = ranges(&events);
         Self {
             events,
             ids,
             inserts,
             aggregates,
+            ranges,
         }
     }
 }
