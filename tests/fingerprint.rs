@@ -38,7 +38,7 @@ fn nmap_names_every_personality_exactly() {
         .collect();
     assert!(personalities.len() >= 12, "{personalities:?}");
     let exact = personalities.iter().filter(|(_, names)| !names.is_empty()).count();
-    assert!(exact >= 7, "{personalities:?}");
+    assert!(exact >= 10, "{personalities:?}");
 
     // One decky per personality; port 80 answers, 81/tcp and 9/udp are closed.
     let mut ini = String::new();

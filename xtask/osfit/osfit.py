@@ -159,8 +159,9 @@ def check_template(key, tpl):
     if set(tpl) - set(OPT_LEN) or have != sorted(want):
         raise Bad(f"options.{key} = {tpl!r}: must hold M and exactly the options of '{key}'")
     size = lambda t: sum(OPT_LEN[c] for c in t)
-    if size(tpl) != size(LINUX_OPTS[key]):
-        raise Bad(f"options.{key} = {tpl!r}: {size(tpl)} bytes, Linux uses {size(LINUX_OPTS[key])}")
+    n, linux = size(tpl), size(LINUX_OPTS[key])
+    if n < linux or n > 40 or (n != linux and n % 4):
+        raise Bad(f"options.{key} = {tpl!r}: {n} bytes, Linux uses {linux} (longer: whole words, up to 40)")
 
 
 def predict(sc, pers):
@@ -187,7 +188,8 @@ def predict(sc, pers):
 
     def opts(probe):
         key = "".join(c for c in PROBE_OFFERS[probe] if c in allowed) or "none"
-        out = {"M": f"M{hx(mss)}", "N": "N", "W": f"W{hx(wscale)}", "S": "S", "T": "T11", "L": "L"}
+        m = int(tcp.get("syn_ack_mss", {}).get(probe, mss))
+        out = {"M": f"M{hx(m)}", "N": "N", "W": f"W{hx(wscale)}", "S": "S", "T": "T11", "L": "L"}
         return "".join(out[c] for c in templates[key]), key
 
     def window(probe, key):
@@ -213,6 +215,9 @@ def predict(sc, pers):
     seq = {"SP": {hx(v) for v in range(0xF8, 0x10D)}, "GCD": {"1"},
            "ISR": {hx(v) for v in range(0xFD, 0x10F)},
            "TI": cls["tcp"], "CI": cls["rst"], "II": cls["icmp"]}
+    gcd = tcp.get("isn", {}).get("gcd")
+    if gcd:
+        seq.update(gcd_isn(int(gcd)))
     incr = {"I", "BI", "RI"}
     if cls["tcp"] <= incr and cls["icmp"] <= incr:  # nmap only tests SS then
         shared = {"incremental", "broken_incremental"}
@@ -237,19 +242,41 @@ def predict(sc, pers):
     subj["T1"] = {"R": "Y", "DF": df, "T": ttl, "S": "O", "A": "S+", "F": "AS", "RD": "0", "Q": ""}
     for t in ("t2", "t3"):
         subj[t.upper()] = synth_rst(tcp.get(t), ttl, df)
-    rst_ack = {"zero": "Z", "other": "O"}[tcp.get("rst_ack", "zero")]
+    rst_ack = {"zero": "Z", "other": "O", "none": None}[tcp.get("rst_ack", "zero")]
     for t in ("T4", "T6"):
-        subj[t] = {"R": "Y", "DF": df, "T": ttl, "W": "0", "S": "A", "A": rst_ack, "F": "R",
-                   "O": "", "RD": "0", "Q": ""}
+        subj[t] = {"R": "N"} if rst_ack is None else {
+            "R": "Y", "DF": df, "T": ttl, "W": "0", "S": "A", "A": rst_ack, "F": "R",
+            "O": "", "RD": "0", "Q": ""}
     for t in ("T5", "T7"):
-        subj[t] = {"R": "Y", "DF": df, "T": ttl, "W": "0", "S": "Z", "A": "S+", "F": "AR",
-                   "O": "", "RD": "0", "Q": ""}
-    subj["U1"] = {"R": "Y", "DF": "N", "T": ttl, "IPL": "164", "UN": "0", "RIPL": "G",
+        rule = tcp.get(t.lower(), {})
+        subj[t] = {"R": "N"} if rule.get("silent") else {
+            "R": "Y", "DF": df, "T": ttl, "W": "0", "S": SEQ_MAP[rule.get("seq", "zero")],
+            "A": ACK_MAP[rule.get("ack", "seq+1")], "F": "AR", "O": "", "RD": "0", "Q": ""}
+    icmp = pers.get("icmp", {})
+    ittl = hx(int(icmp["ttl"])) if "ttl" in icmp else ttl
+    quote = int(icmp.get("quote", 328))
+    subj["U1"] = {"R": "Y", "DF": "N", "T": ittl, "IPL": hx(28 + quote), "UN": "0", "RIPL": "G",
                   "RID": "G", "RIPCK": "G", "RUCK": "G", "RUD": "G"}
-    code = pers.get("icmp", {}).get("echo_code")
-    subj["IE"] = {"R": "Y", "DFI": "N", "T": ttl,
+    code = icmp.get("echo_code")
+    dfi = {"same": "S", "set": "Y", "clear": "N"}[icmp.get("echo_df", "clear")]
+    subj["IE"] = {"R": "Y", "DFI": dfi, "T": ittl,
                   "CD": "S" if code is None else ("Z" if int(code) == 0 else hx(int(code)))}
     return {ln: {k: (v if isinstance(v, set) else {v}) for k, v in subj[ln].items()} for ln in LINES}
+
+
+def gcd_isn(gcd):
+    """SP, GCD and ISR of a counter that steps gcd, 2·gcd, … per connection,
+    as nmap measures six SYNs sent 100-115 ms apart (SP from rates / gcd)."""
+    sp, isr = set(), set()
+    for first in (1, 2):
+        steps = [first if i % 2 == 0 else 3 - first for i in range(5)]
+        for dt in (0.100, 0.105, 0.110, 0.115):
+            rates = [k * gcd / dt for k in steps]
+            avg = sum(rates) / len(rates)
+            sd = math.sqrt(sum((r / gcd - avg / gcd) ** 2 for r in rates) / (len(rates) - 1))
+            sp.add(hx(0 if sd <= 1 else int(math.log2(sd) * 8 + 0.5)))
+            isr.add(hx(int(math.log2(avg) * 8 + 0.5)))
+    return {"SP": sp, "GCD": {hx(gcd)}, "ISR": isr}
 
 
 def synth_rst(spec, ttl, df):

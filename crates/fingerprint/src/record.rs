@@ -1,6 +1,8 @@
 //! A decky's personality as the eBPF programs read it.
 
-use decnet_core::catalogue::{AckChoice, IpIdPolicy, PROBE_CLASSES, ProbeReply, RstAck, SeqChoice, Shaping, tcp_flags};
+use decnet_core::catalogue::{
+    AckChoice, ClosedReply, EchoDf, IpIdPolicy, PROBE_CLASSES, ProbeReply, RstAck, SeqChoice, Shaping, tcp_flags,
+};
 use decnet_core::fleet::DeckySpec;
 use decnet_ebpf_common as ebpf;
 
@@ -32,14 +34,20 @@ pub fn record(spec: &DeckySpec) -> ebpf::Personality {
 pub fn shapes_anything(r: &ebpf::Personality) -> bool {
     let untouched = r.flags == 0
         && r.wscale == 0xff
-        && r.mss == 0
+        && r.mss == [0; ebpf::CLASSES]
+        && r.icmp_ttl == 0
+        && r.echo_df == ebpf::DF_KERNEL
+        && r.quote == 0
         && r.ip_id == [ebpf::IPID_KERNEL; 3]
         && r.tcp_df == ebpf::DF_KERNEL
         && r.windows == [0; ebpf::CLASSES]
         && r.options_len == [0; 8]
         && r.t2.flags == 0
         && r.t3.flags == 0
-        && r.isn_per_ms == 0;
+        && r.t5.active == 0
+        && r.t7.active == 0
+        && r.isn_per_ms == 0
+        && r.isn_gcd == 0;
     !untouched
 }
 
@@ -56,43 +64,62 @@ fn shaping_record(s: &Shaping, ttl: u8, tcp_df: bool, clock: Clock) -> ebpf::Per
     if tcp.timestamp_hz.is_some() {
         flags |= ebpf::F_TIMESTAMPS;
     }
-    if tcp.rst_ack == Some(RstAck::Other) {
-        flags |= ebpf::F_RST_ACK_OTHER;
+    match tcp.rst_ack {
+        Some(RstAck::Other) => flags |= ebpf::F_RST_ACK_OTHER,
+        Some(RstAck::None) => flags |= ebpf::F_NO_BARE_RST,
+        _ => {}
     }
     if s.icmp.echo_code.is_some() {
         flags |= ebpf::F_ECHO_CODE;
     }
-    let mut windows = [tcp.syn_ack_window.unwrap_or(0); ebpf::CLASSES];
-    for (class, name) in PROBE_CLASSES.iter().enumerate() {
-        if let Some(w) = tcp.syn_ack_windows.get(*name) {
-            windows[class] = *w;
+    let per_class = |default: Option<u16>, overrides: &std::collections::BTreeMap<String, u16>| {
+        let mut values = [default.unwrap_or(0); ebpf::CLASSES];
+        for (class, name) in PROBE_CLASSES.iter().enumerate() {
+            if let Some(v) = overrides.get(*name) {
+                values[class] = *v;
+            }
         }
-    }
+        values
+    };
+    let windows = per_class(tcp.syn_ack_window, &tcp.syn_ack_windows);
+    let mss = per_class(tcp.mss, &tcp.syn_ack_mss);
     let mut options = [[0u8; 40]; 8];
     let mut options_len = [0u8; 8];
     let mut ts_at = [ebpf::NO_TIMESTAMP; 8];
+    let mut mss_at = [ebpf::NO_MSS; 8];
     for (key, template) in &tcp.options {
         // The index is the option set as bits: window scale 4, SACK 2, timestamps 1.
         let index =
             usize::from(key.contains('w')) * 4 + usize::from(key.contains('s')) * 2 + usize::from(key.contains('t'));
-        let (bytes, ts) = option_image(template, tcp.mss.unwrap_or(1460), tcp.window_scale.unwrap_or(7));
+        // Images carry the ordinary SYN's MSS; the programs patch a probe's.
+        let image_mss = if mss[0] != 0 { mss[0] } else { 1460 };
+        let (bytes, ts, m) = option_image(template, image_mss, tcp.window_scale.unwrap_or(7));
         if bytes.len() <= 40 {
             options[index][..bytes.len()].copy_from_slice(&bytes);
             options_len[index] = bytes.len() as u8;
             ts_at[index] = ts.map_or(ebpf::NO_TIMESTAMP, |t| t as u8);
+            mss_at[index] = m.map_or(ebpf::NO_MSS, |t| t as u8);
         }
     }
     ebpf::Personality {
         flags,
         ttl,
         wscale: tcp.window_scale.unwrap_or(0xff),
-        mss: tcp.mss.unwrap_or(0),
+        icmp_ttl: s.icmp.ttl.unwrap_or(0),
+        echo_df: match s.icmp.echo_df {
+            None => ebpf::DF_KERNEL,
+            Some(EchoDf::Same) => ebpf::DF_SAME,
+            Some(EchoDf::Set) => ebpf::DF_SET,
+            Some(EchoDf::Clear) => ebpf::DF_CLEAR,
+        },
+        mss,
         ip_id: [ip_id(tcp.ip_id.tcp), ip_id(tcp.ip_id.rst), ip_id(tcp.ip_id.icmp)],
         echo_code: s.icmp.echo_code.unwrap_or(0),
         // Linux's RSTs come from a socket made with the namespace, before its
         // sysctls: only rewriting makes every TCP packet follow them.
         tcp_df: if tcp_df { ebpf::DF_KERNEL } else { ebpf::DF_CLEAR },
-        _pad: [0; 3],
+        quote: s.icmp.quote.unwrap_or(0),
+        _pad: [0; 2],
         windows,
         ts_hz: tcp.timestamp_hz.unwrap_or(0),
         ts_offset: clock.offset,
@@ -101,22 +128,47 @@ fn shaping_record(s: &Shaping, ttl: u8, tcp_df: bool, clock: Clock) -> ebpf::Per
         options,
         options_len,
         ts_at,
+        mss_at,
         t2: reply(tcp.t2.as_ref(), tcp_df),
         t3: reply(tcp.t3.as_ref(), tcp_df),
-        isn_per_ms: tcp.isn.map_or(0, |i| isn_per_ms(i.isr)),
-        isn_jitter: tcp.isn.map_or(0, |i| isn_jitter(i.isr, i.sp)),
-        _pad2: 0,
+        t5: rst_rule(tcp.t5.as_ref()),
+        t7: rst_rule(tcp.t7.as_ref()),
+        isn_per_ms: tcp.isn.and_then(|i| i.isr).map_or(0, isn_per_ms),
+        isn_jitter: tcp.isn.and_then(|i| Some(isn_jitter(i.isr?, i.sp?))).unwrap_or(0),
+        isn_gcd: tcp.isn.and_then(|i| i.gcd).unwrap_or(0),
+    }
+}
+
+fn rst_rule(rule: Option<&ClosedReply>) -> ebpf::RstRule {
+    let Some(r) = rule else {
+        return ebpf::RstRule::default();
+    };
+    ebpf::RstRule {
+        active: 1,
+        seq: match r.seq {
+            Some(SeqChoice::Ack) => ebpf::NUM_ECHO,
+            _ => ebpf::NUM_ZERO,
+        },
+        ack: match r.ack {
+            Some(AckChoice::Seq) => ebpf::NUM_ECHO,
+            _ => ebpf::NUM_ECHO_PLUS,
+        },
+        silent: u8::from(r.silent),
     }
 }
 
 /// The options of a template as bytes (timestamp values left zero: the
-/// programs fill them per packet), and where the timestamps option starts.
-fn option_image(template: &str, mss: u16, wscale: u8) -> (Vec<u8>, Option<usize>) {
+/// programs fill them per packet), and where the timestamps and MSS options start.
+fn option_image(template: &str, mss: u16, wscale: u8) -> (Vec<u8>, Option<usize>, Option<usize>) {
     let mut bytes = Vec::with_capacity(40);
     let mut ts = None;
+    let mut mss_at = None;
     for letter in template.chars() {
         match letter {
-            'M' => bytes.extend([2, 4, (mss >> 8) as u8, mss as u8]),
+            'M' => {
+                mss_at = Some(bytes.len());
+                bytes.extend([2, 4, (mss >> 8) as u8, mss as u8]);
+            }
             'W' => bytes.extend([3, 3, wscale]),
             'S' => bytes.extend([4, 2]),
             'T' => {
@@ -127,7 +179,7 @@ fn option_image(template: &str, mss: u16, wscale: u8) -> (Vec<u8>, Option<usize>
             _ => bytes.push(0),
         }
     }
-    (bytes, ts)
+    (bytes, ts, mss_at)
 }
 
 /// nmap's ISR is round(8 · log2(rate per second)).
@@ -211,7 +263,10 @@ mod tests {
                 t3: Some(reply(AckChoice::Other)),
                 ..Tcp::default()
             },
-            icmp: Icmp { echo_code: Some(0) },
+            icmp: Icmp {
+                echo_code: Some(0),
+                ..Icmp::default()
+            },
         }
     }
 
@@ -225,7 +280,8 @@ mod tests {
         let r = shaping_record(&windows_like(), 128, true, clock);
         assert_eq!(r.ttl, 128);
         assert_eq!(r.wscale, 8);
-        assert_eq!(r.mss, 1460);
+        assert_eq!(r.mss, [1460; 8]);
+        assert_eq!(r.mss_at[7], 0);
         assert_eq!(r.windows, [8192; 8]);
         // MSS 1460, NOP, WS 8, SACK permitted, timestamps (values per packet).
         assert_eq!(r.options_len[7], 20);
@@ -266,7 +322,7 @@ mod tests {
         let r = shaping_record(&Shaping::default(), 64, true, clock);
         assert_eq!(r.flags, 0);
         assert_eq!(r.wscale, 0xff);
-        assert_eq!(r.mss, 0);
+        assert_eq!(r.mss, [0; 8]);
         assert_eq!(r.windows, [0; 8]);
         assert_eq!(r.ip_id, [ebpf::IPID_KERNEL; 3]);
         assert_eq!(r.options_len, [0; 8]);

@@ -4,7 +4,9 @@
 //! BPF_PROG_TEST_RUN (aya's `TestRun`), as if the decky were `windows-10`:
 //! nmap's probes into `ingress`, the kernel's answers into `egress`. Every
 //! packet that comes out is checked field by field against the
-//! personality's TOML, and its checksums are checked. Needs root (CAP_BPF);
+//! personality's TOML (SYN-ACK options, MSS per probe, RST numbers, the
+//! ICMP TTL, echo replies' DF, the length of a port unreachable's quote),
+//! and its checksums are checked. Needs root (CAP_BPF);
 //! under `CI=true` it fails instead of skipping.
 //!
 //! The fixture: `nmap -n -O -Pn -sS -sU -p T:80,81,U:9 --max-os-tries 1
@@ -19,7 +21,9 @@ use std::net::Ipv4Addr;
 use aya::programs::{SchedClassifier, TestRun, TestRunOptions};
 use aya::{Ebpf, include_bytes_aligned};
 use decnet_core::Catalogue;
-use decnet_core::catalogue::{AckChoice, IpIdPolicy, Personality, ProbeReply, RstAck, SeqChoice, tcp_flags};
+use decnet_core::catalogue::{
+    AckChoice, EchoDf, IpIdPolicy, Personality, ProbeReply, RstAck, SeqChoice, tcp_flags, template_len,
+};
 use decnet_core::fleet::{CliFleet, DeckySpec, FleetRequest, PlanOptions, plan};
 use decnet_core::host::{HostFacts, HostInterface};
 
@@ -27,6 +31,7 @@ static OBJECT: &[u8] = include_bytes_aligned!("../bpf/decnet-personality.o");
 static FIXTURE: &[u8] = include_bytes!("fixtures/nmap-os-linux-stack.pcap");
 const DECKY: Ipv4Addr = Ipv4Addr::new(10, 213, 0, 2);
 const TC_ACT_OK: u32 = 0;
+const TC_ACT_SHOT: u32 = 2;
 const TC_ACT_REDIRECT: u32 = 7;
 
 fn is_root() -> bool {
@@ -380,17 +385,38 @@ fn exchange_as(p: &Personality, spec: &DeckySpec) {
     let programs = Programs::load(spec);
 
     let mut syns: BTreeMap<(u16, u16), Packet> = BTreeMap::new();
+    // Segments without ACK (T5, T7) by ports, and those dropped on the way in.
+    let mut no_ack: BTreeMap<(u16, u16), Packet> = BTreeMap::new();
+    let mut dropped: Vec<(u16, u16)> = Vec::new();
+    // Echo requests' DF by identifier and sequence number.
+    let mut echoes: BTreeMap<[u8; 4], bool> = BTreeMap::new();
+    let mut sent: Vec<Packet> = Vec::new();
+    let (mut last_isn, mut last_step) = (None, None);
     let mut last_id: Option<u16> = None;
     let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
     for frame in frames(FIXTURE) {
         let packet = Packet::parse(frame);
         if packet.dst == DECKY {
             let (verdict, out) = programs.run("ingress", frame);
+            sent.push(packet.clone());
             if packet.proto != 6 {
                 assert_eq!((verdict, &out.bytes), (TC_ACT_OK, &packet.bytes), "passes unchanged");
+                if packet.proto == 1 && packet.bytes[TCP] == 8 {
+                    echoes.insert(packet.bytes[TCP + 4..TCP + 8].try_into().unwrap(), packet.df);
+                }
                 continue;
             }
             let flags = packet.flags();
+            if flags & 0x14 == 0 {
+                no_ack.insert(packet.ports(), packet.clone());
+            }
+            if flags & 0x17 == 0x01 && tcp.t7.is_some_and(|t| t.silent) {
+                // nmap's T7 (FIN+PSH+URG) for a persona that does not answer it.
+                assert_eq!(verdict, TC_ACT_SHOT, "{slug}: T7 is dropped");
+                dropped.push(packet.ports());
+                *seen.entry("T7 dropped").or_default() += 1;
+                continue;
+            }
             // nmap's T2 (no flags) and T3 (SYN+FIN+PSH+URG) to the open port.
             let probe = match flags {
                 0 => Some(("T2", tcp.t2.as_ref())),
@@ -424,11 +450,22 @@ fn exchange_as(p: &Personality, spec: &DeckySpec) {
         let frame = &with_full_checksum(frame);
         let packet = Packet::parse(frame);
         assert!(packet.checksums_hold());
+        if packet.proto == 6 && dropped.contains(&(packet.ports().1, packet.ports().0)) {
+            continue; // the answer to a probe the persona dropped on the way in
+        }
         let (verdict, out) = programs.run("egress", frame);
+        if packet.proto == 6 && packet.flags() == 0x04 && tcp.rst_ack == Some(RstAck::None) {
+            assert_eq!(verdict, TC_ACT_SHOT, "{slug}: no RST to a stray ACK (T4, T6)");
+            *seen.entry("RST dropped").or_default() += 1;
+            continue;
+        }
         assert_eq!(verdict, TC_ACT_OK);
         assert!(out.checksums_hold(), "{slug}: checksums of {:02x?}", out.bytes);
-        assert_eq!(out.bytes.len(), packet.bytes.len(), "lengths stay");
-        assert_eq!(out.ttl, packet.ttl, "the TTL is the namespace's sysctl");
+        let ttl = match (out.proto, p.shaping.icmp.ttl) {
+            (1, Some(ttl)) => ttl,
+            _ => packet.ttl,
+        };
+        assert_eq!(out.ttl, ttl, "{slug}: the TTL is the sysctl's, or ICMP's own");
         // One counter for TCP, RSTs and ICMP: consecutive IDs.
         let policy = match (out.proto, out.proto == 6 && out.flags() & 0x04 != 0) {
             (6, true) => tcp.ip_id.rst,
@@ -449,17 +486,41 @@ fn exchange_as(p: &Personality, spec: &DeckySpec) {
         if out.proto == 1 {
             let kind = out.bytes[TCP];
             if kind == 0 {
+                assert_eq!(out.bytes.len(), packet.bytes.len(), "{slug}: echo reply length");
                 let code = p.shaping.icmp.echo_code.unwrap_or(packet.bytes[TCP + 1]);
                 assert_eq!(out.bytes[TCP + 1], code, "{slug}: echo reply code");
+                let asked = echoes[&<[u8; 4]>::try_from(&out.bytes[TCP + 4..TCP + 8]).unwrap()];
+                let df = match p.shaping.icmp.echo_df {
+                    Some(EchoDf::Same) => asked,
+                    Some(EchoDf::Set) => true,
+                    Some(EchoDf::Clear) => false,
+                    None => packet.df,
+                };
+                assert_eq!(out.df, df, "{slug}: echo reply DF (request's: {asked})");
                 *seen.entry("IE").or_default() += 1;
             } else {
+                // U1: a port unreachable quoting the UDP probe, shortened or whole.
+                assert_eq!((kind, out.bytes[TCP + 1]), (3, 3), "{slug}: port unreachable");
+                let quote = p.shaping.icmp.quote.map_or(packet.bytes.len() - 42, usize::from);
+                assert_eq!(out.u16_at(16) as usize, 28 + quote, "{slug}: U1 IP length");
+                assert_eq!(out.bytes.len(), 42 + quote, "{slug}: U1 frame length");
                 assert_eq!(
-                    out.bytes[TCP..],
-                    packet.bytes[TCP..],
-                    "other ICMP passes (U1 is not shaped)"
+                    out.bytes[42..],
+                    packet.bytes[42..42 + quote],
+                    "{slug}: U1 quotes the probe's first bytes unchanged"
                 );
+                let probe = sent.iter().rev().find(|s| s.proto == 17).unwrap();
+                assert_eq!(
+                    out.bytes[42..],
+                    probe.bytes[14..14 + quote],
+                    "{slug}: the quote is the probe's"
+                );
+                *seen.entry("U1").or_default() += 1;
             }
             continue;
+        }
+        if out.flags() & 0x12 != 0x12 {
+            assert_eq!(out.bytes.len(), packet.bytes.len(), "{slug}: lengths stay");
         }
         let keeps_df = spec.sysctls.get("net.ipv4.ip_no_pmtu_disc").is_none_or(|v| v == "0");
         assert_eq!(out.df, keeps_df && packet.df, "{slug}: DF follows ip_no_pmtu_disc");
@@ -483,7 +544,16 @@ fn exchange_as(p: &Personality, spec: &DeckySpec) {
                 letters, template,
                 "{slug}: {class} options (kernel's: {kernel_letters})"
             );
-            assert_eq!(values.mss, tcp.mss.or(kernel.mss), "{slug}: {class} MSS");
+            // A longer template grows the SYN-ACK by whole words.
+            let grown = template_len(&template).unwrap() - packet.tcp_options().len();
+            assert_eq!(out.bytes.len(), packet.bytes.len() + grown, "{slug}: {class} length");
+            assert_eq!(
+                out.u16_at(16) as usize,
+                out.bytes.len() - 14,
+                "{slug}: {class} IP length"
+            );
+            let mss = tcp.syn_ack_mss.get(class).copied().or(tcp.mss);
+            assert_eq!(values.mss, mss.or(kernel.mss), "{slug}: {class} MSS");
             if kernel.ws.is_some() {
                 assert_eq!(
                     values.ws,
@@ -497,6 +567,14 @@ fn exchange_as(p: &Personality, spec: &DeckySpec) {
                     assert_ne!(val, kval, "{slug}: {class}: the decky's own timestamp clock");
                 } else {
                     assert_eq!(val, kval, "{slug}: {class}: the kernel's timestamp");
+                }
+            }
+            if let Some(gcd) = tcp.isn.and_then(|i| i.gcd) {
+                // Each connection steps the counter by gcd, then 2 · gcd.
+                if let Some(last) = last_isn.replace(out.seq()) {
+                    let step = out.seq().wrapping_sub(last);
+                    assert!(step == gcd || step == 2 * gcd, "{slug}: {class}: ISN step {step}");
+                    assert_ne!(Some(step), last_step.replace(step), "{slug}: steps alternate");
                 }
             }
             if tcp.isn.is_some() {
@@ -516,8 +594,26 @@ fn exchange_as(p: &Personality, spec: &DeckySpec) {
             assert_eq!(out.seq(), packet.seq());
             *seen.entry("RST").or_default() += 1;
         } else {
-            assert_eq!(out.seq(), packet.seq(), "no connection: no ISN translation");
+            // RST+ACK from a closed port (T5: SYN, T7: FIN+PSH+URG).
             assert_eq!(out.flags(), packet.flags());
+            let (sport, dport) = out.ports();
+            let probe = &no_ack[&(dport, sport)];
+            let (what, rule) = if probe.flags() & 0x02 != 0 {
+                ("T5", tcp.t5)
+            } else {
+                ("T7", tcp.t7)
+            };
+            let rule = rule.unwrap_or_default();
+            let seq = match rule.seq {
+                Some(SeqChoice::Ack) => probe.ack(),
+                _ => packet.seq(),
+            };
+            assert_eq!(out.seq(), seq, "{slug}: {what} seq");
+            let ack = match rule.ack {
+                Some(AckChoice::Seq) => probe.seq(),
+                _ => packet.ack(),
+            };
+            assert_eq!(out.ack(), ack, "{slug}: {what} ack");
             *seen.entry("RST+ACK").or_default() += 1;
         }
     }
@@ -534,8 +630,18 @@ fn exchange_as(p: &Personality, spec: &DeckySpec) {
         tcp.t3.is_some(),
         "{slug}: T3 answered iff the personality answers it"
     );
-    assert!(seen("RST") >= 2 && seen("RST+ACK") >= 3, "{slug}");
+    if tcp.rst_ack == Some(RstAck::None) {
+        assert!(seen("RST dropped") >= 2, "{slug}");
+    } else {
+        assert!(seen("RST") >= 2, "{slug}");
+    }
+    if tcp.t7.is_some_and(|t| t.silent) {
+        assert!(seen("T7 dropped") >= 1 && seen("RST+ACK") >= 2, "{slug}");
+    } else {
+        assert!(seen("RST+ACK") >= 3, "{slug}");
+    }
     assert!(seen("IE") >= 2, "{slug}");
+    assert!(seen("U1") >= 1, "{slug}");
 }
 
 #[test]

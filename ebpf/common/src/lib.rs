@@ -39,12 +39,19 @@ pub const NUM_OTHER: u8 = 3;
 pub const DF_KERNEL: u8 = 0;
 pub const DF_SET: u8 = 1;
 pub const DF_CLEAR: u8 = 2;
+/// Echo replies only: DF as the echo request had it (nmap's `DFI=S`).
+pub const DF_SAME: u8 = 3;
+
+/// No MSS option in a SYN-ACK image.
+pub const NO_MSS: u8 = 0xff;
 
 /// Flags of [`Personality::flags`].
 pub const F_TIMESTAMPS: u32 = 1;
 /// Bare RSTs (answers to an ACK) carry a non-zero acknowledgement number.
 pub const F_RST_ACK_OTHER: u32 = 1 << 1;
 pub const F_ECHO_CODE: u32 = 1 << 2;
+/// No RST answers a stray ACK (nmap's T4 and T6 `R=N`).
+pub const F_NO_BARE_RST: u32 = 1 << 3;
 
 /// TCP flag bits.
 pub const TCP_FIN: u8 = 0x01;
@@ -69,6 +76,21 @@ pub struct Reply {
     pub _pad: u16,
 }
 
+/// How a decky's RST answers a segment without ACK to a closed port (nmap's
+/// T5: SYN; T7: FIN+PSH+URG), as a change to the kernel's answer.
+/// `active == 0`: the kernel's (seq 0, ack = seq + 1).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RstRule {
+    pub active: u8,
+    /// `NUM_ZERO` or `NUM_ECHO` (the probe's acknowledgement number).
+    pub seq: u8,
+    /// `NUM_ECHO` (the probe's sequence number) or `NUM_ECHO_PLUS`.
+    pub ack: u8,
+    /// No answer at all (T7 only: dropped on the way in).
+    pub silent: u8,
+}
+
 /// One decky's TCP/IP personality.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,15 +100,21 @@ pub struct Personality {
     pub ttl: u8,
     /// Window-scale value written into SYN-ACKs; 0xff: the kernel's.
     pub wscale: u8,
-    /// MSS written into SYN-ACKs; 0: the kernel's.
-    pub mss: u16,
+    /// TTL of every ICMP packet (echo replies and errors); 0: the kernel's.
+    pub icmp_ttl: u8,
+    /// Don't-fragment bit of echo replies (`DF_*`, `DF_SAME`).
+    pub echo_df: u8,
     /// Policies for TCP, TCP RSTs, ICMP (`IPID_*`).
     pub ip_id: [u8; 3],
     /// Code of ICMP echo replies when `F_ECHO_CODE` is set.
     pub echo_code: u8,
-    /// Don't-fragment bit of TCP packets (`DF_*`), and padding.
+    /// Don't-fragment bit of TCP packets (`DF_*`).
     pub tcp_df: u8,
-    pub _pad: [u8; 3],
+    /// Bytes of the offending datagram an ICMP error quotes; 0: the kernel's.
+    pub quote: u8,
+    pub _pad: [u8; 2],
+    /// MSS written into SYN-ACKs, per probe class; 0: the kernel's.
+    pub mss: [u16; CLASSES],
     /// SYN-ACK window per probe class; 0: the kernel's.
     pub windows: [u16; CLASSES],
     /// Timestamp clock (with `F_TIMESTAMPS`): rate, offset, skew.
@@ -102,13 +130,19 @@ pub struct Personality {
     pub options: [[u8; 40]; 8],
     pub options_len: [u8; 8],
     pub ts_at: [u8; 8],
+    /// Where the MSS option starts in each image (an even offset), or `NO_MSS`.
+    pub mss_at: [u8; 8],
     pub t2: Reply,
     pub t3: Reply,
+    pub t5: RstRule,
+    pub t7: RstRule,
     /// Initial sequence numbers (0: the kernel's): a clock of this many
     /// per millisecond, each step scaled by 1 ± up to `isn_jitter`/1024.
     pub isn_per_ms: u64,
     pub isn_jitter: u32,
-    pub _pad2: u32,
+    /// Or, when not 0: each new connection advances the ISN by this, then
+    /// twice this, alternately (an old embedded stack's counter).
+    pub isn_gcd: u32,
 }
 
 /// A decky's ISN generator: the last number handed out, and when.
@@ -116,7 +150,8 @@ pub struct Personality {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct IsnClock {
     pub last_isn: u32,
-    pub _pad: u32,
+    /// Connections so far (for `isn_gcd`).
+    pub count: u32,
     pub last_ns: u64,
 }
 
@@ -144,6 +179,25 @@ pub struct Connection {
     pub kernel_wscale: u8,
     pub persona_wscale: u8,
     pub _pad: u16,
+}
+
+/// A segment without ACK to the decky, kept until the kernel's RST answers
+/// it: sequence and acknowledgement numbers (network order) and flags.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RstProbe {
+    pub seq: u32,
+    pub ack: u32,
+    pub flags: u32,
+}
+
+/// An echo request to a decky: (peer address, identifier and sequence as
+/// they sit in the packet).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EchoKey {
+    pub remote: u32,
+    pub id_seq: u32,
 }
 
 #[cfg(feature = "user")]

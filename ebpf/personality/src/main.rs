@@ -1,10 +1,12 @@
 //! TC programs that give a decky the TCP/IP personality of the OS it claims.
 //!
 //! Attached inside each decky's namespace on `eth0`: `egress` rewrites what
-//! the kernel sends (IP ID sequence, SYN-ACK window and options, timestamp
-//! clock, window scale, RST acknowledgement, ICMP echo code); `ingress`
-//! sorts nmap's probes, translates echoed timestamps back to the kernel's
-//! clock, and answers the probes Linux ignores but the persona answers.
+//! the kernel sends (IP ID sequence, SYN-ACK window, MSS and options, which
+//! may grow, timestamp clock, window scale, RST numbers, ICMP TTL, echo
+//! code and DF, the length of an ICMP error's quote); `ingress` sorts nmap's
+//! probes, remembers what the rewrites need of them, translates echoed
+//! timestamps back to the kernel's clock, and answers (or drops) the probes
+//! the persona treats unlike Linux.
 //! Every decky's parameters are a `Personality` in `PERSONALITIES`, keyed by
 //! the decky's IPv4 address (unique in a fleet, unlike a namespace's
 //! ifindex), so one loaded object serves every decky.
@@ -13,7 +15,7 @@
 #![no_std]
 #![no_main]
 
-use aya_ebpf::bindings::{TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT};
+use aya_ebpf::bindings::{BPF_F_PSEUDO_HDR, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT};
 use aya_ebpf::helpers::generated::{
     bpf_get_prandom_u32, bpf_ktime_get_ns, bpf_redirect, bpf_skb_change_tail, bpf_skb_store_bytes,
 };
@@ -27,12 +29,15 @@ const BPF_F_RECOMPUTE_CSUM: u64 = 1;
 
 const ETH_LEN: usize = 14;
 const IP: usize = ETH_LEN;
+const AT_IP_LEN: usize = IP + 2;
 const AT_IP_ID: usize = IP + 4;
 const AT_IP_FRAG: usize = IP + 6;
+const AT_IP_TTL: usize = IP + 8;
 const AT_IP_CSUM: usize = IP + 10;
 const L4: usize = IP + 20;
 const AT_TCP_SEQ: usize = L4 + 4;
 const AT_TCP_ACK: usize = L4 + 8;
+const AT_TCP_DOFF: usize = L4 + 12;
 const AT_TCP_WIN: usize = L4 + 14;
 const AT_TCP_CSUM: usize = L4 + 16;
 const AT_TCP_OPTS: usize = L4 + 20;
@@ -57,10 +62,17 @@ static ISN_CLOCKS: HashMap<u32, IsnClock> = HashMap::with_max_entries(65536, BPF
 #[map]
 static PROBES: LruHashMap<FlowKey, u8> = LruHashMap::with_max_entries(8192, 0);
 
+/// Segments without ACK awaiting the kernel's RST (personas with T5/T7 rules).
+#[map]
+static RST_PROBES: LruHashMap<FlowKey, RstProbe> = LruHashMap::with_max_entries(4096, 0);
+
+/// Whether echo requests awaiting their reply had DF (personas with `DF_SAME`).
+#[map]
+static ECHOES: LruHashMap<EchoKey, u8> = LruHashMap::with_max_entries(4096, 0);
+
 #[classifier]
 pub fn egress(ctx: TcContext) -> i32 {
-    let _ = try_egress(&ctx);
-    TC_ACT_OK
+    try_egress(&ctx).unwrap_or(TC_ACT_OK)
 }
 
 #[classifier]
@@ -124,23 +136,39 @@ fn flow(ip: &IpHead, tcp: &TcpHead, outgoing: bool) -> FlowKey {
 
 // ---------------------------------------------------------------- egress
 
-fn try_egress(ctx: &TcContext) -> Option<()> {
+fn try_egress(ctx: &TcContext) -> Option<i32> {
     let (decky, p, ip) = personality(ctx, true)?;
     let class = match ip[IP + 9] {
         6 => {
             let tcp: TcpHead = ctx.load(L4).ok()?;
             let flags = tcp[13];
-            tcp_egress(ctx, decky, p, &ip, &tcp);
+            if tcp_egress(ctx, decky, p, &ip, &tcp) == Some(TC_ACT_SHOT) {
+                return Some(TC_ACT_SHOT);
+            }
             set_df(ctx, &ip, p.tcp_df);
             if flags & TCP_RST != 0 { IPID_TCP_RST } else { IPID_TCP }
         }
         1 => {
-            icmp_egress(ctx, p);
+            icmp_egress(ctx, p, &ip);
+            if p.icmp_ttl != 0 {
+                set_ttl(ctx, &ip, p.icmp_ttl);
+            }
             IPID_ICMP
         }
-        _ => return Some(()),
+        _ => return None,
     };
     set_ip_id(ctx, &ip, decky, p.ip_id[class]);
+    None
+}
+
+fn set_ttl(ctx: &TcContext, ip: &IpHead, ttl: u8) -> Option<()> {
+    // The TTL shares a 16-bit checksum word with the protocol.
+    let old = u16::from_ne_bytes([ip[AT_IP_TTL], ip[AT_IP_TTL + 1]]);
+    let new = u16::from_ne_bytes([ttl, ip[AT_IP_TTL + 1]]);
+    if new != old {
+        ctx.store(AT_IP_TTL, &new, 0).ok()?;
+        ctx.l3_csum_replace(AT_IP_CSUM, old as u64, new as u64, 2).ok()?;
+    }
     Some(())
 }
 
@@ -194,13 +222,23 @@ fn set_ip_id(ctx: &TcContext, ip: &IpHead, decky: u32, policy: u8) -> Option<()>
     Some(())
 }
 
-fn tcp_egress(ctx: &TcContext, decky: u32, p: &Personality, ip: &IpHead, tcp: &TcpHead) -> Option<()> {
+#[inline(always)]
+fn tcp_egress(ctx: &TcContext, decky: u32, p: &Personality, ip: &IpHead, tcp: &TcpHead) -> Option<i32> {
     let key = flow(ip, tcp, true);
     let flags = tcp[13];
     if flags & (TCP_SYN | TCP_ACK) == TCP_SYN | TCP_ACK {
-        return syn_ack(ctx, decky, p, key, tcp);
+        syn_ack(ctx, decky, p, ip, tcp)?;
+        return None;
     }
     let conn = unsafe { CONNECTIONS.get(&key) };
+    if conn.is_none() && flags & (TCP_RST | TCP_ACK) == TCP_RST && p.flags & F_NO_BARE_RST != 0 {
+        return Some(TC_ACT_SHOT);
+    }
+    if conn.is_none() && flags & (TCP_RST | TCP_ACK) == TCP_RST | TCP_ACK && raw32(tcp, 4) == 0 {
+        // The kernel's answer to a segment without ACK at a closed port.
+        closed_port_rst(ctx, p, key, tcp);
+        return None;
+    }
     if let Some(conn) = conn
         && conn.isn_delta != 0
     {
@@ -218,7 +256,7 @@ fn tcp_egress(ctx: &TcContext, decky: u32, p: &Personality, ip: &IpHead, tcp: &T
         let new = unsafe { bpf_get_prandom_u32() } | 1;
         ctx.store(AT_TCP_ACK, &new, 0).ok()?;
         ctx.l4_csum_replace(AT_TCP_CSUM, old as u64, new as u64, 4).ok()?;
-        return Some(());
+        return None;
     }
     let conn = conn?;
     if flags & TCP_SYN == 0 && conn.kernel_wscale != conn.persona_wscale {
@@ -234,7 +272,32 @@ fn tcp_egress(ctx: &TcContext, decky: u32, p: &Personality, ip: &IpHead, tcp: &T
             ctx.l4_csum_replace(AT_TCP_CSUM, old as u64, new as u64, 4).ok()?;
         }
     }
-    Some(())
+    None
+}
+
+/// Rewrites the kernel's RST+ACK to a SYN (T5) or FIN (T7) at a closed
+/// port as the persona's: its sequence number the probe's acknowledgement
+/// number, its acknowledgement the probe's sequence number (+1 or not).
+#[inline(always)]
+fn closed_port_rst(ctx: &TcContext, p: &Personality, key: FlowKey, tcp: &TcpHead) -> Option<()> {
+    if p.t5.active | p.t7.active == 0 {
+        return None;
+    }
+    let probe = unsafe { RST_PROBES.get(&key) }.copied()?;
+    let _ = RST_PROBES.remove(&key);
+    let rule = if probe.flags as u8 & TCP_SYN != 0 { &p.t5 } else { &p.t7 };
+    if rule.active == 0 {
+        return None;
+    }
+    if rule.seq == NUM_ECHO {
+        write_known(ctx, AT_TCP_SEQ, raw32(tcp, 4), probe.ack)?;
+    }
+    let seq = u32::from_be(probe.seq);
+    let ack = match rule.ack {
+        NUM_ECHO => seq,
+        _ => seq.wrapping_add(1),
+    };
+    write_known(ctx, AT_TCP_ACK, raw32(tcp, 8), ack.to_be())
 }
 
 /// The kernel advertises windows in its own scale; the peer reads them in
@@ -279,7 +342,7 @@ fn next_isn(decky: u32, p: &Personality) -> Option<u32> {
     let Some(clock) = ISN_CLOCKS.get_ptr_mut(&decky) else {
         let start = IsnClock {
             last_isn: unsafe { bpf_get_prandom_u32() },
-            _pad: 0,
+            count: 0,
             last_ns: now,
         };
         let _ = ISN_CLOCKS.insert(&decky, &start, 0);
@@ -287,6 +350,12 @@ fn next_isn(decky: u32, p: &Personality) -> Option<u32> {
     };
     // SAFETY: a map value; concurrent SYN-ACKs at worst share a step.
     let clock = unsafe { &mut *clock };
+    if p.isn_gcd != 0 {
+        clock.count = clock.count.wrapping_add(1);
+        let isn = clock.last_isn.wrapping_add(p.isn_gcd * (1 + (clock.count & 1)));
+        clock.last_isn = isn;
+        return Some(isn);
+    }
     // Ten seconds at most: the clock wraps anyway, and the product stays in range.
     let elapsed_us = (now.wrapping_sub(clock.last_ns) / 1000).min(10_000_000);
     let step = elapsed_us * p.isn_per_ms / 1000;
@@ -298,20 +367,30 @@ fn next_isn(decky: u32, p: &Personality) -> Option<u32> {
     Some(isn)
 }
 
-fn syn_ack(ctx: &TcContext, decky: u32, p: &Personality, key: FlowKey, tcp: &TcpHead) -> Option<()> {
+// Inlined, as the other functions with many arguments: a BPF call passes
+// five in registers, and the verifier rejects what a larger one spills.
+#[inline(always)]
+fn syn_ack(ctx: &TcContext, decky: u32, p: &Personality, ip: &IpHead, tcp: &TcpHead) -> Option<()> {
+    let key = flow(ip, tcp, true);
     let class = match unsafe { PROBES.get(&key) } {
         Some(c) => *c,
         None => CLASS_ORDINARY,
     };
     let _ = PROBES.remove(&key);
-    let window = p.windows[(class as usize) & (CLASSES - 1)];
+    if p.t5.active != 0 {
+        // An open port's SYN was kept in case a closed port's RST answered it.
+        let _ = RST_PROBES.remove(&key);
+    }
+    let class = (class as usize) & (CLASSES - 1);
+    let mss = p.mss[class];
+    let window = p.windows[class];
     if window != 0 {
         let old = u16::from_ne_bytes([tcp[14], tcp[15]]);
         let new = window.to_be();
         ctx.store(AT_TCP_WIN, &new, 0).ok()?;
         ctx.l4_csum_replace(AT_TCP_CSUM, old as u64, new as u64, 2).ok()?;
     }
-    let words = ((tcp[12] >> 4) as usize).saturating_sub(5);
+    let mut words = ((tcp[12] >> 4) as usize).saturating_sub(5);
     if !(1..=10).contains(&words) {
         return Some(());
     }
@@ -337,7 +416,6 @@ fn syn_ack(ctx: &TcContext, decky: u32, p: &Personality, key: FlowKey, tcp: &Tcp
         (0, 0)
     };
     let kernel_isn = u32::from_be(raw32(tcp, 4));
-    let previous = unsafe { CONNECTIONS.get(&key) }.copied();
     let mut conn = Connection {
         isn_kernel: kernel_isn,
         isn_delta: 0,
@@ -353,9 +431,11 @@ fn syn_ack(ctx: &TcContext, decky: u32, p: &Personality, key: FlowKey, tcp: &Tcp
     if p.flags & F_TIMESTAMPS != 0 && has_ts {
         conn.ts_persona = clock_now(p);
     }
-    if p.isn_per_ms != 0 {
+    if p.isn_per_ms != 0 || p.isn_gcd != 0 {
         // A retransmitted SYN-ACK keeps the ISN the peer may have seen.
-        conn.isn_delta = match previous {
+        // Looked up only here: an Option copied earlier leaves registers the
+        // verifier sees uninitialised on the path without it.
+        conn.isn_delta = match unsafe { CONNECTIONS.get(&key) } {
             Some(prev) if prev.isn_kernel == kernel_isn => prev.isn_delta,
             _ => next_isn(decky, p)?.wrapping_sub(kernel_isn),
         };
@@ -369,12 +449,18 @@ fn syn_ack(ctx: &TcContext, decky: u32, p: &Personality, key: FlowKey, tcp: &Tcp
     let _ = CONNECTIONS.insert(&key, &conn, 0);
 
     let index = present & 7;
-    // Same length only: the kernel's lengths and sequence space stay as they are.
-    if p.options_len[index] as usize != words * 4 {
+    let want = p.options_len[index] as usize;
+    if want > words * 4 && want <= 40 && want % 4 == 0 {
+        grow_options(ctx, ip, tcp, words, want)?;
+        words = want / 4;
+    }
+    // The sequence space stays the kernel's: options change in place, or
+    // grow a SYN-ACK that carries no data.
+    if want != words * 4 {
         // No image for this set: keep Linux's order, patch the values.
         let first: [u8; 4] = ctx.load(AT_TCP_OPTS).ok()?;
-        if first[0] == 2 && first[1] == 4 && p.mss != 0 {
-            let m = p.mss.to_be_bytes();
+        if first[0] == 2 && first[1] == 4 && mss != 0 {
+            let m = mss.to_be_bytes();
             write_u32(ctx, AT_TCP_OPTS, u32::from_ne_bytes([2, 4, m[0], m[1]]))?;
         }
         if has_ws && p.wscale != 0xff {
@@ -416,7 +502,40 @@ fn syn_ack(ctx: &TcContext, decky: u32, p: &Personality, key: FlowKey, tcp: &Tcp
         write_u32(ctx, at, conn.ts_persona.to_be())?;
         write_u32(ctx, at + 4, ts_ecr)?;
     }
+    // The image holds the ordinary SYN's MSS; a probe class may want another.
+    let mss_at = p.mss_at[index] as usize;
+    if mss != 0 && mss != p.mss[0] && mss_at + 4 <= 40 {
+        let m = mss.to_be_bytes();
+        write_u32(ctx, AT_TCP_OPTS + mss_at, u32::from_ne_bytes([2, 4, m[0], m[1]]))?;
+    }
     Some(())
+}
+
+/// Makes room for `want` bytes of options in a SYN-ACK that has `words`
+/// words of them and no data: the new bytes are zeros at the end, and the
+/// lengths (IP total, TCP data offset, the pseudo header's) follow.
+#[inline(always)]
+fn grow_options(ctx: &TcContext, ip: &IpHead, tcp: &TcpHead, words: usize, want: usize) -> Option<()> {
+    let total = be16(ip, AT_IP_LEN) as usize;
+    if total != 40 + words * 4 || ctx.len() as usize != ETH_LEN + total {
+        return None;
+    }
+    let extra = want - words * 4;
+    if unsafe { bpf_skb_change_tail(ctx.skb.skb, (ETH_LEN + total + extra) as u32, 0) } != 0 {
+        return None;
+    }
+    let old = (total as u16).to_be();
+    let new = ((total + extra) as u16).to_be();
+    ctx.store(AT_IP_LEN, &new, 0).ok()?;
+    ctx.l3_csum_replace(AT_IP_CSUM, old as u64, new as u64, 2).ok()?;
+    let old_l4 = ((total - 20) as u16).to_be();
+    let new_l4 = ((total - 20 + extra) as u16).to_be();
+    ctx.l4_csum_replace(AT_TCP_CSUM, old_l4 as u64, new_l4 as u64, BPF_F_PSEUDO_HDR as u64 | 2)
+        .ok()?;
+    let old = u16::from_ne_bytes([tcp[12], tcp[13]]);
+    let new = u16::from_ne_bytes([((5 + want / 4) as u8) << 4, tcp[13]]);
+    ctx.store(AT_TCP_DOFF, &new, 0).ok()?;
+    ctx.l4_csum_replace(AT_TCP_CSUM, old as u64, new as u64, 2).ok()
 }
 
 /// Writes a 32-bit word (as it sits in the packet) at an even offset of
@@ -435,29 +554,96 @@ fn write_known(ctx: &TcContext, at: usize, old: u32, new: u32) -> Option<()> {
     Some(())
 }
 
-fn icmp_egress(ctx: &TcContext, p: &Personality) -> Option<()> {
+fn icmp_egress(ctx: &TcContext, p: &Personality, ip: &IpHead) -> Option<()> {
     let head: u16 = ctx.load(L4).ok()?;
     let [kind, _code] = head.to_ne_bytes();
-    if kind == 0 && p.flags & F_ECHO_CODE != 0 {
+    if kind == 3 && p.quote != 0 {
+        return shorten_quote(ctx, ip, p.quote as usize);
+    }
+    if kind != 0 {
+        return Some(());
+    }
+    if p.flags & F_ECHO_CODE != 0 {
         let new = u16::from_ne_bytes([0, p.echo_code]);
         if new != head {
             ctx.store(L4, &new, 0).ok()?;
             ctx.l4_csum_replace(AT_ICMP_CSUM, head as u64, new as u64, 2).ok()?;
         }
     }
-    Some(())
+    let df = match p.echo_df {
+        DF_SAME => {
+            let key = EchoKey {
+                remote: raw32(ip, IP + 16),
+                id_seq: ctx.load(L4 + 4).ok()?,
+            };
+            let had = unsafe { ECHOES.get(&key) }.copied()?;
+            let _ = ECHOES.remove(&key);
+            if had != 0 { DF_SET } else { DF_CLEAR }
+        }
+        other => other,
+    };
+    set_df(ctx, ip, df)
 }
+
+/// Cuts an ICMP error down to `quote` bytes of the datagram it quotes
+/// (nmap's U1 IPL) and sums its checksum again.
+fn shorten_quote(ctx: &TcContext, ip: &IpHead, quote: usize) -> Option<()> {
+    let total = be16(ip, AT_IP_LEN) as usize;
+    let want = 28 + quote;
+    if total <= want || ctx.len() as usize != ETH_LEN + total {
+        return Some(());
+    }
+    if unsafe { bpf_skb_change_tail(ctx.skb.skb, (ETH_LEN + want) as u32, 0) } != 0 {
+        return None;
+    }
+    let old = (total as u16).to_be();
+    let new = (want as u16).to_be();
+    ctx.store(AT_IP_LEN, &new, 0).ok()?;
+    ctx.l3_csum_replace(AT_IP_CSUM, old as u64, new as u64, 2).ok()?;
+    ctx.store(AT_ICMP_CSUM, &0u16, 0).ok()?;
+    let mut sum = 0u32;
+    for i in 0..MAX_ICMP_WORDS {
+        if i * 4 >= 8 + quote {
+            break;
+        }
+        let word = u32::from_be(ctx.load::<u32>(L4 + i * 4).ok()?);
+        sum += (word >> 16) + (word & 0xffff);
+    }
+    ctx.store(AT_ICMP_CSUM, &(!fold(sum)).to_be(), 0).ok()
+}
+
+/// The longest ICMP message `shorten_quote` sums: its header and 128 bytes.
+const MAX_ICMP_WORDS: usize = 34;
 
 // --------------------------------------------------------------- ingress
 
 fn try_ingress(ctx: &TcContext) -> Option<i32> {
     let (_, p, ip) = personality(ctx, false)?;
+    if ip[IP + 9] == 1 {
+        return echo_request(ctx, p, &ip);
+    }
     if ip[IP + 9] != 6 {
         return None;
     }
     let tcp: TcpHead = ctx.load(L4).ok()?;
     let flags = tcp[13];
     let key = flow(&ip, &tcp, false);
+    if flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN) == TCP_FIN && p.t7.silent != 0 {
+        return Some(TC_ACT_SHOT);
+    }
+    if flags & (TCP_ACK | TCP_RST) == 0 && p.t5.active | p.t7.active != 0 {
+        // Kept for the RST a closed port answers with (T5, T7); an ordinary
+        // client's SYN has a zero acknowledgement number and is not kept.
+        let rule = if flags & TCP_SYN != 0 { &p.t5 } else { &p.t7 };
+        if rule.active != 0 && (flags & TCP_SYN == 0 || raw32(&tcp, 8) != 0) {
+            let probe = RstProbe {
+                seq: raw32(&tcp, 4),
+                ack: raw32(&tcp, 8),
+                flags: flags as u32,
+            };
+            let _ = RST_PROBES.insert(&key, &probe, 0);
+        }
+    }
     if flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN) == TCP_SYN {
         let class = classify(ctx, &tcp)?;
         if class != CLASS_ORDINARY {
@@ -501,6 +687,20 @@ fn try_ingress(ctx: &TcContext) -> Option<i32> {
             ctx.l4_csum_replace(AT_TCP_CSUM, old as u64, new as u64, 4).ok()?;
         }
     }
+    None
+}
+
+/// Remembers whether an echo request had DF, for a persona whose replies
+/// copy it.
+fn echo_request(ctx: &TcContext, p: &Personality, ip: &IpHead) -> Option<i32> {
+    if p.echo_df != DF_SAME || ctx.load::<u8>(L4).ok()? != 8 {
+        return None;
+    }
+    let key = EchoKey {
+        remote: raw32(ip, IP + 12),
+        id_seq: ctx.load(L4 + 4).ok()?,
+    };
+    let _ = ECHOES.insert(&key, &((ip[AT_IP_FRAG] & 0x40 != 0) as u8), 0);
     None
 }
 

@@ -20,8 +20,8 @@ use serde::{Deserialize, Serialize};
 pub use self::hostname::HostnameStyle;
 pub use self::os::{Distro, Kernel, OsFamily, Userland};
 pub use self::personality::{
-    AckChoice, Icmp, IpIdPolicy, IpIds, Isn, OPTION_SETS, PROBE_CLASSES, Personality, ProbeReply, RstAck, SeqChoice,
-    Shaping, Tcp, tcp_flags, template_len,
+    AckChoice, ClosedReply, EchoDf, Icmp, IpIdPolicy, IpIds, Isn, OPTION_SETS, PROBE_CLASSES, Personality, ProbeReply,
+    RstAck, SeqChoice, Shaping, Tcp, tcp_flags, template_len,
 };
 pub use self::port::{Port, Transport};
 pub use self::service::{DeckyFact, DefaultRule, KeyDef, ServiceDef, ServiceDefaults};

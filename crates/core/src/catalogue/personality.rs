@@ -53,6 +53,9 @@ pub struct Tcp {
     /// Per-probe overrides: `probe1` … `probe6`, `ecn`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub syn_ack_windows: BTreeMap<String, u16>,
+    /// Per-probe overrides of `mss`, keyed like `syn_ack_windows`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub syn_ack_mss: BTreeMap<String, u16>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timestamp_hz: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -66,6 +69,12 @@ pub struct Tcp {
     pub t2: Option<ProbeReply>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub t3: Option<ProbeReply>,
+    /// Changes to the kernel's RST to a SYN (T5) or FIN+PSH+URG (T7) at a
+    /// closed port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub t5: Option<ClosedReply>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub t7: Option<ClosedReply>,
     /// Initial sequence numbers from a per-decky clock (absent: the kernel's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub isn: Option<Isn>,
@@ -73,12 +82,33 @@ pub struct Tcp {
 
 /// An ISN generator described the way nmap measures one: `isr`, the binary
 /// log of its rate per second times 8, and `sp`, the same of the standard
-/// deviation of that rate (at most `isr` − 7: steps never go backwards).
+/// deviation of that rate (at most `isr` − 7: steps never go backwards);
+/// or a counter that every connection advances by `gcd`, then 2 · `gcd`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Isn {
-    pub isr: u16,
-    pub sp: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isr: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sp: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gcd: Option<u32>,
+}
+
+/// How the RST a closed port sends differs from Linux's (seq 0, ack = the
+/// probe's seq + 1), or that there is none.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClosedReply {
+    /// `zero` or `ack` (the probe's acknowledgement number).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<SeqChoice>,
+    /// `seq` or `seq+1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ack: Option<AckChoice>,
+    /// No answer (T7 only).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub silent: bool,
 }
 
 impl Tcp {
@@ -92,6 +122,27 @@ impl Tcp {
 pub struct Icmp {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub echo_code: Option<u8>,
+    /// TTL of ICMP packets, when it differs from TCP's (the sysctl's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<u8>,
+    /// Don't-fragment bit of echo replies (nmap's IE DFI).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub echo_df: Option<EchoDf>,
+    /// Bytes of the offending datagram an ICMP error quotes (nmap's U1
+    /// IPL − 28); absent: Linux's, as much as fits in 576 bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quote: Option<u8>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EchoDf {
+    /// As the request had it (DFI=S).
+    Same,
+    /// Always set (DFI=Y).
+    Set,
+    /// Never set (DFI=N, Linux's).
+    Clear,
 }
 
 impl Icmp {
@@ -105,6 +156,8 @@ impl Icmp {
 pub enum RstAck {
     Zero,
     Other,
+    /// No RST at all (T4 and T6 R=N).
+    None,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -182,8 +235,9 @@ pub enum AckChoice {
     Other,
 }
 
-/// Keys of `tcp.options` and the byte length Linux gives that option set
-/// (a template must keep it: the shaper rewrites options in place).
+/// Keys of `tcp.options` and the byte length Linux gives that option set (a
+/// template keeps it, or is longer by whole words: the shaper rewrites
+/// options in place, or grows a SYN-ACK).
 pub const OPTION_SETS: [(&str, usize); 8] = [
     ("none", 4),
     ("t", 16),
@@ -284,11 +338,14 @@ pub(crate) fn parse_personality(file: &str, slug: &str, text: &str) -> Result<Pe
         let len = template_len(template).map_err(|c| {
             CatalogueError::new(file, &path, format!("`{c}` is not an option letter (M, N, W, S, T, L)"))
         })?;
-        if len != *linux_len {
+        if len < *linux_len || len > 40 || (len != *linux_len && len % 4 != 0) {
             return Err(CatalogueError::new(
                 file,
                 path,
-                format!("`{template}` is {len} bytes; it must be {linux_len}, like Linux's for this option set"),
+                format!(
+                    "`{template}` is {len} bytes; it must be {linux_len}, like Linux's for this option set, \
+                     or longer by whole 4-byte words, up to 40"
+                ),
             ));
         }
         for (letter, needed) in [('W', 'w'), ('S', 's'), ('T', 't')] {
@@ -322,22 +379,77 @@ pub(crate) fn parse_personality(file: &str, slug: &str, text: &str) -> Result<Pe
             ));
         }
     }
-    for key in tcp.syn_ack_windows.keys() {
-        if !PROBE_CLASSES.contains(&key.as_str()) {
+    for (table, keys) in [
+        ("syn_ack_windows", tcp.syn_ack_windows.keys()),
+        ("syn_ack_mss", tcp.syn_ack_mss.keys()),
+    ] {
+        for key in keys {
+            if !PROBE_CLASSES.contains(&key.as_str()) {
+                return Err(CatalogueError::new(
+                    file,
+                    format!("tcp.{table}.{key}"),
+                    "not a SYN class; one of ordinary, probe1 … probe6, ecn",
+                ));
+            }
+        }
+    }
+    if !tcp.syn_ack_mss.is_empty() {
+        // A probe's MSS is written over the image's as one 32-bit word.
+        for (key, template) in &tcp.options {
+            let at = template.find('M').map(|i| template_len(&template[..i]).unwrap_or(0));
+            if at.is_some_and(|at| at % 2 != 0) {
+                return Err(CatalogueError::new(
+                    file,
+                    format!("tcp.options.{key}"),
+                    "with tcp.syn_ack_mss, the MSS option must start at an even offset",
+                ));
+            }
+        }
+    }
+    match tcp.isn {
+        Some(Isn {
+            isr: Some(isr),
+            sp: Some(sp),
+            gcd: None,
+        }) if isr <= 0x120 && sp + 7 <= isr => {}
+        Some(Isn {
+            isr: None,
+            sp: None,
+            gcd: Some(gcd),
+        }) if gcd > 0 => {}
+        None => {}
+        Some(_) => {
             return Err(CatalogueError::new(
                 file,
-                format!("tcp.syn_ack_windows.{key}"),
-                "not a SYN class; one of ordinary, probe1 … probe6, ecn",
+                "tcp.isn",
+                "either isr and sp (isr at most 0x120, sp at most isr - 7), or a non-zero gcd alone",
             ));
         }
     }
-    if let Some(isn) = tcp.isn
-        && !(isn.isr <= 0x120 && isn.sp + 7 <= isn.isr)
+    for (name, rule) in [("t5", &tcp.t5), ("t7", &tcp.t7)] {
+        let Some(rule) = rule else { continue };
+        let bad = |why: &str| CatalogueError::new(file, format!("tcp.{name}"), why);
+        if rule.seq.is_some_and(|s| !matches!(s, SeqChoice::Zero | SeqChoice::Ack)) {
+            return Err(bad("seq must be zero or ack"));
+        }
+        if rule
+            .ack
+            .is_some_and(|a| !matches!(a, AckChoice::Seq | AckChoice::SeqPlusOne))
+        {
+            return Err(bad("ack must be seq or seq+1"));
+        }
+        if rule.silent && (name == "t5" || rule.seq.is_some() || rule.ack.is_some()) {
+            // The shaper cannot tell a closed port's SYN from an open one's.
+            return Err(bad("only t7 can be silent, and then has no seq or ack"));
+        }
+    }
+    if let Some(quote) = raw.icmp.quote
+        && !((8..=128).contains(&quote) && quote % 4 == 0)
     {
         return Err(CatalogueError::new(
             file,
-            "tcp.isn",
-            "isr must be at most 0x120 and sp at most isr - 7",
+            "icmp.quote",
+            "must be a multiple of 4 from 8 to 128",
         ));
     }
     if tcp.timestamp_hz.is_some_and(|hz| !(1..=1000).contains(&hz)) {
