@@ -35,7 +35,8 @@ fn ssh_logins_exec_and_pty_shells() {
     }
     let fleet = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(fleet.path(), FLEET).unwrap();
-    let lab = Lab::up_ok(&["-c", fleet.path().to_str().unwrap()]);
+    // Not a /24: the shell must show the LAN it is really on.
+    let lab = Lab::up_ok(&["-c", fleet.path().to_str().unwrap(), "--lan-prefix", "22"]);
     let status = lab.status();
     let decky = &status["deckies"][0];
     let ip = decky["ip"].as_str().unwrap();
@@ -65,6 +66,17 @@ fn ssh_logins_exec_and_pty_shells() {
         said.contains(r#"PRETTY_NAME="Debian GNU/Linux 12 (bookworm)""#),
         "{said}"
     );
+
+    // Its address, prefix and default route are the LAN's.
+    let mut net = vec!["sshpass", "-p", "toor", "ssh"];
+    net.extend_from_slice(SSH);
+    net.extend([target.as_str(), "ip -4 addr show eth0; ip route"]);
+    let out = lab.attack(&net);
+    let said = stdout(&out);
+    assert!(out.status.success(), "{}", lab.explain(&out));
+    assert!(lab.subnet.ends_with("/22"), "{}", lab.subnet);
+    assert!(said.contains(&format!("inet {ip}/22 ")), "{said}");
+    assert!(said.contains(&format!("default via {} dev eth0", lab.attacker)), "{said}");
 
     // A pty shell, typed at.
     let script = format!(

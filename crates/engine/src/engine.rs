@@ -18,7 +18,7 @@ use futures_util::future::join_all;
 use tokio::sync::Mutex;
 
 use crate::config::EngineConfig;
-use crate::hosting::{Host, Services};
+use crate::hosting::{Host, Lan, Services};
 use crate::reconcile::{Action, NetIdentity, Running, plan};
 use crate::registry::Registry;
 use crate::sinks::EventSinks;
@@ -458,9 +458,10 @@ impl Engine {
                         d.services.stop().await;
                         let spec = spec_of(&fleet, name).clone();
                         let shaped = self.shape(&spec, &d.netns).await;
-                        let services = self.start_services(&spec, &d.netns).await;
+                        let fleet = fleet.as_ref().expect("rebind implies a fleet");
+                        let services = self.start_services(fleet, &spec, &d.netns).await;
                         let running = Running {
-                            identity: NetIdentity::of(fleet.as_ref().expect("rebind implies a fleet"), &spec),
+                            identity: NetIdentity::of(fleet, &spec),
                             spec,
                         };
                         inner.deckies.insert(
@@ -679,7 +680,7 @@ impl Engine {
     async fn serve(&self, fleet: &FleetSpec, spec: &DeckySpec, netns: Netns) -> RunningDecky {
         let netns = Arc::new(netns);
         let shaped = self.shape(spec, &netns).await;
-        let services = self.start_services(spec, &netns).await;
+        let services = self.start_services(fleet, spec, &netns).await;
         RunningDecky {
             running: Running {
                 identity: NetIdentity::of(fleet, spec),
@@ -719,9 +720,9 @@ impl Engine {
         result
     }
 
-    async fn start_services(&self, spec: &DeckySpec, netns: &Arc<Netns>) -> Services {
+    async fn start_services(&self, fleet: &FleetSpec, spec: &DeckySpec, netns: &Arc<Netns>) -> Services {
         let net = DeckyNet::new(Arc::clone(netns), self.executor.clone(), spec.ip);
-        Services::start(spec, net, &self.host).await
+        Services::start(spec, Lan::of(fleet), net, &self.host).await
     }
 
     /// Stops a decky's services (every session has ended when this returns),

@@ -6,7 +6,7 @@
 //! caught, counted and logged as an `error` event.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use decnet_core::catalogue::Transport;
-use decnet_core::fleet::DeckySpec;
+use decnet_core::fleet::{DeckySpec, FleetSpec};
 use decnet_emu_sdk::{
     Captures, Close, Conn, DeckyInfo, DeckyNet, Emulator, Kind, Limits, ServeError, Service, ServiceCounters,
     ServiceInfo, SessionCx, UdpFlow, fields,
@@ -203,14 +203,32 @@ impl Drop for Permit {
     }
 }
 
+/// The LAN a decky is on, as its services tell it (`ip a`, `ip r`).
+#[derive(Debug, Clone, Copy)]
+pub struct Lan {
+    pub prefix_len: u8,
+    pub gateway: Ipv4Addr,
+}
+
+impl Lan {
+    pub fn of(fleet: &FleetSpec) -> Self {
+        Self {
+            prefix_len: fleet.subnet.prefix_len(),
+            gateway: fleet.gateway,
+        }
+    }
+}
+
 impl Services {
     /// Binds every port of every service of `spec` inside the decky and starts
     /// serving. A port that cannot be bound is reported, not fatal.
-    pub async fn start(spec: &DeckySpec, net: DeckyNet, host: &Host) -> Self {
+    pub async fn start(spec: &DeckySpec, lan: Lan, net: DeckyNet, host: &Host) -> Self {
         let decky = Arc::new(DeckyInfo {
             name: spec.name.clone(),
             hostname: spec.hostname.clone(),
             ip: spec.ip,
+            prefix_len: lan.prefix_len,
+            gateway: lan.gateway,
             mac: spec.mac.0,
             os_family: spec.os_family.clone(),
             distro: spec.distro.clone(),

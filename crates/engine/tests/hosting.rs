@@ -17,12 +17,18 @@ use decnet_emu_sdk::{
     BoxFuture, Captures, Close, Conn, DeckyNet, Emulator, Limits, ServeError, Service, ServiceInfo, SessionCx, UdpFlow,
 };
 use decnet_engine::Registry;
-use decnet_engine::hosting::{Host, Services};
+use decnet_engine::hosting::{Host, Lan, Services};
 use decnet_engine::status::PortState;
 use decnet_events::{Emitter, Event, Kind};
 use decnet_net::{Netns, NetnsExecutor, Rtnl};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
+
+/// The sandbox serves on loopback; its services are told of a /8 LAN.
+const LAN: Lan = Lan {
+    prefix_len: 8,
+    gateway: Ipv4Addr::new(127, 0, 0, 1),
+};
 
 /// A namespace with only `lo`, removed on drop.
 struct Sandbox {
@@ -164,7 +170,7 @@ async fn start(sandbox: &Sandbox, services: &[(&str, Vec<Port>)], limits: Limits
         state_dir: None,
     };
     (
-        Services::start(&spec(services), sandbox.net.clone(), &host).await,
+        Services::start(&spec(services), LAN, sandbox.net.clone(), &host).await,
         events,
     )
 }
@@ -362,6 +368,7 @@ async fn ports_an_emulator_cannot_serve_are_reported() {
     };
     let mut services = Services::start(
         &spec(&[("tftp", vec![Port::tcp(free_port() + 5)])]),
+        LAN,
         sandbox.net.clone(),
         &host,
     )

@@ -21,6 +21,10 @@ pub struct DeckyInfo {
     pub name: String,
     pub hostname: String,
     pub ip: Ipv4Addr,
+    /// The LAN's prefix length and default gateway, as the decky's own
+    /// interface and routes show them.
+    pub prefix_len: u8,
+    pub gateway: Ipv4Addr,
     pub mac: [u8; 6],
     pub os_family: String,
     pub distro: String,

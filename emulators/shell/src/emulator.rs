@@ -34,9 +34,8 @@ pub fn host_for(decky: &DeckyInfo, login: Login<'_>) -> Result<ShellHost, ServeE
     let facts = HostFacts {
         hostname: hostname.to_string(),
         ip: decky.ip,
-        // The spec does not carry the LAN's prefix; a /24 is the common case.
-        prefix_len: 24,
-        gateway: std::net::Ipv4Addr::from(u32::from(decky.ip) & 0xffff_ff00 | 1),
+        prefix_len: decky.prefix_len,
+        gateway: decky.gateway,
         mac: decky.mac,
         distro: distro_of(&decky.distro, &decky.userland),
         kernel_release: None,
