@@ -227,6 +227,13 @@ impl ShellHost {
         self.inner.users.iter().find(|u| u.name == name)
     }
 
+    /// The root filesystem's size and use in KiB, as `df` shows it with
+    /// `fs`'s writes counted.
+    pub fn root_disk_kb(&self, fs: &crate::fs::Fs) -> (u64, u64) {
+        let used = self.inner.disk_used_kb + (fs.snapshot().bytes() / 1024) as u64;
+        (self.inner.disk_kb, used)
+    }
+
     /// A view of the fake filesystem with a fresh (or the decky's) overlay.
     pub fn filesystem(&self) -> crate::fs::Fs {
         let overlay = match self.inner.facts.overlay {

@@ -146,6 +146,16 @@ impl ShellSession {
         &self.st.cwd
     }
 
+    /// Another account's home directory, if it exists.
+    pub fn home_of(&self, user: &str) -> Option<String> {
+        self.host.user(user).map(|u| u.home.clone())
+    }
+
+    /// The root filesystem's size and use in KiB (see `ShellHost::root_disk_kb`).
+    pub fn root_disk_kb(&self) -> (u64, u64) {
+        self.host.root_disk_kb(&self.fs)
+    }
+
     /// The logged-in user (after any `su`).
     pub fn user(&self) -> &User {
         &self.st.user

@@ -31,7 +31,7 @@ use decnet_shell::fs::{Cred, FsError, Node, NodeKind};
 use decnet_shell::{Limits, Mode, OverlayScope, ShellEvent, ShellHost, ShellOutput, ShellSession};
 
 use crate::scp::Scp;
-use crate::sftp::{Attrs, Backend, SftpServer};
+use crate::sftp::{Attrs, Backend, Disk, SftpServer};
 use crate::{
     Action, AuthAttempt, AuthDecision, AuthMethod, ChannelRequest, Handler, HostKeys, Observation, Profiles,
     ServerConfig,
@@ -451,7 +451,8 @@ impl Handler for Login {
                 if name == "sftp" && channel.shell.is_none() && channel.sftp.is_none() =>
             {
                 self.cx.emit(Kind::Request, fields! { "subsystem" => "sftp" });
-                self.files(id, Transfer::Sftp(SftpServer::new()), out);
+                let extensions = self.svc.config.profile.sftp_extensions.clone();
+                self.files(id, Transfer::Sftp(SftpServer::new(extensions)), out);
                 true
             }
             ChannelRequest::Exec { command } if channel.shell.is_none() && channel.sftp.is_none() => {
@@ -721,6 +722,35 @@ impl Backend for SessionFs<'_> {
 
     fn group_name(&self, gid: u32) -> String {
         self.groups.get(&gid).cloned().unwrap_or_else(|| gid.to_string())
+    }
+
+    fn symlink(&mut self, target: &str, link: &str) -> Result<(), FsError> {
+        let fs = self.shell.filesystem().clone();
+        if fs.lstat(link).is_ok() {
+            return Err(FsError::Exists);
+        }
+        let real = fs.resolve(link, false)?;
+        self.may_change(&decnet_shell::fs::parent_of(&real))?;
+        let (uid, gids) = self.uid_gids();
+        let node = Node {
+            kind: NodeKind::Symlink(target.to_string()),
+            mode: 0o777,
+            uid,
+            gid: gids.first().copied().unwrap_or(uid),
+            mtime: self.now,
+        };
+        fs.set(&real, node)?;
+        self.event("symlink", link, None);
+        Ok(())
+    }
+
+    fn home_of(&self, user: &str) -> Option<String> {
+        self.shell.home_of(user)
+    }
+
+    fn disk(&self) -> Disk {
+        let (total_kb, used_kb) = self.shell.root_disk_kb();
+        Disk { total_kb, used_kb }
     }
 }
 

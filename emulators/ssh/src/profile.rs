@@ -36,6 +36,10 @@ pub struct Profile {
     /// EXT_INFO advertises `ping@openssh.com` (OpenSSH 9.5 and later).
     #[serde(default)]
     pub ping: bool,
+    /// The extensions the release's `sftp-server` offers in its VERSION
+    /// packet, name and data, in its order.
+    #[serde(default)]
+    pub sftp_extensions: Vec<(String, String)>,
 }
 
 #[derive(Debug, Error)]

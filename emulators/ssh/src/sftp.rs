@@ -46,11 +46,18 @@ const SSH_FXP_REALPATH: u8 = 16;
 const SSH_FXP_STAT: u8 = 17;
 const SSH_FXP_RENAME: u8 = 18;
 const SSH_FXP_READLINK: u8 = 19;
+const SSH_FXP_SYMLINK: u8 = 20;
 const SSH_FXP_STATUS: u8 = 101;
 const SSH_FXP_HANDLE: u8 = 102;
 const SSH_FXP_DATA: u8 = 103;
 const SSH_FXP_NAME: u8 = 104;
 const SSH_FXP_ATTRS: u8 = 105;
+const SSH_FXP_EXTENDED: u8 = 200;
+const SSH_FXP_EXTENDED_REPLY: u8 = 201;
+
+/// `limits@openssh.com`'s open-handle figure: sftp-server offers its
+/// descriptor limit less five, and sshd under systemd has 1024.
+const ADVERTISED_HANDLES: u64 = 1019;
 
 const ATTR_SIZE: u32 = 0x1;
 const ATTR_UIDGID: u32 = 0x2;
@@ -144,6 +151,19 @@ pub trait Backend {
     fn rename(&mut self, from: &str, to: &str) -> Result<(), FsError>;
     fn user_name(&self, uid: u32) -> String;
     fn group_name(&self, gid: u32) -> String;
+    /// Makes `link` a symbolic link to `target` (stored as given).
+    fn symlink(&mut self, target: &str, link: &str) -> Result<(), FsError>;
+    /// A user's home directory, if the user exists.
+    fn home_of(&self, user: &str) -> Option<String>;
+    /// The root filesystem's size and use, in KiB (what `df` shows).
+    fn disk(&self) -> Disk;
+}
+
+/// A filesystem's size and use, in KiB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Disk {
+    pub total_kb: u64,
+    pub used_kb: u64,
 }
 
 enum Handle {
@@ -165,18 +185,15 @@ enum Handle {
 
 /// One SFTP subsystem on one channel.
 pub struct SftpServer {
+    /// The `name@openssh.com`-style extensions VERSION offers (and that are
+    /// served): the emulated release's list, in its order.
+    extensions: Vec<(String, String)>,
     input: Vec<u8>,
     handles: BTreeMap<u32, Handle>,
     next_handle: u32,
     buffered: usize,
     initialised: bool,
     closed: bool,
-}
-
-impl Default for SftpServer {
-    fn default() -> Self {
-        Self::new()
-    }
 }
 
 /// Why the subsystem ended.
@@ -295,8 +312,9 @@ pub struct Fed {
 }
 
 impl SftpServer {
-    pub fn new() -> Self {
+    pub fn new(extensions: Vec<(String, String)>) -> Self {
         Self {
+            extensions,
             input: Vec::new(),
             handles: BTreeMap::new(),
             next_handle: 0,
@@ -386,10 +404,13 @@ impl SftpServer {
         if kind == SSH_FXP_INIT {
             let _version = rd.u32()?;
             self.initialised = true;
-            // VERSION has no request id; no extensions are offered, so
-            // clients fall back to the plain version 3 operations.
+            // VERSION has no request id; the release's extensions follow.
             let mut r = Reply(vec![0, 0, 0, 0, SSH_FXP_VERSION]);
             r.u32(3);
+            for (name, data) in &self.extensions {
+                r.string(name.as_bytes());
+                r.string(data.as_bytes());
+            }
             r.finish(out);
             return Ok(());
         }
@@ -402,14 +423,7 @@ impl SftpServer {
                 let path = rd.path()?;
                 let path = if path.is_empty() { ".".to_string() } else { path };
                 match backend.realpath(&Self::abs(backend, &path)) {
-                    Ok(real) => {
-                        let mut r = Reply::new(SSH_FXP_NAME, id);
-                        r.u32(1);
-                        r.string(real.as_bytes());
-                        r.string(real.as_bytes());
-                        r.u32(0);
-                        r.finish(out);
-                    }
+                    Ok(real) => name_reply(out, id, &real),
                     Err(e) => status(out, id, e.into()),
                 }
             }
@@ -618,21 +632,168 @@ impl SftpServer {
             SSH_FXP_READLINK => {
                 let path = Self::abs(backend, &rd.path()?);
                 match backend.readlink(&path) {
-                    Ok(target) => {
-                        let mut r = Reply::new(SSH_FXP_NAME, id);
-                        r.u32(1);
-                        r.string(target.as_bytes());
-                        r.string(target.as_bytes());
-                        r.u32(0);
-                        r.finish(out);
-                    }
+                    Ok(target) => name_reply(out, id, &target),
                     Err(e) => status(out, id, e.into()),
                 }
             }
-            // SYMLINK, EXTENDED and anything unknown.
+            SSH_FXP_SYMLINK => {
+                // OpenSSH sends the link's target first, then the link.
+                let target = rd.path()?;
+                let link = Self::abs(backend, &rd.path()?);
+                status(out, id, result(backend.symlink(&target, &link)));
+            }
+            SSH_FXP_EXTENDED => {
+                let name = String::from_utf8_lossy(rd.string()?).into_owned();
+                if self.extensions.iter().any(|(n, _)| *n == name) {
+                    self.extended(backend, id, &name, &mut rd, out)?;
+                } else {
+                    status(out, id, Status::OpUnsupported);
+                }
+            }
             _ => status(out, id, Status::OpUnsupported),
         }
         Ok(())
+    }
+
+    /// An offered `EXTENDED` request, answered as sftp-server does.
+    fn extended(
+        &mut self,
+        backend: &mut dyn Backend,
+        id: u32,
+        name: &str,
+        rd: &mut Reader<'_>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), Malformed> {
+        match name {
+            "posix-rename@openssh.com" => {
+                let from = Self::abs(backend, &rd.path()?);
+                let to = Self::abs(backend, &rd.path()?);
+                // rename(2): a file in the way is replaced.
+                let code = match backend.stat(&to, false) {
+                    Ok(a) if !a.is_dir() && backend.stat(&from, false).is_ok() => {
+                        result(backend.remove(&to).and_then(|()| backend.rename(&from, &to)))
+                    }
+                    _ => result(backend.rename(&from, &to)),
+                };
+                status(out, id, code);
+            }
+            "statvfs@openssh.com" | "fstatvfs@openssh.com" => {
+                let known = if name.starts_with('f') {
+                    self.handles.contains_key(&handle_of(rd)?)
+                } else {
+                    backend.stat(&Self::abs(backend, &rd.path()?), true).is_ok()
+                };
+                if known {
+                    statvfs_reply(out, id, backend.disk());
+                } else {
+                    status(out, id, Status::NoSuchFile);
+                }
+            }
+            "hardlink@openssh.com" => {
+                let from = Self::abs(backend, &rd.path()?);
+                let to = Self::abs(backend, &rd.path()?);
+                let code = match (backend.stat(&from, false), backend.stat(&to, false)) {
+                    (Err(e), _) => e.into(),
+                    (Ok(_), Ok(_)) => Status::Failure,
+                    (Ok(a), _) if a.is_dir() => Status::PermissionDenied,
+                    (Ok(_), Err(_)) => result(backend.read(&from).and_then(|data| backend.write(&to, &data))),
+                };
+                status(out, id, code);
+            }
+            "fsync@openssh.com" => {
+                let known = self.handles.contains_key(&handle_of(rd)?);
+                status(out, id, if known { Status::Ok } else { Status::Failure });
+            }
+            "lsetstat@openssh.com" => {
+                let path = Self::abs(backend, &rd.path()?);
+                rd.attrs()?;
+                status(out, id, result(backend.stat(&path, false).map(|_| ())));
+            }
+            "limits@openssh.com" => {
+                let mut r = Reply::new(SSH_FXP_EXTENDED_REPLY, id);
+                r.u64(MAX_PACKET as u64);
+                r.u64((MAX_PACKET - 1024) as u64);
+                r.u64((MAX_PACKET - 1024) as u64);
+                r.u64(ADVERTISED_HANDLES);
+                r.finish(out);
+            }
+            "expand-path@openssh.com" => {
+                let path = rd.path()?;
+                match expand_tilde(backend, &path) {
+                    Some(path) => match backend.realpath(&Self::abs(backend, &path)) {
+                        Ok(real) => name_reply(out, id, &real),
+                        Err(e) => status(out, id, e.into()),
+                    },
+                    None => status(out, id, Status::Failure),
+                }
+            }
+            "home-directory" => match backend.home_of(&rd.path()?) {
+                Some(home) => name_reply(out, id, &home),
+                None => status(out, id, Status::Failure),
+            },
+            "copy-data" => {
+                let from = handle_of(rd)?;
+                let offset = rd.u64()?;
+                let len = rd.u64()?;
+                let to = handle_of(rd)?;
+                let at = rd.u64()?;
+                let code = self.copy_data(from, offset, len, to, at);
+                status(out, id, code);
+            }
+            "users-groups-by-id@openssh.com" => {
+                let mut uids = Reader { buf: rd.string()? };
+                let mut gids = Reader { buf: rd.string()? };
+                // Unknown ids get an empty name (the number is `ls`'s fallback).
+                let names = |ids: &mut Reader<'_>, name: &dyn Fn(u32) -> String| {
+                    let mut list = Reply(Vec::new());
+                    while !ids.buf.is_empty() {
+                        let id = ids.u32()?;
+                        let name = name(id);
+                        list.string(if name == id.to_string() { b"" } else { name.as_bytes() });
+                    }
+                    Ok::<_, Malformed>(list.0)
+                };
+                let users = names(&mut uids, &|uid| backend.user_name(uid))?;
+                let groups = names(&mut gids, &|gid| backend.group_name(gid))?;
+                let mut r = Reply::new(SSH_FXP_EXTENDED_REPLY, id);
+                r.string(&users);
+                r.string(&groups);
+                r.finish(out);
+            }
+            _ => status(out, id, Status::OpUnsupported),
+        }
+        Ok(())
+    }
+
+    /// `copy-data`: bytes of an open file into another open for writing
+    /// (`len` 0: to the end).
+    fn copy_data(&mut self, from: u32, offset: u64, len: u64, to: u32, at: u64) -> Status {
+        let Some(Handle::Read { data, .. }) = self.handles.get(&from) else {
+            return Status::Failure;
+        };
+        let start = offset.min(data.len() as u64) as usize;
+        let end = match len {
+            0 => data.len(),
+            n => start
+                .saturating_add(usize::try_from(n).unwrap_or(usize::MAX))
+                .min(data.len()),
+        };
+        let chunk = data[start..end].to_vec();
+        let Some(Handle::Write { data, .. }) = self.handles.get_mut(&to) else {
+            return Status::Failure;
+        };
+        let at = at.min(MAX_FILE as u64) as usize;
+        let stop = at + chunk.len();
+        let grow = stop.saturating_sub(data.len());
+        if stop > MAX_FILE || self.buffered + grow > MAX_BUFFERED {
+            return Status::Failure;
+        }
+        if data.len() < stop {
+            data.resize(stop, 0);
+        }
+        data[at..stop].copy_from_slice(&chunk);
+        self.buffered += grow;
+        Status::Ok
     }
 
     /// Opens a file; `None` when a HANDLE was sent, else the status to send.
@@ -720,6 +881,63 @@ fn result(r: Result<(), FsError>) -> Status {
         Ok(()) => Status::Ok,
         Err(e) => e.into(),
     }
+}
+
+/// A NAME reply of one path, with no attributes (REALPATH's shape).
+fn name_reply(out: &mut Vec<u8>, id: u32, path: &str) {
+    let mut r = Reply::new(SSH_FXP_NAME, id);
+    r.u32(1);
+    r.string(path.as_bytes());
+    r.string(path.as_bytes());
+    r.u32(0);
+    r.finish(out);
+}
+
+/// `statvfs@openssh.com`'s reply for an ext4 root of `disk`'s size: 4 KiB
+/// blocks, an inode per 16 KiB, no flags (sftp-server passes on only
+/// read-only and nosuid).
+fn statvfs_reply(out: &mut Vec<u8>, id: u32, disk: Disk) {
+    let blocks = disk.total_kb / 4;
+    let free = disk.total_kb.saturating_sub(disk.used_kb) / 4;
+    let files = disk.total_kb / 16;
+    let ffree = files.saturating_sub(disk.used_kb / 64);
+    let mut r = Reply::new(SSH_FXP_EXTENDED_REPLY, id);
+    for v in [
+        4096,
+        4096,
+        blocks,
+        free,
+        free,
+        files,
+        ffree,
+        ffree,
+        blocks ^ 0x5a5a_5a5a,
+        0,
+        255,
+    ] {
+        r.u64(v);
+    }
+    r.finish(out);
+}
+
+/// `~`, `~/x` and `~user/x` as sftp-server expands them (the session
+/// starts in the user's home, so a bare `~` is the working directory);
+/// `None` for an unknown user.
+fn expand_tilde(backend: &dyn Backend, path: &str) -> Option<String> {
+    let Some(rest) = path.strip_prefix('~') else {
+        return Some(path.to_string());
+    };
+    let (user, tail) = rest.split_once('/').unwrap_or((rest, ""));
+    let home = if user.is_empty() {
+        backend.cwd()
+    } else {
+        backend.home_of(user)?
+    };
+    Some(if tail.is_empty() {
+        home
+    } else {
+        format!("{home}/{tail}")
+    })
 }
 
 fn attrs_reply(out: &mut Vec<u8>, id: u32, a: &Attrs) {
@@ -861,6 +1079,18 @@ pub(crate) mod tests {
         fn group_name(&self, _: u32) -> String {
             "root".into()
         }
+        fn symlink(&mut self, _: &str, _: &str) -> Result<(), FsError> {
+            Err(FsError::NotPermitted)
+        }
+        fn home_of(&self, user: &str) -> Option<String> {
+            (user == "root").then(|| "/root".into())
+        }
+        fn disk(&self) -> Disk {
+            Disk {
+                total_kb: 1 << 20,
+                used_kb: 1 << 18,
+            }
+        }
     }
 
     fn pkt(kind: u8, body: &[&[u8]]) -> Vec<u8> {
@@ -899,9 +1129,132 @@ pub(crate) mod tests {
         replies(&fed.reply)
     }
 
+    /// Debian 12's sftp-server list (its first five are also 7.4's).
+    fn openssh_9_2() -> Vec<(String, String)> {
+        [
+            ("posix-rename@openssh.com", "1"),
+            ("statvfs@openssh.com", "2"),
+            ("limits@openssh.com", "1"),
+            ("expand-path@openssh.com", "1"),
+            ("home-directory", "1"),
+            ("copy-data", "1"),
+        ]
+        .iter()
+        .map(|(n, d)| (n.to_string(), d.to_string()))
+        .collect()
+    }
+
+    fn extended(name: &str, args: &[&[u8]]) -> Vec<u8> {
+        let mut body = vec![u32b(9), s(name.as_bytes())];
+        body.extend(args.iter().map(|a| a.to_vec()));
+        pkt(SSH_FXP_EXTENDED, &body.iter().map(Vec::as_slice).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn offered_extensions_are_listed_and_served() {
+        let mut srv = SftpServer::new(openssh_9_2());
+        let mut fs = Mem::new();
+        fs.files.insert("/root/a".into(), b"0123456789".to_vec());
+        fs.files.insert("/root/b".into(), b"old".to_vec());
+        let r = exchange(&mut srv, &mut fs, &pkt(SSH_FXP_INIT, &[&u32b(3)]));
+        let mut version = u32b(3);
+        for (n, d) in openssh_9_2() {
+            version.extend(s(n.as_bytes()));
+            version.extend(s(d.as_bytes()));
+        }
+        assert_eq!(r, vec![(SSH_FXP_VERSION, version)]);
+
+        // limits: 256 KiB packets, reads and writes 1 KiB less, 1019 handles.
+        let r = exchange(&mut srv, &mut fs, &extended("limits@openssh.com", &[]));
+        let mut limits = u32b(9);
+        for v in [262_144_u64, 261_120, 261_120, 1019] {
+            limits.extend(v.to_be_bytes());
+        }
+        assert_eq!(r, vec![(SSH_FXP_EXTENDED_REPLY, limits)]);
+
+        // posix-rename replaces the file in the way (plain RENAME would fail).
+        let r = exchange(
+            &mut srv,
+            &mut fs,
+            &extended("posix-rename@openssh.com", &[&s(b"a"), &s(b"/root/b")]),
+        );
+        assert_eq!(r[0].0, SSH_FXP_STATUS);
+        assert_eq!(r[0].1[4..8], u32b(Status::Ok as u32));
+        assert_eq!(fs.files.get("/root/b").map(Vec::as_slice), Some(&b"0123456789"[..]));
+        assert!(!fs.files.contains_key("/root/a"));
+
+        // statvfs: 4 KiB blocks of the disk, its free blocks twice.
+        let r = exchange(&mut srv, &mut fs, &extended("statvfs@openssh.com", &[&s(b"/")]));
+        let words: Vec<u64> = r[0].1[4..]
+            .chunks(8)
+            .map(|c| u64::from_be_bytes(c.try_into().unwrap()))
+            .collect();
+        assert_eq!(r[0].0, SSH_FXP_EXTENDED_REPLY);
+        assert_eq!(words[..5], [4096, 4096, 1 << 18, 3 << 16, 3 << 16]);
+        assert_eq!(words[10], 255);
+
+        // expand-path and home-directory: NAME replies; an unknown user fails.
+        let name = |path: &[u8]| {
+            let mut b = u32b(9);
+            b.extend(u32b(1));
+            b.extend(s(path));
+            b.extend(s(path));
+            b.extend(u32b(0));
+            (SSH_FXP_NAME, b)
+        };
+        let r = exchange(&mut srv, &mut fs, &extended("expand-path@openssh.com", &[&s(b"~/x")]));
+        assert_eq!(r, vec![name(b"/root/x")]);
+        let r = exchange(&mut srv, &mut fs, &extended("home-directory", &[&s(b"root")]));
+        assert_eq!(r, vec![name(b"/root")]);
+        let r = exchange(&mut srv, &mut fs, &extended("home-directory", &[&s(b"nobody")]));
+        assert_eq!(r[0].1[4..8], u32b(Status::Failure as u32));
+
+        // Not offered by this release (hardlink is 9.2's, not in this list),
+        // or unknown: unsupported, as sftp-server answers.
+        for ext in ["hardlink@openssh.com", "bogus@example.com"] {
+            let r = exchange(&mut srv, &mut fs, &extended(ext, &[&s(b"/root/b"), &s(b"/root/c")]));
+            assert_eq!(r[0].1[4..8], u32b(Status::OpUnsupported as u32), "{ext}");
+        }
+    }
+
+    #[test]
+    fn copy_data_copies_between_open_files() {
+        let mut srv = SftpServer::new(openssh_9_2());
+        let mut fs = Mem::new();
+        fs.files.insert("/root/a".into(), b"0123456789".to_vec());
+        exchange(&mut srv, &mut fs, &pkt(SSH_FXP_INIT, &[&u32b(3)]));
+        let open = |id: u32, path: &[u8], flags: u32| pkt(SSH_FXP_OPEN, &[&u32b(id), &s(path), &u32b(flags), &u32b(0)]);
+        let r = exchange(&mut srv, &mut fs, &open(1, b"/root/a", FXF_READ));
+        let from = r[0].1[4..].to_vec();
+        let r = exchange(
+            &mut srv,
+            &mut fs,
+            &open(2, b"/root/c", FXF_WRITE | FXF_CREAT | FXF_TRUNC),
+        );
+        let to = r[0].1[4..].to_vec();
+        let r = exchange(
+            &mut srv,
+            &mut fs,
+            &extended(
+                "copy-data",
+                &[
+                    &from,
+                    &2_u64.to_be_bytes(),
+                    &0_u64.to_be_bytes(),
+                    &to,
+                    &0_u64.to_be_bytes(),
+                ],
+            ),
+        );
+        assert_eq!(r[0].1[4..8], u32b(Status::Ok as u32));
+        let close = pkt(SSH_FXP_CLOSE, &[&u32b(3), &to]);
+        exchange(&mut srv, &mut fs, &close);
+        assert_eq!(fs.files.get("/root/c").map(Vec::as_slice), Some(&b"23456789"[..]));
+    }
+
     #[test]
     fn upload_then_download_round_trips() {
-        let mut srv = SftpServer::new();
+        let mut srv = SftpServer::new(Vec::new());
         let mut fs = Mem::new();
         let r = exchange(&mut srv, &mut fs, &pkt(SSH_FXP_INIT, &[&u32b(3)]));
         assert_eq!(r, vec![(SSH_FXP_VERSION, u32b(3))]);
@@ -979,13 +1332,13 @@ pub(crate) mod tests {
         // Missing files and unknown operations get their codes.
         let r = exchange(&mut srv, &mut fs, &pkt(SSH_FXP_STAT, &[&u32b(12), &s(b"/nope")]));
         assert_eq!(r[0].1[4..8], u32b(Status::NoSuchFile as u32)[..]);
-        let r = exchange(&mut srv, &mut fs, &pkt(20, &[&u32b(13), &s(b"a"), &s(b"b")]));
+        let r = exchange(&mut srv, &mut fs, &pkt(99, &[&u32b(13), &s(b"a"), &s(b"b")]));
         assert_eq!(r[0].1[4..8], u32b(Status::OpUnsupported as u32)[..]);
     }
 
     #[test]
     fn handles_are_bounded() {
-        let mut srv = SftpServer::new();
+        let mut srv = SftpServer::new(Vec::new());
         let mut fs = Mem::new();
         exchange(&mut srv, &mut fs, &pkt(SSH_FXP_INIT, &[&u32b(3)]));
         for i in 0..(MAX_HANDLES as u32 + 1) {
@@ -1001,7 +1354,7 @@ pub(crate) mod tests {
 
     #[test]
     fn closed_handles_give_their_buffer_back() {
-        let mut srv = SftpServer::new();
+        let mut srv = SftpServer::new(Vec::new());
         let mut fs = Mem::new();
         fs.files.insert("/tmp/big".into(), vec![7; 1 << 20]);
         exchange(&mut srv, &mut fs, &pkt(SSH_FXP_INIT, &[&u32b(3)]));
@@ -1026,7 +1379,7 @@ pub(crate) mod tests {
 
     #[test]
     fn oversized_packet_ends_the_subsystem() {
-        let mut srv = SftpServer::new();
+        let mut srv = SftpServer::new(Vec::new());
         let mut fs = Mem::new();
         let fed = srv.feed(&mut fs, 0, &u32b(MAX_PACKET as u32 + 1));
         assert!(fed.ended.is_some());
@@ -1046,7 +1399,7 @@ pub(crate) mod tests {
     proptest! {
         #[test]
         fn random_bytes_never_panic(chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..64), 0..16)) {
-            let mut srv = SftpServer::new();
+            let mut srv = SftpServer::new(Vec::new());
             let mut fs = Mem::new();
             for c in chunks {
                 srv.feed(&mut fs, 0, &c);
@@ -1055,7 +1408,7 @@ pub(crate) mod tests {
 
         #[test]
         fn random_requests_after_init_never_panic(kind in 3u8..21, body in proptest::collection::vec(any::<u8>(), 0..80)) {
-            let mut srv = SftpServer::new();
+            let mut srv = SftpServer::new(Vec::new());
             let mut fs = Mem::new();
             srv.feed(&mut fs, 0, &pkt(SSH_FXP_INIT, &[&u32b(3)]));
             srv.feed(&mut fs, 0, &pkt(kind, &[&body]));

@@ -1333,6 +1333,7 @@ mod tests {
             server_sig_algs: Vec::new(),
             publickey_hostbound: false,
             ping: false,
+            sftp_extensions: Vec::new(),
         };
         Arc::new(ServerConfig::new(
             "OpenSSH_9.2p1",

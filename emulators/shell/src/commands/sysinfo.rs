@@ -650,8 +650,7 @@ pub(crate) fn free(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
 
 pub(crate) fn df(run: &mut Run<'_>, argv: &[String], io: &mut Io) -> Exec {
     let (f, _) = flags(&argv[1..]);
-    let total = run.host.inner.disk_kb;
-    let used = run.host.inner.disk_used_kb + (run.fs.snapshot().bytes() / 1024) as u64;
+    let (total, used) = run.host.root_disk_kb(run.fs);
     let mem = run.host.inner.mem_kb;
     let rows = [
         ("udev", mem / 2, 0),
