@@ -16,6 +16,7 @@ mod floods;
 mod lifecycle;
 mod p0f;
 mod ssh;
+mod ssh_peer;
 mod store;
 mod syslog;
 mod telnet;

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub(crate) mod peer_sshd;
 pub(crate) mod rsyslog;
+pub(crate) mod ssh_probe;
 
 /// Whether this process may build labs; under CI it must.
 pub(crate) fn can_run() -> bool {

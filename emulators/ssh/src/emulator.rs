@@ -96,8 +96,13 @@ impl Emulator for Ssh {
                 overlay,
             },
         )?;
+        let mut config = ServerConfig::new(&version, profile, keys);
+        // The distros' sshd_config (Debian's, Ubuntu's, RHEL's) turns
+        // keyboard-interactive off: a login offers "publickey,password", as
+        // measured against Debian's sshd (tests/ssh_peer.rs).
+        config.auth_methods = vec!["publickey".into(), "password".into()];
         Ok(Arc::new(SshService {
-            config: Arc::new(ServerConfig::new(&version, profile, keys)),
+            config: Arc::new(config),
             accounts,
             host,
         }))

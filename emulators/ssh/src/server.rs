@@ -1,6 +1,9 @@
 //! A thin tokio driver: pumps bytes between any AsyncRead + AsyncWrite
 //! stream and a [`Connection`], honouring its auth-failure delays and
-//! LoginGraceTime.
+//! LoginGraceTime. Like sshd, it reads the client's identification one byte
+//! at a time and makes the writes the connection asks for one by one, so
+//! what a client sees on the wire (including a reset when the connection
+//! ends with its bytes unread) is what sshd's would show.
 
 use std::sync::Arc;
 
@@ -49,15 +52,15 @@ where
         if let Some(d) = conn.take_delay() {
             sleep(d).await;
         }
-        let out = conn.take_output();
-        if !out.is_empty() {
+        for out in conn.take_writes() {
             stream.write_all(&out).await?;
         }
         if conn.is_closed() {
             break;
         }
+        let want = if conn.awaiting_ident() { 1 } else { buf.len() };
         tokio::select! {
-            n = stream.read(&mut buf) => {
+            n = stream.read(&mut buf[..want]) => {
                 match n {
                     Ok(0) => conn.close("connection closed by peer"),
                     Ok(n) => conn.feed(&buf[..n]),
@@ -79,6 +82,10 @@ where
             } => conn.act(action),
         }
     }
-    let _ = stream.shutdown().await;
+    if !conn.ident_failed() {
+        let _ = stream.shutdown().await;
+    }
+    // After a refused identification sshd just exits: the close resets the
+    // connection if the client sent more than sshd read.
     Ok(conn.into_handler())
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use rand_core06::{OsRng, RngCore as _};
 
-use crate::cipher::{CipherAlg, Direction};
+use crate::cipher::{CipherAlg, Direction, PacketError};
 use crate::handler::{Action, AuthAttempt, AuthDecision, AuthMethod, ChannelRequest, Handler, Observation};
 use crate::hostkey::{HostKeys, blob_type, fingerprint, verify};
 use crate::ident::IdentReader;
@@ -162,7 +162,13 @@ pub struct Connection<H: Handler> {
     handler: H,
     input: Vec<u8>,
     output: Vec<u8>,
+    /// Offsets in `output` where a new `write` starts (sshd writes some
+    /// replies in parts, which a client can see).
+    breaks: Vec<usize>,
     ident: Option<IdentReader>,
+    /// The identification was refused: sshd exits at once, leaving what
+    /// the client sent after the offending byte unread.
+    ident_failed: bool,
     client_ident: Vec<u8>,
     rx: Direction,
     tx: Direction,
@@ -199,6 +205,17 @@ impl From<WireError> for Stop {
     }
 }
 
+/// sshd's channel_from_packet_id: a message for a channel that does not
+/// exist ends the connection.
+fn nonexistent(what: &str, id: u32) -> Stop {
+    Stop::Disconnect(format!("{what} packet referred to nonexistent channel {id}"))
+}
+
+/// sshd's channel_parse_id.
+fn channel_id(r: &mut Reader<'_>, what: &str) -> Result<u32, Stop> {
+    r.u32().map_err(|_| Stop::Disconnect(format!("Invalid {what} message")))
+}
+
 fn random_pad(buf: &mut [u8]) {
     OsRng.fill_bytes(buf);
 }
@@ -215,7 +232,9 @@ impl<H: Handler> Connection<H> {
             handler,
             input: Vec::new(),
             output,
+            breaks: Vec::new(),
             ident: Some(IdentReader::default()),
+            ident_failed: false,
             client_ident: Vec::new(),
             rx: Direction::default(),
             tx: Direction::default(),
@@ -258,7 +277,37 @@ impl<H: Handler> Connection<H> {
 
     /// Bytes to write to the peer.
     pub fn take_output(&mut self) -> Vec<u8> {
+        self.breaks.clear();
         std::mem::take(&mut self.output)
+    }
+
+    /// Bytes to write to the peer, as the separate writes sshd would make.
+    pub fn take_writes(&mut self) -> Vec<Vec<u8>> {
+        let breaks = std::mem::take(&mut self.breaks);
+        let mut out = std::mem::take(&mut self.output);
+        let mut writes = Vec::new();
+        for &at in breaks.iter().rev() {
+            if at > 0 && at < out.len() {
+                writes.push(out.split_off(at));
+            }
+        }
+        if !out.is_empty() {
+            writes.push(out);
+        }
+        writes.reverse();
+        writes
+    }
+
+    /// Still reading the client's identification line: sshd reads it one
+    /// byte at a time, so bytes after a refused line stay unread (and its
+    /// exit resets the connection instead of closing it).
+    pub fn awaiting_ident(&self) -> bool {
+        self.ident.is_some() && !self.closed
+    }
+
+    /// The connection ended because the identification was refused.
+    pub fn ident_failed(&self) -> bool {
+        self.ident_failed
     }
 
     /// A pause the driver must observe before writing the pending output
@@ -319,7 +368,14 @@ impl<H: Handler> Connection<H> {
                     self.send_kexinit();
                 }
                 Err(e) => {
-                    self.output.extend_from_slice(e.reply().as_bytes());
+                    // sshd's send_error: the text, then CRLF, in two writes.
+                    if let Some(text) = e.reply() {
+                        self.output.extend_from_slice(text.as_bytes());
+                        self.breaks.push(self.output.len());
+                        self.output.extend_from_slice(b"\r\n");
+                    }
+                    self.ident_failed = true;
+                    self.input.clear();
                     return Err(Stop::Silent(e.to_string()));
                 }
             }
@@ -345,6 +401,11 @@ impl<H: Handler> Connection<H> {
                     }
                 }
                 Ok(None) => break Ok(()),
+                // sshd flushes a disconnect for a padding length below 4 (and
+                // only for that: every other bad packet ends in silence).
+                Err(PacketError::Padding(n)) if n < 4 => {
+                    break Err(Stop::Disconnect(format!("Corrupted padlen {n} on input.")));
+                }
                 Err(e) => break Err(Stop::Silent(e.to_string())),
             }
         };
@@ -408,49 +469,41 @@ impl<H: Handler> Connection<H> {
     }
 
     fn packet(&mut self, payload: &[u8]) -> Result<(), Stop> {
+        // What sshd 9.2p1 does with each message type, measured side by
+        // side with it (tests/ssh_peer.rs). The packet layer refuses type 0
+        // and the local-extension range out loud, and always honours
+        // DISCONNECT.
         let Some(&kind) = payload.first() else {
-            return Err(Stop::Disconnect("Protocol error: empty packet".into()));
+            return Err(Stop::Silent("empty packet".into()));
         };
-        let in_kex = self.kex.is_some();
-        if in_kex && !self.initial_kex_done && self.strict {
-            let allowed = matches!(
-                kind,
-                msg::KEXINIT | msg::NEWKEYS | msg::KEX_ECDH_INIT | msg::KEX_DH_GEX_INIT | msg::KEX_DH_GEX_REQUEST
-            );
-            if !allowed {
-                return Err(Stop::Disconnect(format!(
-                    "strict KEX violation: unexpected packet type {kind} (seqnr {})",
-                    self.last_rx_seq
-                )));
-            }
+        let ping = self.config.profile.ping && matches!(kind, msg::PING | msg::PONG);
+        if kind == 0 || (kind >= 192 && !ping) {
+            return Err(Stop::Disconnect(format!("Invalid ssh2 packet type: {kind}")));
         }
+        if kind == msg::DISCONNECT {
+            let mut r = Reader::new(&payload[1..]);
+            let _code = r.u32();
+            let text = r.utf8().unwrap_or_default();
+            self.close(&format!("client disconnected: {text}"));
+            return Ok(());
+        }
+        if !self.initial_kex_done {
+            return self.initial_kex_packet(kind, payload);
+        }
+        let in_kex = self.kex.is_some();
         match kind {
-            msg::DISCONNECT => {
-                let mut r = Reader::new(&payload[1..]);
-                let _code = r.u32();
-                let text = r.utf8().unwrap_or_default();
-                self.close(&format!("client disconnected: {text}"));
-                Ok(())
-            }
-            msg::IGNORE | msg::DEBUG | msg::UNIMPLEMENTED => Ok(()),
-            msg::KEXINIT => self.kexinit(payload),
-            msg::KEX_ECDH_INIT | msg::KEX_DH_GEX_INIT if in_kex => self.kex_init_message(payload),
-            msg::KEX_DH_GEX_REQUEST if in_kex => self.gex_request(payload),
-            msg::NEWKEYS if in_kex => self.newkeys(),
-            _ if in_kex && kind < 50 => {
+            msg::IGNORE | msg::DEBUG | msg::UNIMPLEMENTED => self.implicit(kind, payload),
+            msg::KEXINIT if self.kex.as_ref().is_none_or(|k| k.client_kexinit.is_none()) => self.kexinit(payload),
+            _ if in_kex && self.kex_expects(kind) => self.kex_message(kind, payload),
+            msg::SERVICE_REQUEST if !self.auth.done => self.service_request(payload),
+            _ if kind < 50 => {
                 self.unimplemented();
                 Ok(())
             }
-            _ if in_kex && !self.initial_kex_done => {
-                self.unimplemented();
-                Ok(())
-            }
-            msg::SERVICE_REQUEST => self.service_request(payload),
             msg::USERAUTH_REQUEST if self.auth.service_accepted && !self.auth.done => self.userauth(payload),
             msg::USERAUTH_INFO_RESPONSE if self.auth.kbd_user.is_some() && !self.auth.done => {
                 self.kbd_response(payload)
             }
-            msg::USERAUTH_REQUEST if self.auth.done => Ok(()), // sshd ignores requests after success
             msg::GLOBAL_REQUEST if self.auth.done => self.global_request(payload),
             msg::CHANNEL_OPEN if self.auth.done => self.channel_open(payload),
             msg::CHANNEL_REQUEST if self.auth.done => self.channel_request(payload),
@@ -459,6 +512,7 @@ impl<H: Handler> Connection<H> {
             msg::CHANNEL_EOF if self.auth.done => self.channel_eof(payload),
             msg::CHANNEL_CLOSE if self.auth.done => self.channel_close(payload),
             msg::CHANNEL_SUCCESS | msg::CHANNEL_FAILURE if self.auth.done => Ok(()),
+            msg::CHANNEL_OPEN_CONFIRMATION | msg::CHANNEL_OPEN_FAILURE if self.auth.done => self.open_answer(payload),
             msg::PING if self.auth.done && self.config.profile.ping => {
                 // ping@openssh.com: echo the data back in a PONG.
                 let data = Reader::new(&payload[1..]).string()?.to_vec();
@@ -474,10 +528,95 @@ impl<H: Handler> Connection<H> {
         }
     }
 
+    /// IGNORE, DEBUG and UNIMPLEMENTED, which sshd's packet layer handles
+    /// itself; a DEBUG or UNIMPLEMENTED that does not parse ends the
+    /// connection (IGNORE is not parsed).
+    fn implicit(&mut self, kind: u8, payload: &[u8]) -> Result<(), Stop> {
+        let mut r = Reader::new(&payload[1..]);
+        match kind {
+            msg::DEBUG => {
+                r.bool()?;
+                r.string()?;
+                r.string()?;
+            }
+            msg::UNIMPLEMENTED => {
+                r.u32()?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// A message before the first key exchange is over. sshd's dispatch
+    /// table then has the key-exchange handlers and, for every other
+    /// transport message (1-49), `kex_protocol_error`: UNIMPLEMENTED, or
+    /// with strict kex a disconnect. Anything from 50 up has no handler:
+    /// sshd gives up without flushing its "protocol error" disconnect.
+    fn initial_kex_packet(&mut self, kind: u8, payload: &[u8]) -> Result<(), Stop> {
+        if kind >= 50 {
+            return Err(Stop::Silent(format!("protocol error: rcvd type {kind}")));
+        }
+        let first_kexinit = kind == msg::KEXINIT && self.kex.as_ref().is_none_or(|k| k.client_kexinit.is_none());
+        if first_kexinit {
+            return self.kexinit(payload);
+        }
+        if self.kex_expects(kind) {
+            return self.kex_message(kind, payload);
+        }
+        if !self.strict && matches!(kind, msg::IGNORE | msg::DEBUG | msg::UNIMPLEMENTED) {
+            return self.implicit(kind, payload);
+        }
+        self.kex_protocol_error(kind)
+    }
+
+    /// sshd's `kex_protocol_error`.
+    fn kex_protocol_error(&mut self, kind: u8) -> Result<(), Stop> {
+        if self.strict && !self.initial_kex_done {
+            return Err(Stop::Disconnect(format!(
+                "strict KEX violation: unexpected packet type {kind} (seqnr {})",
+                self.last_rx_seq
+            )));
+        }
+        self.unimplemented();
+        Ok(())
+    }
+
+    /// Whether the key exchange under way has a handler for `kind` now:
+    /// the negotiated method's first message until the reply is sent, the
+    /// group-exchange request before the group, NEWKEYS after ours.
+    fn kex_expects(&self, kind: u8) -> bool {
+        let Some(kex) = &self.kex else {
+            return false;
+        };
+        let Some(alg) = kex.negotiated.as_ref().and_then(|n| KexAlg::from_name(&n.kex)) else {
+            return false;
+        };
+        let replied = kex.rx_next.is_some() || kex.sent_newkeys;
+        match kind {
+            msg::NEWKEYS => kex.rx_next.is_some(),
+            msg::KEX_DH_GEX_REQUEST => alg == KexAlg::DhGex && kex.gex.is_none(),
+            msg::KEX_DH_GEX_INIT => alg == KexAlg::DhGex && kex.gex.is_some() && !replied,
+            msg::KEX_ECDH_INIT => alg != KexAlg::DhGex && !replied,
+            _ => false,
+        }
+    }
+
+    fn kex_message(&mut self, kind: u8, payload: &[u8]) -> Result<(), Stop> {
+        match kind {
+            msg::NEWKEYS => self.newkeys(),
+            msg::KEX_DH_GEX_REQUEST => self.gex_request(payload),
+            _ => self.kex_init_message(payload),
+        }
+    }
+
     // --- key exchange -------------------------------------------------
 
     fn kexinit(&mut self, payload: &[u8]) -> Result<(), Stop> {
         let client = KexInit::decode(payload)?;
+        // sshd's sshpkt_get_end: nothing may follow the reserved field.
+        if client.encode().len() != payload.len() {
+            return Err(Stop::Silent("KEXINIT with trailing bytes".into()));
+        }
         if self.kex.is_none() {
             // The client starts a re-exchange: answer with our KEXINIT.
             self.send_kexinit();
@@ -524,9 +663,10 @@ impl<H: Handler> Connection<H> {
         };
         self.zlib = (zlib(&negotiated.comp_c2s)?, zlib(&negotiated.comp_s2c)?);
         let kex = self.kex.as_mut().expect("set above");
+        // sshd's proposals_match: the guess is wrong unless both sides put
+        // the same kex and host-key algorithms first.
         kex.skip_guess = client.first_kex_follows
-            && (client.kex.0.first() != Some(&negotiated.kex)
-                || client.host_key.0.first() != Some(&negotiated.host_key));
+            && (client.kex.0.first() != server.kex.0.first() || client.host_key.0.first() != server.host_key.0.first());
         kex.client_kexinit = Some(payload.to_vec());
         self.handler
             .observe(&Observation::Negotiated(Box::new(negotiated.clone())));
@@ -728,7 +868,9 @@ impl<H: Handler> Connection<H> {
     fn service_request(&mut self, payload: &[u8]) -> Result<(), Stop> {
         let mut r = Reader::new(&payload[1..]);
         let service = r.utf8()?;
-        if service != "ssh-userauth" || self.auth.service_accepted {
+        // sshd accepts ssh-userauth as often as it is asked until a login
+        // succeeds, and hangs up on any other service.
+        if service != "ssh-userauth" {
             return Err(Stop::Disconnect(format!("bad service request {service}")));
         }
         self.auth.service_accepted = true;
@@ -1046,7 +1188,9 @@ impl<H: Handler> Connection<H> {
         let name = r.utf8()?;
         let want_reply = r.bool()?;
         let Some(remote_id) = self.channels.get(&id).map(|c| c.remote_id) else {
-            return Err(Stop::Disconnect(format!("channel_input_req: unknown channel {id}")));
+            return Err(Stop::Disconnect(format!(
+                "server_input_channel_req: unknown channel {id}"
+            )));
         };
         let request = match name.as_str() {
             "pty-req" => {
@@ -1112,13 +1256,21 @@ impl<H: Handler> Connection<H> {
 
     fn channel_data(&mut self, payload: &[u8]) -> Result<(), Stop> {
         let mut r = Reader::new(&payload[1..]);
-        let id = r.u32()?;
+        let what = if payload[0] == msg::CHANNEL_EXTENDED_DATA {
+            "extended data"
+        } else {
+            "data"
+        };
+        let id = channel_id(&mut r, what)?;
+        if !self.channels.contains_key(&id) {
+            return Err(nonexistent(what, id));
+        }
         if payload[0] == msg::CHANNEL_EXTENDED_DATA {
             let _code = r.u32()?;
         }
         let data = r.string()?;
         let Some(c) = self.channels.get_mut(&id) else {
-            return Err(Stop::Disconnect(format!("channel_input_data: unknown channel {id}")));
+            return Err(nonexistent(what, id));
         };
         let len = u32::try_from(data.len()).unwrap_or(u32::MAX);
         if len > c.local_window {
@@ -1147,36 +1299,56 @@ impl<H: Handler> Connection<H> {
 
     fn window_adjust(&mut self, payload: &[u8]) -> Result<(), Stop> {
         let mut r = Reader::new(&payload[1..]);
-        let id = r.u32()?;
+        let id = channel_id(&mut r, "window adjust")?;
+        let Some(c) = self.channels.get_mut(&id) else {
+            return Err(nonexistent("window adjust", id));
+        };
         let n = r.u32()?;
-        if let Some(c) = self.channels.get_mut(&id) {
-            c.remote_window = (c.remote_window + u64::from(n)).min(u64::from(u32::MAX));
-        }
+        c.remote_window = (c.remote_window + u64::from(n)).min(u64::from(u32::MAX));
         self.flush_channel(id);
         Ok(())
     }
 
     fn channel_eof(&mut self, payload: &[u8]) -> Result<(), Stop> {
-        let id = Reader::new(&payload[1..]).u32()?;
-        if self.channels.contains_key(&id) {
-            let mut actions = Vec::new();
-            self.handler.channel_eof(id, &mut actions);
-            self.apply(actions);
+        let id = channel_id(&mut Reader::new(&payload[1..]), "ieof")?;
+        if !self.channels.contains_key(&id) {
+            return Err(nonexistent("ieof", id));
         }
+        let mut actions = Vec::new();
+        self.handler.channel_eof(id, &mut actions);
+        self.apply(actions);
         Ok(())
     }
 
     fn channel_close(&mut self, payload: &[u8]) -> Result<(), Stop> {
-        let id = Reader::new(&payload[1..]).u32()?;
-        if let Some(c) = self.channels.remove(&id) {
-            if !c.close_sent {
-                let mut p = vec![msg::CHANNEL_CLOSE];
-                put_u32(&mut p, c.remote_id);
-                self.send(p);
-            }
-            self.handler.channel_closed(id);
+        let id = channel_id(&mut Reader::new(&payload[1..]), "oclose")?;
+        let Some(c) = self.channels.remove(&id) else {
+            return Err(nonexistent("oclose", id));
+        };
+        if !c.close_sent {
+            let mut p = vec![msg::CHANNEL_CLOSE];
+            put_u32(&mut p, c.remote_id);
+            self.send(p);
         }
+        self.handler.channel_closed(id);
         Ok(())
+    }
+
+    /// The client confirming or refusing a channel we opened: we open
+    /// none, so like sshd it refers to a channel that is not opening.
+    fn open_answer(&mut self, payload: &[u8]) -> Result<(), Stop> {
+        let (what, verb) = if payload[0] == msg::CHANNEL_OPEN_CONFIRMATION {
+            ("open confirmation", "open confirmation")
+        } else {
+            ("open failure", "open failure")
+        };
+        let id = channel_id(&mut Reader::new(&payload[1..]), what)?;
+        if !self.channels.contains_key(&id) {
+            return Err(nonexistent(what, id));
+        }
+        Err(Stop::Disconnect(format!(
+            "Received {verb} for non-opening channel {id}."
+        )))
     }
 
     fn apply(&mut self, actions: Vec<Action>) {
@@ -1434,6 +1606,88 @@ mod tests {
             .expect("one packet");
         assert_eq!(payload[0], msg::KEXINIT);
         assert_eq!(start + used, out.len(), "nothing after KEXINIT");
+    }
+
+    /// The answers of Debian's sshd 9.2p1 to messages out of place during
+    /// the first key exchange, as measured side by side (tests/ssh_peer.rs).
+    #[test]
+    fn messages_out_of_place_during_the_first_kex_like_sshd() {
+        let disconnect = |out: &[Vec<u8>]| {
+            let last = out.last().expect("a message");
+            assert_eq!(last[0], msg::DISCONNECT, "{last:?}");
+            let mut r = Reader::new(&last[1..]);
+            r.u32().expect("code");
+            r.utf8().expect("text")
+        };
+        // Type 0 and the local range: refused out loud, in every phase.
+        for t in [0u8, 192, 255] {
+            let (out, closed) = exchange(true, &[vec![t, 0, 0, 0, 0]]);
+            assert!(closed);
+            assert_eq!(disconnect(&out), format!("Invalid ssh2 packet type: {t}"));
+            let (out, closed) = exchange(true, &[client_kexinit(true), vec![t, 0, 0, 0, 0]]);
+            assert!(closed);
+            assert_eq!(disconnect(&out), format!("Invalid ssh2 packet type: {t}"));
+        }
+        // 50 and up: no handler yet, a silent hang-up (even with strict kex).
+        for strict in [false, true] {
+            let (out, closed) = exchange(true, &[client_kexinit(strict), vec![60, 0, 0, 0, 0]]);
+            assert!(closed);
+            assert_eq!(out.len(), 1, "only the KEXINIT");
+        }
+        // NEWKEYS and a second KEXINIT before their time: UNIMPLEMENTED, or
+        // a strict-kex violation.
+        let (out, closed) = exchange(true, &[vec![msg::NEWKEYS]]);
+        assert!(!closed);
+        assert_eq!(out.last(), Some(&vec![msg::UNIMPLEMENTED, 0, 0, 0, 0]));
+        let (out, closed) = exchange(true, &[client_kexinit(false), client_kexinit(false)]);
+        assert!(!closed);
+        assert_eq!(out.last(), Some(&vec![msg::UNIMPLEMENTED, 0, 0, 0, 1]));
+        let (out, closed) = exchange(true, &[client_kexinit(true), vec![msg::NEWKEYS]]);
+        assert!(closed);
+        assert_eq!(
+            disconnect(&out),
+            "strict KEX violation: unexpected packet type 21 (seqnr 1)"
+        );
+        // A DEBUG that does not parse ends the connection; IGNORE is not parsed.
+        let (_, closed) = exchange(false, &[vec![msg::DEBUG, 0, 0]]);
+        assert!(closed);
+        let (_, closed) = exchange(false, &[vec![msg::IGNORE, 0, 0]]);
+        assert!(!closed);
+        // KEXINIT with anything after its reserved field: silence.
+        let mut long = client_kexinit(false);
+        long.extend_from_slice(b"junk");
+        let (out, closed) = exchange(true, &[long]);
+        assert!(closed);
+        assert_eq!(out.len(), 1);
+    }
+
+    #[test]
+    fn a_padding_length_below_4_is_named_like_sshd() {
+        let mut conn = Connection::new(config(true), Deny);
+        // Length 12, padding 3, NEWKEYS.
+        conn.feed(b"SSH-2.0-x\r\n\0\0\0\x0c\x03\x15\0\0\0\0\0\0\0\0\0\0");
+        assert!(conn.is_closed());
+        let out = conn.take_output();
+        let start = out.windows(2).position(|w| w == b"\r\n").expect("ident") + 2;
+        let mut rx = Direction::default();
+        let (_, used) = rx.open(&out[start..]).expect("valid").expect("KEXINIT");
+        let (p, _) = rx.open(&out[start + used..]).expect("valid").expect("DISCONNECT");
+        assert!(String::from_utf8_lossy(&p).contains("Corrupted padlen 3 on input."));
+    }
+
+    #[test]
+    fn a_refused_identification_is_written_in_two_parts() {
+        let mut conn = Connection::new(config(true), Deny);
+        assert!(conn.awaiting_ident());
+        conn.feed(b"GET / HTTP/1.0\r\n\r\n");
+        assert!(conn.is_closed() && conn.ident_failed());
+        let writes = conn.take_writes();
+        // (Our identification went out with the first write here; the
+        // driver sends it before reading anything.)
+        assert_eq!(writes.len(), 2, "{writes:?}");
+        assert!(writes[0].starts_with(b"SSH-2.0-OpenSSH_9.2p1\r\n"));
+        assert!(writes[0].ends_with(b"Invalid SSH identification string."));
+        assert_eq!(writes[1], b"\r\n");
     }
 
     proptest! {
