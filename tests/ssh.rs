@@ -114,6 +114,20 @@ expect eof
         "{version}"
     );
     assert_eq!(version["fields"]["hassh"].as_str().unwrap().len(), 32, "{version}");
+    // The whole KEXINIT too; HASSH's string is its kex;enc;mac;comp (client to server).
+    let kexinit = &version["fields"]["kexinit"];
+    let list = |k: &str| {
+        let names: Vec<&str> = kexinit[k]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_str().unwrap())
+            .collect();
+        names.join(",")
+    };
+    let hassh_string = ["kex", "enc_c2s", "mac_c2s", "comp_c2s"].map(list).join(";");
+    assert_eq!(version["fields"]["hassh_string"], hassh_string.as_str(), "{version}");
+    assert!(list("host_key").contains("ssh-ed25519"), "{version}");
     let failed = lab.wait_for_event(|e| {
         e["kind"] == "auth_attempt" && e["service"] == "ssh" && e["credential"]["outcome"] == "failure"
     });

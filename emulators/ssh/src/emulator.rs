@@ -401,13 +401,27 @@ impl Handler for Login {
         match what {
             Observation::ClientIdent(ident) => self.client = Some(ident.clone()),
             Observation::ClientKexInit {
-                hassh, hassh_string, ..
+                kexinit: k,
+                hassh,
+                hassh_string,
             } => self.cx.emit(
                 Kind::Version,
                 fields! {
                     "client" => self.client.clone(),
                     "hassh" => hassh.clone(),
                     "hassh_string" => hassh_string.clone(),
+                    // The whole offer: clients differ beyond what HASSH hashes.
+                    "kexinit" => fields! {
+                        "kex" => k.kex.0,
+                        "host_key" => k.host_key.0,
+                        "enc_c2s" => k.enc_c2s.0,
+                        "enc_s2c" => k.enc_s2c.0,
+                        "mac_c2s" => k.mac_c2s.0,
+                        "mac_s2c" => k.mac_s2c.0,
+                        "comp_c2s" => k.comp_c2s.0,
+                        "comp_s2c" => k.comp_s2c.0,
+                        "first_kex_follows" => k.first_kex_follows,
+                    },
                 },
             ),
             Observation::ChannelRefused { kind, target, origin } => self.cx.emit(
