@@ -202,7 +202,8 @@ async fn login(addr: SocketAddr, source: Option<IpAddr>, user: &str, password: &
 
     let mut secret = [0u8; 32];
     OsRng.fill_bytes(&mut secret);
-    let public = x25519_dalek::x25519(secret, x25519_dalek::X25519_BASEPOINT_BYTES);
+    let secret = x25519_dalek::StaticSecret::from(secret);
+    let public = x25519_dalek::PublicKey::from(&secret).to_bytes();
     let mut init = vec![msg::KEX_ECDH_INIT];
     put_string(&mut init, &public);
     ssh.send(&init).await?;
@@ -212,7 +213,9 @@ async fn login(addr: SocketAddr, source: Option<IpAddr>, user: &str, password: &
     let server_public: [u8; 32] = server_public
         .try_into()
         .map_err(|_| "a server public value of the wrong size")?;
-    let shared = x25519_dalek::x25519(secret, server_public);
+    let shared = secret
+        .diffie_hellman(&x25519_dalek::PublicKey::from(server_public))
+        .to_bytes();
     let mut k = Vec::new();
     put_mpint(&mut k, &shared);
     let h = exchange_hash(
