@@ -35,7 +35,8 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         }
         Some("events") => events(),
         Some("shaping") => crate::shaping_bench::shaping(),
-        _ => bail!("usage: cargo xtask bench deploy [--deckies N] | events | shaping"),
+        Some("ssh") => crate::ssh_bench::ssh(),
+        _ => bail!("usage: cargo xtask bench deploy [--deckies N] | events | shaping | ssh"),
     }
 }
 
@@ -96,6 +97,21 @@ pub(crate) struct Instance {
 }
 
 impl Instance {
+    /// An instance of the `profile` build (`release`, `debug`) in a temp dir
+    /// of its own, named `prefix` + this process's id (which stays short:
+    /// link names are at most 15 bytes).
+    pub(crate) fn new(prefix: &str, profile: &str) -> anyhow::Result<Instance> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let id = std::process::id();
+        let dir = std::env::temp_dir().join(format!("decnet-bench-{prefix}-{id}"));
+        std::fs::create_dir_all(&dir)?;
+        Ok(Instance {
+            exe: root.join("target").join(profile).join("decnet"),
+            prefix: format!("{prefix}{}", id % 100_000),
+            dir,
+        })
+    }
+
     fn decnet(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(&self.exe);
         cmd.args(["--prefix", &self.prefix])
@@ -129,12 +145,7 @@ fn deploy(n: usize) -> anyhow::Result<()> {
         "the deploy benchmark builds namespaces: run it as root"
     );
     crate::cargo(&["build", "--release", "--locked", "-p", "decnet"])?;
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let instance = Instance {
-        exe: root.join("target/release/decnet"),
-        prefix: format!("bench{}", std::process::id() % 100_000),
-        dir: std::env::temp_dir().join(format!("decnet-bench-{}", std::process::id())),
-    };
+    let instance = Instance::new("bench", "release")?;
     // The smallest lab subnet that holds n deckies, the attacker and the hairpin.
     let lan_prefix = (16..=24).rev().find(|p| (1usize << (32 - p)) >= n + 4).unwrap_or(16);
 
@@ -239,22 +250,19 @@ fn connect_all(attacker: &str, ips: &[String]) -> anyhow::Result<usize> {
     })
 }
 
-fn meminfo_kb(field: &str) -> anyhow::Result<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo")?;
+/// The figure of a `Field:   123 kB` line of a /proc file.
+pub(crate) fn proc_kb(path: &str, field: &str) -> anyhow::Result<u64> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
     text.lines()
         .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
-        .with_context(|| format!("{field} in /proc/meminfo"))
+        .with_context(|| format!("{field} in {path}"))
 }
 
 fn kernel_memory_kb() -> anyhow::Result<u64> {
-    Ok(meminfo_kb("Slab")? + meminfo_kb("Percpu")?)
+    Ok(proc_kb("/proc/meminfo", "Slab")? + proc_kb("/proc/meminfo", "Percpu")?)
 }
 
-fn vm_rss_kb(pid: &str) -> anyhow::Result<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
-        .context("VmRSS of the engine")
+pub(crate) fn vm_rss_kb(pid: &str) -> anyhow::Result<u64> {
+    proc_kb(&format!("/proc/{pid}/status"), "VmRSS")
 }

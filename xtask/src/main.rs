@@ -9,11 +9,14 @@
 //!   SQLite ingestion) and emit → stored latency, against the targets.
 //! - `bench shaping`: HTTP throughput and latency of a decky shaped by the
 //!   personality programs against an unshaped one in the same lab.
+//! - `bench ssh`: SSH handshakes per second and memory per idle shell session
+//!   of the SSH emulator against Debian's sshd in the same lab.
 //! - `build-ebpf`: rebuilds the committed personality eBPF object (nightly).
 
 mod bench;
 mod ebpf;
 mod shaping_bench;
+mod ssh_bench;
 
 use std::process::{Command, ExitCode};
 
@@ -28,7 +31,7 @@ fn main() -> ExitCode {
         Some("build-ebpf") => ebpf::build(&workspace_root()),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci | test [cargo test args] | bench deploy [--deckies N] | bench events | bench shaping | build-ebpf>"
+                "usage: cargo xtask <ci | test [cargo test args] | bench deploy [--deckies N] | bench events | bench shaping | bench ssh | build-ebpf>"
             );
             return ExitCode::from(2);
         }
