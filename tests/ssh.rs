@@ -215,6 +215,16 @@ fn ssh_sftp_and_scp_both_ways() {
         std::fs::read(&back_legacy).unwrap() == payload,
         "scp -O round trip changed the bytes"
     );
+    // A directory tree, up and down again with the legacy protocol's -r.
+    let tree = lab.path("tree");
+    std::fs::create_dir_all(tree.join("sub")).unwrap();
+    std::fs::write(tree.join("a.txt"), "alpha\n").unwrap();
+    std::fs::write(tree.join("sub/b.bin"), &payload[..5000]).unwrap();
+    scp(&["-O", "-r"], tree.to_str().unwrap(), &format!("root@{ip}:/tmp/"));
+    let tree_back = lab.path("tree-back");
+    scp(&["-O", "-r"], &format!("root@{ip}:/tmp/tree"), tree_back.to_str().unwrap());
+    assert_eq!(std::fs::read_to_string(tree_back.join("a.txt")).unwrap(), "alpha\n");
+    assert!(std::fs::read(tree_back.join("sub/b.bin")).unwrap() == payload[..5000]);
 
     // sftp in batch mode: list, download, upload, make and remove; and
     // what needs OpenSSH's extensions (a batch stops at a failed command):

@@ -12,8 +12,10 @@ use crate::sftp::{Backend, MAX_FILE};
 
 /// Longest control line (`C0644 1234 name`) accepted.
 const MAX_LINE: usize = 4096;
-/// Directory depth of a recursive upload.
+/// Directory depth of a recursive upload or download.
 const MAX_DEPTH: usize = 32;
+/// Files and directories one recursive download sends at most.
+const MAX_ENTRIES: usize = 10_000;
 
 /// Which way the files go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,29 +35,40 @@ enum State {
         size: usize,
         buf: Vec<u8>,
     },
-    /// Source: waiting for the client's ack before the next step.
-    Ack(SourceStep),
+    /// Source: waiting for the client's ack before sending the next message.
+    Ack,
     Done,
 }
 
-#[derive(Clone, Copy)]
-enum SourceStep {
-    Header,
+/// A message a source sends, each acknowledged by the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Message {
+    /// `T`: the times of the file or directory that follows (`-p`).
+    Times(i64),
+    /// `D`: a directory begins.
+    Dir { name: String, mode: u32 },
+    /// `C`: a file's header, read when it is sent; its bytes follow.
+    File { path: String, mode: u32 },
+    /// The bytes of the file just announced, and a zero byte.
     Data,
-    Finish,
+    /// `E`: the directory ends.
+    End,
+    /// A warning line about an entry left out; no ack follows it.
+    Warn(String),
 }
 
 /// One `scp -t`/`scp -f` run on a channel.
 pub struct Scp {
     role: Role,
     preserve: bool,
+    recursive: bool,
     state: State,
     /// Directories of a recursive upload, innermost last.
     dirs: Vec<String>,
-    /// Source: the file, read when the client is ready.
+    /// Source: what is left to send, planned at the client's first ack.
+    queue: Option<std::collections::VecDeque<Message>>,
+    /// Source: the file announced, read when its header went out.
     data: Vec<u8>,
-    /// Source with `-p`: the mode for the C line sent after the T line's ack.
-    data_header: Option<u32>,
     errors: bool,
 }
 
@@ -75,7 +88,7 @@ impl Scp {
         if words.next()? != "scp" {
             return None;
         }
-        let (mut to, mut from, mut preserve, mut path) = (false, false, false, None);
+        let (mut to, mut from, mut preserve, mut recursive, mut path) = (false, false, false, false, None);
         let mut options = true;
         for w in words {
             if options && w == "--" {
@@ -86,7 +99,8 @@ impl Scp {
                         't' => to = true,
                         'f' => from = true,
                         'p' => preserve = true,
-                        // -r, -d, -v and the rest change nothing here.
+                        'r' => recursive = true,
+                        // -d, -v and the rest change nothing here.
                         _ => {}
                     }
                 }
@@ -105,13 +119,14 @@ impl Scp {
         Some(Scp {
             state: match role {
                 Role::Sink { .. } => State::Line(Vec::new()),
-                Role::Source { .. } => State::Ack(SourceStep::Header),
+                Role::Source { .. } => State::Ack,
             },
             role,
             preserve,
+            recursive,
             dirs: Vec::new(),
+            queue: None,
             data: Vec::new(),
-            data_header: None,
             errors: false,
         })
     }
@@ -172,15 +187,14 @@ impl Scp {
                         }
                     }
                 }
-                State::Ack(next) => {
-                    let next = *next;
+                State::Ack => {
                     let ack = data[0];
                     data = &data[1..];
                     if ack != 0 {
                         step.exit = Some(1);
                         break;
                     }
-                    self.source(backend, next, &mut step);
+                    self.source(backend, &mut step);
                 }
             }
         }
@@ -280,73 +294,134 @@ impl Scp {
         }
     }
 
-    fn source(&mut self, backend: &mut dyn Backend, next: SourceStep, step: &mut Step) {
-        let Role::Source { path } = &self.role else {
-            step.exit = Some(1);
-            return;
-        };
-        let path = decnet_shell::fs::absolute(&backend.cwd(), path);
-        match next {
-            SourceStep::Header => {
-                let attrs = match backend.stat(&path, true) {
-                    Ok(a) if a.is_dir() => {
-                        step.reply
-                            .extend_from_slice(format!("\x01scp: {path}: not a regular file\n").as_bytes());
-                        step.exit = Some(1);
-                        return;
-                    }
-                    Ok(a) => a,
-                    Err(e) => {
-                        step.reply
-                            .extend_from_slice(format!("\x01scp: {path}: {}\n", e.message()).as_bytes());
-                        step.exit = Some(1);
-                        return;
-                    }
-                };
-                match backend.read(&path) {
-                    Ok(d) if d.len() <= MAX_FILE => self.data = d,
-                    Ok(_) => {
-                        step.reply.extend_from_slice(
-                            format!("\x01scp: {path}: {}\n", FsError::PermissionDenied.message()).as_bytes(),
-                        );
-                        step.exit = Some(1);
-                        return;
-                    }
-                    Err(e) => {
-                        step.reply
-                            .extend_from_slice(format!("\x01scp: {path}: {}\n", e.message()).as_bytes());
-                        step.exit = Some(1);
-                        return;
-                    }
-                }
-                if self.preserve {
-                    let t = attrs.mtime.max(0);
-                    step.reply.extend_from_slice(format!("T{t} 0 {t} 0\n").as_bytes());
-                    // The C line follows the ack of the T line.
-                    self.state = State::Ack(SourceStep::Data);
-                    self.preserve = false;
-                    self.data_header = Some(attrs.mode);
+    /// Sends the next message of a download.
+    fn source(&mut self, backend: &mut dyn Backend, step: &mut Step) {
+        let queue = match &mut self.queue {
+            Some(queue) => queue,
+            None => match self.plan(backend) {
+                Ok(queue) => self.queue.insert(queue),
+                Err(line) => {
+                    step.reply.extend_from_slice(line.as_bytes());
+                    step.exit = Some(1);
                     return;
                 }
-                self.header(&path, attrs.mode, step);
-            }
-            SourceStep::Data => match self.data_header.take() {
-                Some(mode) => self.header(&path, mode, step),
-                None => {
+            },
+        };
+        // Warnings are not acknowledged: what follows one goes out with it.
+        loop {
+            let Some(message) = queue.pop_front() else {
+                step.exit = Some(u32::from(self.errors));
+                return;
+            };
+            let unacknowledged = match message {
+                Message::Times(t) => {
+                    step.reply.extend_from_slice(format!("T{t} 0 {t} 0\n").as_bytes());
+                    false
+                }
+                Message::Dir { name, mode } => {
+                    step.reply
+                        .extend_from_slice(format!("D{:04o} 0 {name}\n", mode & 0o7777).as_bytes());
+                    false
+                }
+                Message::End => {
+                    step.reply.extend_from_slice(b"E\n");
+                    false
+                }
+                Message::File { path, mode } => match backend.read(&path) {
+                    Ok(d) if d.len() <= MAX_FILE => {
+                        let name = path.rsplit('/').next().unwrap_or(&path);
+                        step.reply
+                            .extend_from_slice(format!("C{:04o} {} {name}\n", mode & 0o7777, d.len()).as_bytes());
+                        self.data = d;
+                        queue.push_front(Message::Data);
+                        false
+                    }
+                    // Unreadable: a warning, and on to the next, as scp does.
+                    result => {
+                        let e = result.err().unwrap_or(FsError::PermissionDenied);
+                        queue.push_front(Message::Warn(format!("\x01scp: {path}: {}\n", e.message())));
+                        true
+                    }
+                },
+                Message::Data => {
                     step.reply.extend_from_slice(&std::mem::take(&mut self.data));
                     step.reply.push(0);
-                    self.state = State::Ack(SourceStep::Finish);
+                    false
                 }
-            },
-            SourceStep::Finish => step.exit = Some(0),
+                Message::Warn(line) => {
+                    self.errors = true;
+                    step.reply.extend_from_slice(line.as_bytes());
+                    true
+                }
+            };
+            if !unacknowledged {
+                return;
+            }
         }
     }
 
-    fn header(&mut self, path: &str, mode: u32, step: &mut Step) {
-        let name = path.rsplit('/').next().unwrap_or(path);
-        step.reply
-            .extend_from_slice(format!("C{:04o} {} {name}\n", mode & 0o7777, self.data.len()).as_bytes());
-        self.state = State::Ack(SourceStep::Data);
+    /// The messages of a download, or the error line that refuses it.
+    fn plan(&self, backend: &dyn Backend) -> Result<std::collections::VecDeque<Message>, String> {
+        let Role::Source { path } = &self.role else {
+            return Err("\x02scp: protocol error\n".into());
+        };
+        let path = decnet_shell::fs::absolute(&backend.cwd(), path);
+        let mut queue = std::collections::VecDeque::new();
+        self.plan_entry(backend, &path, 0, &mut queue)?;
+        Ok(queue)
+    }
+
+    fn plan_entry(
+        &self,
+        backend: &dyn Backend,
+        path: &str,
+        depth: usize,
+        queue: &mut std::collections::VecDeque<Message>,
+    ) -> Result<(), String> {
+        let refuse = |why: &str| format!("\x01scp: {path}: {why}\n");
+        let attrs = backend.stat(path, true).map_err(|e| refuse(e.message()))?;
+        if depth > MAX_DEPTH {
+            return Err(refuse("too deep"));
+        }
+        if self.preserve {
+            queue.push_back(Message::Times(attrs.mtime.max(0)));
+        }
+        if !attrs.is_dir() {
+            queue.push_back(Message::File {
+                path: path.to_string(),
+                mode: attrs.mode,
+            });
+            return Ok(());
+        }
+        if !self.recursive {
+            return Err(refuse("not a regular file"));
+        }
+        let name = path.rsplit('/').next().filter(|n| !n.is_empty()).unwrap_or("/");
+        queue.push_back(Message::Dir {
+            name: name.to_string(),
+            mode: attrs.mode,
+        });
+        let mut children = match backend.list(path) {
+            Ok(children) => children,
+            Err(e) => {
+                queue.push_back(Message::Warn(refuse(e.message())));
+                Vec::new()
+            }
+        };
+        children.sort_by(|a, b| a.0.cmp(&b.0));
+        for (child, _) in children {
+            if queue.len() >= MAX_ENTRIES {
+                queue.push_back(Message::Warn(refuse("too many files")));
+                break;
+            }
+            let child = format!("{}/{child}", path.trim_end_matches('/'));
+            // Below the top, a bad entry is a warning and the rest goes on.
+            if let Err(line) = self.plan_entry(backend, &child, depth + 1, queue) {
+                queue.push_back(Message::Warn(line));
+            }
+        }
+        queue.push_back(Message::End);
+        Ok(())
     }
 }
 
@@ -387,6 +462,32 @@ mod tests {
         assert_eq!(step.reply, b"hi\n\0");
         let step = scp.feed(&mut fs, &[0]);
         assert_eq!(step.exit, Some(0));
+    }
+
+    #[test]
+    fn source_sends_a_directory_recursively() {
+        let mut fs = Mem::new();
+        fs.dirs.push("/root/d".into());
+        fs.files.insert("/root/d/b".into(), b"22".to_vec());
+        fs.files.insert("/root/d/a".into(), b"1".to_vec());
+        let mut scp = Scp::parse("scp -r -f d").expect("an scp source");
+        let mut said: Vec<Vec<u8>> = Vec::new();
+        loop {
+            let step = scp.feed(&mut fs, &[0]);
+            if let Some(code) = step.exit {
+                assert_eq!(code, 0);
+                break;
+            }
+            said.push(step.reply);
+        }
+        let expect: [&[u8]; 6] = [b"D0755 0 d\n", b"C0644 1 a\n", b"1\0", b"C0644 2 b\n", b"22\0", b"E\n"];
+        assert_eq!(said, expect.map(<[u8]>::to_vec));
+
+        // Without -r a directory is refused, as scp refuses it.
+        let mut scp = Scp::parse("scp -f d").expect("an scp source");
+        let step = scp.feed(&mut fs, &[0]);
+        assert_eq!(step.reply, b"\x01scp: /root/d: not a regular file\n");
+        assert_eq!(step.exit, Some(1));
     }
 
     #[test]
