@@ -222,7 +222,11 @@ fn ssh_sftp_and_scp_both_ways() {
     std::fs::write(tree.join("sub/b.bin"), &payload[..5000]).unwrap();
     scp(&["-O", "-r"], tree.to_str().unwrap(), &format!("root@{ip}:/tmp/"));
     let tree_back = lab.path("tree-back");
-    scp(&["-O", "-r"], &format!("root@{ip}:/tmp/tree"), tree_back.to_str().unwrap());
+    scp(
+        &["-O", "-r"],
+        &format!("root@{ip}:/tmp/tree"),
+        tree_back.to_str().unwrap(),
+    );
     assert_eq!(std::fs::read_to_string(tree_back.join("a.txt")).unwrap(), "alpha\n");
     assert!(std::fs::read(tree_back.join("sub/b.bin")).unwrap() == payload[..5000]);
 

@@ -1413,5 +1413,34 @@ pub(crate) mod tests {
             srv.feed(&mut fs, 0, &pkt(SSH_FXP_INIT, &[&u32b(3)]));
             srv.feed(&mut fs, 0, &pkt(kind, &[&body]));
         }
+
+        #[test]
+        fn random_extended_requests_never_panic(
+            which in 0usize..12,
+            opened in any::<bool>(),
+            body in proptest::collection::vec(any::<u8>(), 0..96),
+        ) {
+            let every: Vec<(String, String)> = [
+                "posix-rename@openssh.com", "statvfs@openssh.com", "fstatvfs@openssh.com",
+                "hardlink@openssh.com", "fsync@openssh.com", "lsetstat@openssh.com",
+                "limits@openssh.com", "expand-path@openssh.com", "copy-data",
+                "home-directory", "users-groups-by-id@openssh.com", "unknown@example.com",
+            ]
+            .iter()
+            .map(|n| (n.to_string(), "1".to_string()))
+            .collect();
+            let name = every[which].0.clone();
+            let mut srv = SftpServer::new(every);
+            let mut fs = Mem::new();
+            fs.files.insert("/root/a".into(), b"0123".to_vec());
+            srv.feed(&mut fs, 0, &pkt(SSH_FXP_INIT, &[&u32b(3)]));
+            if opened {
+                // Handles 0 and 1 exist, so random handle bytes can name one.
+                for (id, flags) in [(1, FXF_READ), (2, FXF_WRITE | FXF_CREAT)] {
+                    srv.feed(&mut fs, 0, &pkt(SSH_FXP_OPEN, &[&u32b(id), &s(b"/root/a"), &u32b(flags), &u32b(0)]));
+                }
+            }
+            srv.feed(&mut fs, 0, &extended(&name, &[&body]));
+        }
     }
 }
