@@ -44,6 +44,7 @@ fn config() -> Arc<ServerConfig> {
                 server_sig_algs: names(&["ssh-ed25519"]),
                 publickey_hostbound: true,
                 ping: true,
+                sftp_extensions: Vec::new(),
             };
             let keys = Arc::new(HostKeys::from_seed(b"fuzz", None));
             Arc::new(ServerConfig::new("OpenSSH_9.2p1 Debian-2+deb12u10", profile, keys))
