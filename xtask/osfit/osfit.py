@@ -7,7 +7,8 @@ describes), scores it against every reference in nmap-os-db with nmap's rule
 (tests present on both sides only, weighted by MatchPoints) and checks that
   * the `nmap_references` entries are at 100 % on every test the personality
     decides, and, together, on SP/GCD/ISR too for every ISN outcome the
-    kernel can give (SP F8-10C x ISR FD-10E, GCD 1; --isn-aside: for some);
+    decky can give (the kernel's: SP F8-10C x ISR FD-10E, GCD 1; a persona's
+    ISN clock: its isr and sp, or its gcd's; --isn-aside: for some);
   * no entry whose name lacks every `nmap` substring can reach 100 % (it
     would print in `OS details:`), and at most 8 names can at once (above
     that nmap prints no OS details; entries of one name count once).
@@ -215,9 +216,12 @@ def predict(sc, pers):
     seq = {"SP": {hx(v) for v in range(0xF8, 0x10D)}, "GCD": {"1"},
            "ISR": {hx(v) for v in range(0xFD, 0x10F)},
            "TI": cls["tcp"], "CI": cls["rst"], "II": cls["icmp"]}
-    gcd = tcp.get("isn", {}).get("gcd")
-    if gcd:
-        seq.update(gcd_isn(int(gcd)))
+    isn = tcp.get("isn", {})
+    if "gcd" in isn:
+        seq.update(gcd_isn(int(isn["gcd"])))
+    elif "isr" in isn:
+        # Fixed steps for nmap's SEQ probes: it measures exactly these.
+        seq.update({"SP": {hx(int(isn["sp"]))}, "ISR": {hx(int(isn["isr"]))}})
     incr = {"I", "BI", "RI"}
     if cls["tcp"] <= incr and cls["icmp"] <= incr:  # nmap only tests SS then
         shared = {"incremental", "broken_incremental"}

@@ -143,7 +143,15 @@ pub struct Personality {
     /// Or, when not 0: each new connection advances the ISN by this, then
     /// twice this, alternately (an old embedded stack's counter).
     pub isn_gcd: u32,
+    /// Per probe class, a fixed scale (in units of [`ISN_SCALE_ONE`]) of the
+    /// clock's step up to that SYN-ACK instead of the random one; 0: random.
+    /// nmap's six SEQ probes then measure the persona's ISR and SP whatever
+    /// the jitter's luck.
+    pub isn_scale: [u32; CLASSES],
 }
+
+/// [`Personality::isn_scale`] of a step left as the clock's rate gives it.
+pub const ISN_SCALE_ONE: u32 = 1 << 20;
 
 /// A decky's ISN generator: the last number handed out, and when.
 #[repr(C)]

@@ -335,9 +335,10 @@ fn kernel_ts(p: &Personality, conn: &Connection, persona: u32) -> u32 {
     conn.ts_kernel.wrapping_add((elapsed * 1000 / hz) as u32)
 }
 
-/// The persona's ISN for a connection whose kernel ISN is `kernel`: a
-/// per-decky clock at the persona's rate, with jitter (nmap's ISR and SP).
-fn next_isn(decky: u32, p: &Personality) -> Option<u32> {
+/// The persona's next ISN: a per-decky clock at the persona's rate, each
+/// step scaled by the probe class's fixed factor or a random one (nmap's
+/// ISR and SP).
+fn next_isn(decky: u32, p: &Personality, class: usize) -> Option<u32> {
     let now = unsafe { bpf_ktime_get_ns() };
     let Some(clock) = ISN_CLOCKS.get_ptr_mut(&decky) else {
         let start = IsnClock {
@@ -359,9 +360,15 @@ fn next_isn(decky: u32, p: &Personality) -> Option<u32> {
     // Ten seconds at most: the clock wraps anyway, and the product stays in range.
     let elapsed_us = (now.wrapping_sub(clock.last_ns) / 1000).min(10_000_000);
     let step = elapsed_us * p.isn_per_ms / 1000;
-    let jitter = p.isn_jitter as u64;
-    let factor = 1024 - jitter + (unsafe { bpf_get_prandom_u32() } as u64 % (2 * jitter + 1));
-    let isn = clock.last_isn.wrapping_add((step * factor / 1024) as u32);
+    let step = match p.isn_scale[class & (CLASSES - 1)] {
+        0 => {
+            let jitter = p.isn_jitter as u64;
+            let factor = 1024 - jitter + (unsafe { bpf_get_prandom_u32() } as u64 % (2 * jitter + 1));
+            step * factor / 1024
+        }
+        fixed => step * fixed as u64 / ISN_SCALE_ONE as u64,
+    };
+    let isn = clock.last_isn.wrapping_add(step as u32);
     clock.last_isn = isn;
     clock.last_ns = now;
     Some(isn)
@@ -437,7 +444,7 @@ fn syn_ack(ctx: &TcContext, decky: u32, p: &Personality, ip: &IpHead, tcp: &TcpH
         // verifier sees uninitialised on the path without it.
         conn.isn_delta = match unsafe { CONNECTIONS.get(&key) } {
             Some(prev) if prev.isn_kernel == kernel_isn => prev.isn_delta,
-            _ => next_isn(decky, p)?.wrapping_sub(kernel_isn),
+            _ => next_isn(decky, p, class)?.wrapping_sub(kernel_isn),
         };
         write_known(
             ctx,
