@@ -72,6 +72,12 @@ fn shaping_record(s: &Shaping, ttl: u8, tcp_df: bool, clock: Clock) -> ebpf::Per
     if s.icmp.echo_code.is_some() {
         flags |= ebpf::F_ECHO_CODE;
     }
+    if tcp.timestamp_per_connection {
+        flags |= ebpf::F_TS_PER_CONNECTION;
+    }
+    if s.icmp.zero_quoted_udp_checksum {
+        flags |= ebpf::F_QUOTE_UDP_CSUM_ZERO;
+    }
     let per_class = |default: Option<u16>, overrides: &std::collections::BTreeMap<String, u16>| {
         let mut values = [default.unwrap_or(0); ebpf::CLASSES];
         for (class, name) in PROBE_CLASSES.iter().enumerate() {
@@ -158,6 +164,7 @@ fn rst_rule(rule: Option<&ClosedReply>) -> ebpf::RstRule {
             _ => ebpf::NUM_ECHO_PLUS,
         },
         silent: u8::from(r.silent),
+        df: r.df.map_or(ebpf::DF_KERNEL, df_policy),
     }
 }
 
@@ -224,7 +231,12 @@ fn ip_id(policy: IpIdPolicy) -> u8 {
         IpIdPolicy::Incremental => ebpf::IPID_INCREMENTAL,
         IpIdPolicy::Random => ebpf::IPID_RANDOM,
         IpIdPolicy::BrokenIncremental => ebpf::IPID_BROKEN,
+        IpIdPolicy::RandomFar => ebpf::IPID_RANDOM_FAR,
     }
+}
+
+fn df_policy(set: bool) -> u8 {
+    if set { ebpf::DF_SET } else { ebpf::DF_CLEAR }
 }
 
 fn reply(reply: Option<&ProbeReply>, tcp_df: bool) -> ebpf::Reply {
@@ -248,6 +260,7 @@ fn reply(reply: Option<&ProbeReply>, tcp_df: bool) -> ebpf::Reply {
             AckChoice::Other => ebpf::NUM_OTHER,
         },
         window: r.window,
+        options: u8::from(r.options),
         _pad: 0,
     }
 }
@@ -267,6 +280,7 @@ mod tests {
             window: 0,
             seq: SeqChoice::Zero,
             ack,
+            options: false,
         };
         let options = [("wst", "MNWST"), ("wt", "MNWNNT"), ("ws", "MNWNNS"), ("st", "MST")];
         Shaping {

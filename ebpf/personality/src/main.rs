@@ -50,6 +50,11 @@ static PERSONALITIES: HashMap<u32, Personality> = HashMap::with_max_entries(6553
 #[map]
 static IP_IDS: HashMap<u32, u32> = HashMap::with_max_entries(65536, BPF_F_NO_PREALLOC);
 
+/// Each decky's last IP IDs of the `IPID_RANDOM_FAR` policy, per packet class
+/// (one sequence for all would let two jumps add up to a small step).
+#[map]
+static FAR_IDS: HashMap<u32, [u16; 4]> = HashMap::with_max_entries(65536, BPF_F_NO_PREALLOC);
+
 /// Connections whose timestamps or window scale are translated.
 #[map]
 static CONNECTIONS: LruHashMap<FlowKey, Connection> = LruHashMap::with_max_entries(65536, 0);
@@ -69,6 +74,23 @@ static RST_PROBES: LruHashMap<FlowKey, RstProbe> = LruHashMap::with_max_entries(
 /// Whether echo requests awaiting their reply had DF (personas with `DF_SAME`).
 #[map]
 static ECHOES: LruHashMap<EchoKey, u8> = LruHashMap::with_max_entries(4096, 0);
+
+/// Runs `body` with `at` = 0, 4, … for each of the first `words` (≤ 10)
+/// 32-bit words of an option image: unrolled with constant offsets, as a
+/// loop's index loses its bounds in the verifier.
+macro_rules! each_word {
+    ($words:expr, |$at:ident| $body:block) => {
+        each_word!(@ $words, $at, $body, 0 1 2 3 4 5 6 7 8 9)
+    };
+    (@ $words:expr, $at:ident, $body:block, $($k:literal)*) => {
+        $(
+            if $words > $k {
+                let $at: usize = $k * 4;
+                $body
+            }
+        )*
+    };
+}
 
 #[classifier]
 pub fn egress(ctx: TcContext) -> i32 {
@@ -142,10 +164,12 @@ fn try_egress(ctx: &TcContext) -> Option<i32> {
         6 => {
             let tcp: TcpHead = ctx.load(L4).ok()?;
             let flags = tcp[13];
-            if tcp_egress(ctx, decky, p, &ip, &tcp) == Some(TC_ACT_SHOT) {
-                return Some(TC_ACT_SHOT);
-            }
-            set_df(ctx, &ip, p.tcp_df);
+            let df = match tcp_egress(ctx, decky, p, &ip, &tcp) {
+                Some(Egress::Drop) => return Some(TC_ACT_SHOT),
+                Some(Egress::Df(df)) if df != DF_KERNEL => df,
+                _ => p.tcp_df,
+            };
+            set_df(ctx, &ip, df);
             if flags & TCP_RST != 0 { IPID_TCP_RST } else { IPID_TCP }
         }
         1 => {
@@ -157,7 +181,7 @@ fn try_egress(ctx: &TcContext) -> Option<i32> {
         }
         _ => return None,
     };
-    set_ip_id(ctx, &ip, decky, p.ip_id[class]);
+    set_ip_id(ctx, &ip, decky, p.ip_id[class], class);
     None
 }
 
@@ -187,10 +211,35 @@ fn set_df(ctx: &TcContext, ip: &IpHead, policy: u8) -> Option<()> {
     Some(())
 }
 
-fn set_ip_id(ctx: &TcContext, ip: &IpHead, decky: u32, policy: u8) -> Option<()> {
+fn set_ip_id(ctx: &TcContext, ip: &IpHead, decky: u32, policy: u8, class: usize) -> Option<()> {
     let new = match policy {
         IPID_ZERO => 0,
         IPID_RANDOM => (unsafe { bpf_get_prandom_u32() }) as u16,
+        IPID_RANDOM_FAR => {
+            // Not a multiple of 256 either: nmap would read small ones as BI.
+            let mut jump = 20_001 + (unsafe { bpf_get_prandom_u32() } % 45_535) as u16;
+            if jump & 0xff == 0 {
+                jump += 1;
+            }
+            let class = class & 3;
+            match FAR_IDS.get_ptr_mut(&decky) {
+                // SAFETY: a map value; a racing update at worst repeats an ID.
+                Some(last) => unsafe {
+                    (*last)[class] = (*last)[class].wrapping_add(jump);
+                    (*last)[class]
+                },
+                None => {
+                    // Constant indices: the verifier refuses a variable one into the stack.
+                    let last = match class {
+                        IPID_TCP => [jump, 0, 0, 0],
+                        IPID_TCP_RST => [0, jump, 0, 0],
+                        _ => [0, 0, jump, 0],
+                    };
+                    let _ = FAR_IDS.insert(&decky, &last, 0);
+                    jump
+                }
+            }
+        }
         IPID_INCREMENTAL | IPID_BROKEN => {
             // A GSO packet leaves as several segments, each taking an ID.
             let segs = unsafe { (*ctx.skb.skb).gso_segs }.max(1);
@@ -222,8 +271,15 @@ fn set_ip_id(ctx: &TcContext, ip: &IpHead, decky: u32, policy: u8) -> Option<()>
     Some(())
 }
 
+/// What a TCP packet needs beyond the rewrites already made.
+enum Egress {
+    Drop,
+    /// A don't-fragment policy of its own (`DF_KERNEL`: the stack's).
+    Df(u8),
+}
+
 #[inline(always)]
-fn tcp_egress(ctx: &TcContext, decky: u32, p: &Personality, ip: &IpHead, tcp: &TcpHead) -> Option<i32> {
+fn tcp_egress(ctx: &TcContext, decky: u32, p: &Personality, ip: &IpHead, tcp: &TcpHead) -> Option<Egress> {
     let key = flow(ip, tcp, true);
     let flags = tcp[13];
     if flags & (TCP_SYN | TCP_ACK) == TCP_SYN | TCP_ACK {
@@ -232,12 +288,11 @@ fn tcp_egress(ctx: &TcContext, decky: u32, p: &Personality, ip: &IpHead, tcp: &T
     }
     let conn = unsafe { CONNECTIONS.get(&key) };
     if conn.is_none() && flags & (TCP_RST | TCP_ACK) == TCP_RST && p.flags & F_NO_BARE_RST != 0 {
-        return Some(TC_ACT_SHOT);
+        return Some(Egress::Drop);
     }
     if conn.is_none() && flags & (TCP_RST | TCP_ACK) == TCP_RST | TCP_ACK && raw32(tcp, 4) == 0 {
         // The kernel's answer to a segment without ACK at a closed port.
-        closed_port_rst(ctx, p, key, tcp);
-        return None;
+        return closed_port_rst(ctx, p, key, tcp).map(Egress::Df);
     }
     if let Some(conn) = conn
         && conn.isn_delta != 0
@@ -278,12 +333,16 @@ fn tcp_egress(ctx: &TcContext, decky: u32, p: &Personality, ip: &IpHead, tcp: &T
 /// Rewrites the kernel's RST+ACK to a SYN (T5) or FIN (T7) at a closed
 /// port as the persona's: its sequence number the probe's acknowledgement
 /// number, its acknowledgement the probe's sequence number (+1 or not).
+/// Returns the rule's don't-fragment policy.
 #[inline(always)]
-fn closed_port_rst(ctx: &TcContext, p: &Personality, key: FlowKey, tcp: &TcpHead) -> Option<()> {
+fn closed_port_rst(ctx: &TcContext, p: &Personality, key: FlowKey, tcp: &TcpHead) -> Option<u8> {
     if p.t5.active | p.t7.active == 0 {
         return None;
     }
-    let probe = unsafe { RST_PROBES.get(&key) }.copied()?;
+    let Some(probe) = unsafe { RST_PROBES.get(&key) }.copied() else {
+        // An ordinary SYN's (not kept: its numbers are Linux's anyway).
+        return Some(p.t5.df);
+    };
     let _ = RST_PROBES.remove(&key);
     let rule = if probe.flags as u8 & TCP_SYN != 0 { &p.t5 } else { &p.t7 };
     if rule.active == 0 {
@@ -297,7 +356,8 @@ fn closed_port_rst(ctx: &TcContext, p: &Personality, key: FlowKey, tcp: &TcpHead
         NUM_ECHO => seq,
         _ => seq.wrapping_add(1),
     };
-    write_known(ctx, AT_TCP_ACK, raw32(tcp, 8), ack.to_be())
+    write_known(ctx, AT_TCP_ACK, raw32(tcp, 8), ack.to_be())?;
+    Some(rule.df)
 }
 
 /// The kernel advertises windows in its own scale; the peer reads them in
@@ -435,9 +495,6 @@ fn syn_ack(ctx: &TcContext, decky: u32, p: &Personality, ip: &IpHead, tcp: &TcpH
     if has_ws && p.wscale != 0xff {
         conn.persona_wscale = p.wscale;
     }
-    if p.flags & F_TIMESTAMPS != 0 && has_ts {
-        conn.ts_persona = clock_now(p);
-    }
     if p.isn_per_ms != 0 || p.isn_gcd != 0 {
         // A retransmitted SYN-ACK keeps the ISN the peer may have seen.
         // Looked up only here: an Option copied earlier leaves registers the
@@ -452,6 +509,15 @@ fn syn_ack(ctx: &TcContext, decky: u32, p: &Personality, ip: &IpHead, tcp: &TcpH
             kernel_isn.to_be(),
             kernel_isn.wrapping_add(conn.isn_delta).to_be(),
         )?;
+    }
+    if p.flags & F_TIMESTAMPS != 0 && has_ts {
+        conn.ts_persona = if p.flags & F_TS_PER_CONNECTION != 0 {
+            // The ISN is the connection's own random point (the kernel's),
+            // or steps nmap reads as steady (the persona's clock).
+            kernel_isn.wrapping_add(conn.isn_delta).wrapping_add(p.ts_offset)
+        } else {
+            clock_now(p)
+        };
     }
     let _ = CONNECTIONS.insert(&key, &conn, 0);
 
@@ -483,26 +549,10 @@ fn syn_ack(ctx: &TcContext, decky: u32, p: &Personality, ip: &IpHead, tcp: &TcpH
         return Some(());
     }
     let image = &p.options[index];
-    // Unrolled with constant offsets: a loop's index loses its bounds in the verifier.
-    macro_rules! word {
-        ($k:literal) => {
-            if words > $k {
-                let at = $k * 4;
-                let word = u32::from_ne_bytes([image[at], image[at + 1], image[at + 2], image[at + 3]]);
-                write_u32(ctx, AT_TCP_OPTS + at, word)?;
-            }
-        };
-    }
-    word!(0);
-    word!(1);
-    word!(2);
-    word!(3);
-    word!(4);
-    word!(5);
-    word!(6);
-    word!(7);
-    word!(8);
-    word!(9);
+    each_word!(words, |at| {
+        let word = u32::from_ne_bytes([image[at], image[at + 1], image[at + 2], image[at + 3]]);
+        write_u32(ctx, AT_TCP_OPTS + at, word)?;
+    });
     let ts_at = p.ts_at[index] as usize;
     if has_ts && ts_at + 10 <= 40 {
         let at = AT_TCP_OPTS + ts_at + 2;
@@ -565,7 +615,7 @@ fn icmp_egress(ctx: &TcContext, p: &Personality, ip: &IpHead) -> Option<()> {
     let head: u16 = ctx.load(L4).ok()?;
     let [kind, _code] = head.to_ne_bytes();
     if kind == 3 && p.quote != 0 {
-        return shorten_quote(ctx, ip, p.quote as usize);
+        return shorten_quote(ctx, ip, p.quote as usize, p.flags & F_QUOTE_UDP_CSUM_ZERO != 0);
     }
     if kind != 0 {
         return Some(());
@@ -593,11 +643,20 @@ fn icmp_egress(ctx: &TcContext, p: &Personality, ip: &IpHead) -> Option<()> {
 }
 
 /// Cuts an ICMP error down to `quote` bytes of the datagram it quotes
-/// (nmap's U1 IPL) and sums its checksum again.
-fn shorten_quote(ctx: &TcContext, ip: &IpHead, quote: usize) -> Option<()> {
+/// (nmap's U1 IPL), zeroes a quoted UDP checksum if asked (U1 RUCK=0), and
+/// sums its checksum again.
+fn shorten_quote(ctx: &TcContext, ip: &IpHead, quote: usize, zero_udp_csum: bool) -> Option<()> {
     let total = be16(ip, AT_IP_LEN) as usize;
     let want = 28 + quote;
-    if total <= want || ctx.len() as usize != ETH_LEN + total {
+    if ctx.len() as usize != ETH_LEN + total {
+        return Some(());
+    }
+    if total <= want {
+        // Short enough already: only the quoted checksum may change.
+        if zero_udp_csum && total >= 28 + 28 {
+            let old = zero_quoted_udp_csum(ctx)?;
+            ctx.l4_csum_replace(AT_ICMP_CSUM, old as u64, 0, 2).ok()?;
+        }
         return Some(());
     }
     if unsafe { bpf_skb_change_tail(ctx.skb.skb, (ETH_LEN + want) as u32, 0) } != 0 {
@@ -608,6 +667,9 @@ fn shorten_quote(ctx: &TcContext, ip: &IpHead, quote: usize) -> Option<()> {
     ctx.store(AT_IP_LEN, &new, 0).ok()?;
     ctx.l3_csum_replace(AT_IP_CSUM, old as u64, new as u64, 2).ok()?;
     ctx.store(AT_ICMP_CSUM, &0u16, 0).ok()?;
+    if zero_udp_csum && quote >= 28 {
+        zero_quoted_udp_csum(ctx);
+    }
     let mut sum = 0u32;
     for i in 0..MAX_ICMP_WORDS {
         if i * 4 >= 8 + quote {
@@ -618,6 +680,21 @@ fn shorten_quote(ctx: &TcContext, ip: &IpHead, quote: usize) -> Option<()> {
     }
     ctx.store(AT_ICMP_CSUM, &(!fold(sum)).to_be(), 0).ok()
 }
+
+/// Zeroes the checksum of the UDP header an ICMP error quotes (after an IP
+/// header without options), and returns what it was.
+fn zero_quoted_udp_csum(ctx: &TcContext) -> Option<u16> {
+    let quoted: [u8; 10] = ctx.load(QUOTED_IP).ok()?;
+    if quoted[0] != 0x45 || quoted[9] != 17 {
+        return None;
+    }
+    let old: u16 = ctx.load(QUOTED_IP + 20 + 6).ok()?;
+    ctx.store(QUOTED_IP + 20 + 6, &0u16, 0).ok()?;
+    Some(old)
+}
+
+/// Where an ICMP error's quoted IP header starts.
+const QUOTED_IP: usize = L4 + 8;
 
 /// The longest ICMP message `shorten_quote` sums: its header and 128 bytes.
 const MAX_ICMP_WORDS: usize = 34;
@@ -659,10 +736,10 @@ fn try_ingress(ctx: &TcContext) -> Option<i32> {
         return None;
     }
     if flags & !(TCP_ECE | TCP_CWR) == 0 && p.t2.flags != 0 {
-        return reply(ctx, &ip, &tcp, &p.t2, p.ttl);
+        return reply(ctx, &ip, &tcp, &p.t2, p);
     }
     if flags & (TCP_SYN | TCP_FIN) == TCP_SYN | TCP_FIN && p.t3.flags != 0 {
-        return reply(ctx, &ip, &tcp, &p.t3, p.ttl);
+        return reply(ctx, &ip, &tcp, &p.t3, p);
     }
     if flags & TCP_RST != 0 {
         let _ = CONNECTIONS.remove(&key);
@@ -731,9 +808,11 @@ fn classify(ctx: &TcContext, tcp: &TcpHead) -> Option<u8> {
     })
 }
 
-/// Turns the probe into the persona's answer and sends it back out.
+/// Turns the probe into the persona's answer and sends it back out: a bare
+/// segment, or one with the persona's SYN-ACK options (its image for window
+/// scale, SACK and timestamps).
 #[inline(always)]
-fn reply(ctx: &TcContext, ip: &IpHead, tcp: &TcpHead, r: &Reply, ttl: u8) -> Option<i32> {
+fn reply(ctx: &TcContext, ip: &IpHead, tcp: &TcpHead, r: &Reply, p: &Personality) -> Option<i32> {
     let macs = &ip[0..12];
     let src = &ip[IP + 12..IP + 16];
     let dst = &ip[IP + 16..IP + 20];
@@ -755,17 +834,24 @@ fn reply(ctx: &TcContext, ip: &IpHead, tcp: &TcpHead, r: &Reply, ttl: u8) -> Opt
         NUM_OTHER => seq.wrapping_add(syn_fin.max(2)),
         _ => 0,
     };
+    let image_len = p.options_len[7] as usize;
+    let olen = if r.options != 0 && image_len <= 40 && image_len % 4 == 0 {
+        image_len
+    } else {
+        0
+    };
+    let n = BARE_REPLY + olen;
 
-    let mut pkt = [0u8; 54];
+    let mut pkt = [0u8; BARE_REPLY + 40];
     pkt[0..6].copy_from_slice(&macs[6..12]);
     pkt[6..12].copy_from_slice(&macs[0..6]);
     pkt[12] = 0x08;
     pkt[14] = 0x45;
-    pkt[17] = 40;
+    pkt[16..18].copy_from_slice(&((40 + olen) as u16).to_be_bytes());
     if r.df != 0 {
         pkt[20] = 0x40;
     }
-    pkt[22] = ttl;
+    pkt[22] = p.ttl;
     pkt[23] = 6;
     pkt[26..30].copy_from_slice(dst);
     pkt[30..34].copy_from_slice(src);
@@ -776,25 +862,78 @@ fn reply(ctx: &TcContext, ip: &IpHead, tcp: &TcpHead, r: &Reply, ttl: u8) -> Opt
     pkt[36..38].copy_from_slice(&ports[0..2]);
     pkt[38..42].copy_from_slice(&out_seq.to_be_bytes());
     pkt[42..46].copy_from_slice(&out_ack.to_be_bytes());
-    pkt[46] = 5 << 4;
+    pkt[46] = ((5 + olen / 4) as u8) << 4;
     pkt[47] = r.flags;
     pkt[48..50].copy_from_slice(&r.window.to_be_bytes());
+    let image = &p.options[7];
+    each_word!(olen / 4, |at| {
+        pkt[BARE_REPLY + at..BARE_REPLY + at + 4].copy_from_slice(&image[at..at + 4]);
+    });
+    // The timestamps go in after the copy, at the image's offset; the
+    // checksum takes them by sum (they start at an even offset).
+    let ts_at = p.ts_at[7] as usize;
+    let stamps = if olen != 0 && ts_at + 10 <= olen {
+        let val = if p.flags & F_TS_PER_CONNECTION != 0 {
+            unsafe { bpf_get_prandom_u32() }
+        } else {
+            clock_now(p)
+        }
+        .max(1);
+        Some((val, probe_ts(ctx, tcp).unwrap_or(0)))
+    } else {
+        None
+    };
     // Pseudo header: addresses, protocol, TCP length.
-    let pseudo = sum16(&pkt[26..34]) + 6 + 20;
-    let tcp_sum = fold(pseudo + sum16(&pkt[34..54]));
-    pkt[50..52].copy_from_slice(&(!tcp_sum).to_be_bytes());
+    let mut sum = sum16(&pkt[26..34]) + 6 + 20 + olen as u32 + sum16(&pkt[34..]);
+    if let Some((val, ecr)) = stamps {
+        sum += (val >> 16) + (val & 0xffff) + (ecr >> 16) + (ecr & 0xffff);
+    }
+    pkt[50..52].copy_from_slice(&(!fold(sum)).to_be_bytes());
 
-    let len = ctx.len();
-    if len > 54 && unsafe { bpf_skb_change_tail(ctx.skb.skb, 54, 0) } != 0 {
+    let len = ctx.len() as usize;
+    if len != n && unsafe { bpf_skb_change_tail(ctx.skb.skb, n as u32, 0) } != 0 {
         return Some(TC_ACT_SHOT);
     }
-    if ctx.len() != 54 {
+    if ctx.len() as usize != n {
         return Some(TC_ACT_SHOT);
     }
-    if unsafe { bpf_skb_store_bytes(ctx.skb.skb.cast(), 0, pkt.as_ptr().cast(), 54, BPF_F_RECOMPUTE_CSUM) } != 0 {
+    if unsafe {
+        bpf_skb_store_bytes(
+            ctx.skb.skb.cast(),
+            0,
+            pkt.as_ptr().cast(),
+            n as u32,
+            BPF_F_RECOMPUTE_CSUM,
+        )
+    } != 0
+    {
         return Some(TC_ACT_SHOT);
+    }
+    if let Some((val, ecr)) = stamps {
+        let at = AT_TCP_OPTS + ts_at + 2;
+        ctx.store(at, &val.to_be(), BPF_F_RECOMPUTE_CSUM).ok()?;
+        ctx.store(at + 4, &ecr.to_be(), BPF_F_RECOMPUTE_CSUM).ok()?;
     }
     Some(unsafe { bpf_redirect(ifindex(ctx), 0) } as i32).map(|r| if r == TC_ACT_REDIRECT { r } else { TC_ACT_SHOT })
+}
+
+/// A reply without options: Ethernet, IPv4 and TCP headers.
+const BARE_REPLY: usize = 54;
+
+/// The timestamp value of a probe whose options start with it, alone or
+/// after two NOPs, or carry it after window scale, NOP and MSS (nmap's T2-T7).
+fn probe_ts(ctx: &TcContext, tcp: &TcpHead) -> Option<u32> {
+    if tcp[12] >> 4 < 9 {
+        return None;
+    }
+    let head: [u8; 16] = ctx.load(AT_TCP_OPTS).ok()?;
+    let at = match head {
+        [8, 10, ..] => 2,
+        [1, 1, 8, 10, ..] => 4,
+        [_, _, _, _, _, _, _, _, 8, 10, ..] => 10,
+        _ => return None,
+    };
+    Some(u32::from_be(raw32(&head, at)))
 }
 
 fn sum16(bytes: &[u8]) -> u32 {
