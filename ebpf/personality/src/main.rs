@@ -107,8 +107,20 @@ fn ifindex(ctx: &TcContext) -> u32 {
     unsafe { (*ctx.skb.skb).ifindex }
 }
 
-/// The Ethernet and IPv4 headers, read with one helper call (each load is
-/// one; they are most of a packet's cost), and the TCP header likewise.
+/// Reads `T` at `at` straight from the packet when its linear part holds it
+/// (a helper call per load was most of a packet's cost), else with the helper.
+#[inline(always)]
+fn read<T: Copy>(ctx: &TcContext, at: usize) -> Option<T> {
+    let start = ctx.data();
+    if start + at + core::mem::size_of::<T>() <= ctx.data_end() {
+        // SAFETY: within the packet's linear part, checked just above.
+        Some(unsafe { core::ptr::read_unaligned((start + at) as *const T) })
+    } else {
+        ctx.load(at).ok()
+    }
+}
+
+/// The Ethernet and IPv4 headers, and the TCP header.
 type IpHead = [u8; L4];
 type TcpHead = [u8; 20];
 
@@ -123,8 +135,10 @@ fn raw32(b: &[u8], at: usize) -> u32 {
 
 /// The decky's address, personality and the packet's headers, if the
 /// packet is plain IPv4 (no IP options) from (`outgoing`) or to a decky.
+// Inlined: as a call, its frame and ingress's together pass the 512-byte stack.
+#[inline(always)]
 fn personality(ctx: &TcContext, outgoing: bool) -> Option<(u32, &'static Personality, IpHead)> {
-    let ip: IpHead = ctx.load(0).ok()?;
+    let ip: IpHead = read(ctx, 0)?;
     if ip[12] != 0x08 || ip[13] != 0 || ip[IP] != 0x45 {
         return None;
     }
@@ -162,7 +176,7 @@ fn try_egress(ctx: &TcContext) -> Option<i32> {
     let (decky, p, ip) = personality(ctx, true)?;
     let class = match ip[IP + 9] {
         6 => {
-            let tcp: TcpHead = ctx.load(L4).ok()?;
+            let tcp: TcpHead = read(ctx, L4)?;
             let flags = tcp[13];
             let df = match tcp_egress(ctx, decky, p, &ip, &tcp) {
                 Some(Egress::Drop) => return Some(TC_ACT_SHOT),
@@ -265,8 +279,12 @@ fn set_ip_id(ctx: &TcContext, ip: &IpHead, decky: u32, policy: u8, class: usize)
     let old = u16::from_ne_bytes([ip[AT_IP_ID], ip[AT_IP_ID + 1]]);
     let new = new.to_be();
     if old != new {
-        ctx.store(AT_IP_ID, &new, 0).ok()?;
-        ctx.l3_csum_replace(AT_IP_CSUM, old as u64, new as u64, 2).ok()?;
+        // The header checksum is never left to offload: updated here, in
+        // place (RFC 1624), from its value now (DF may have changed it).
+        let sum: u16 = read(ctx, AT_IP_CSUM)?;
+        let sum = !fold((!sum) as u32 + (!old) as u32 + new as u32);
+        write(ctx, AT_IP_ID, new)?;
+        write(ctx, AT_IP_CSUM, sum)?;
     }
     Some(())
 }
@@ -286,47 +304,47 @@ fn tcp_egress(ctx: &TcContext, decky: u32, p: &Personality, ip: &IpHead, tcp: &T
         syn_ack(ctx, decky, p, ip, tcp)?;
         return None;
     }
-    let conn = unsafe { CONNECTIONS.get(&key) };
-    if conn.is_none() && flags & (TCP_RST | TCP_ACK) == TCP_RST && p.flags & F_NO_BARE_RST != 0 {
-        return Some(Egress::Drop);
-    }
-    if conn.is_none() && flags & (TCP_RST | TCP_ACK) == TCP_RST | TCP_ACK && raw32(tcp, 4) == 0 {
-        // The kernel's answer to a segment without ACK at a closed port.
-        return closed_port_rst(ctx, p, key, tcp).map(Egress::Df);
-    }
-    if let Some(conn) = conn
-        && conn.isn_delta != 0
-    {
-        let old = raw32(tcp, 4);
-        write_known(
-            ctx,
-            AT_TCP_SEQ,
-            old,
-            u32::from_be(old).wrapping_add(conn.isn_delta).to_be(),
-        )?;
-    }
-    if conn.is_none() && flags & (TCP_RST | TCP_ACK) == TCP_RST && p.flags & F_RST_ACK_OTHER != 0 {
-        // Linux leaves a bare RST's acknowledgement at zero; Windows does not.
-        let old = raw32(tcp, 8);
-        let new = unsafe { bpf_get_prandom_u32() } | 1;
-        ctx.store(AT_TCP_ACK, &new, 0).ok()?;
-        ctx.l4_csum_replace(AT_TCP_CSUM, old as u64, new as u64, 4).ok()?;
+    let Some(conn) = (unsafe { CONNECTIONS.get(&key) }) else {
+        if flags & (TCP_RST | TCP_ACK) == TCP_RST && p.flags & F_NO_BARE_RST != 0 {
+            return Some(Egress::Drop);
+        }
+        if flags & (TCP_RST | TCP_ACK) == TCP_RST | TCP_ACK && raw32(tcp, 4) == 0 {
+            // The kernel's answer to a segment without ACK at a closed port.
+            return closed_port_rst(ctx, p, key, tcp).map(Egress::Df);
+        }
+        if flags & (TCP_RST | TCP_ACK) == TCP_RST && p.flags & F_RST_ACK_OTHER != 0 {
+            // Linux leaves a bare RST's acknowledgement at zero; Windows does not.
+            let new = unsafe { bpf_get_prandom_u32() } | 1;
+            write_known(ctx, AT_TCP_ACK, raw32(tcp, 8), new)?;
+        }
         return None;
+    };
+    // An established connection's segments: every change written straight
+    // into the packet, and the checksum updated once.
+    let mut delta = Delta::default();
+    if conn.isn_delta != 0 {
+        let old = raw32(tcp, 4);
+        let new = u32::from_be(old).wrapping_add(conn.isn_delta).to_be();
+        delta.write32(ctx, AT_TCP_SEQ, old, new)?;
     }
-    let conn = conn?;
     if flags & TCP_SYN == 0 && conn.kernel_wscale != conn.persona_wscale {
-        rescale_window(ctx, tcp, conn)?;
+        // The kernel advertises windows in its own scale; the peer reads them
+        // in the persona's.
+        let old = u16::from_ne_bytes([tcp[14], tcp[15]]);
+        let bytes = (u16::from_be(old) as u32) << (conn.kernel_wscale & 15);
+        let new = ((bytes >> (conn.persona_wscale & 15)).min(0xffff) as u16).to_be();
+        delta.write16(ctx, AT_TCP_WIN, old, new)?;
     }
     // Linux puts NOP NOP TS first in every segment that carries it.
     if p.flags & F_TIMESTAMPS != 0 && tcp[12] >> 4 >= 8 {
-        let head: [u8; 8] = ctx.load(AT_TCP_OPTS).ok()?;
+        let head: [u8; 8] = read(ctx, AT_TCP_OPTS)?;
         if head[..4] == [1, 1, 8, 10] {
             let old = raw32(&head, 4);
             let new = persona_ts(p, conn, u32::from_be(old)).to_be();
-            ctx.store(AT_TCP_OPTS + 4, &new, 0).ok()?;
-            ctx.l4_csum_replace(AT_TCP_CSUM, old as u64, new as u64, 4).ok()?;
+            delta.write32(ctx, AT_TCP_OPTS + 4, old, new)?;
         }
     }
+    delta.apply(ctx);
     None
 }
 
@@ -358,17 +376,6 @@ fn closed_port_rst(ctx: &TcContext, p: &Personality, key: FlowKey, tcp: &TcpHead
     };
     write_known(ctx, AT_TCP_ACK, raw32(tcp, 8), ack.to_be())?;
     Some(rule.df)
-}
-
-/// The kernel advertises windows in its own scale; the peer reads them in
-/// the persona's.
-fn rescale_window(ctx: &TcContext, tcp: &TcpHead, conn: &Connection) -> Option<()> {
-    let old = u16::from_ne_bytes([tcp[14], tcp[15]]);
-    let bytes = (u16::from_be(old) as u32) << (conn.kernel_wscale & 15);
-    let new = ((bytes >> (conn.persona_wscale & 15)).min(0xffff) as u16).to_be();
-    ctx.store(AT_TCP_WIN, &new, 0).ok()?;
-    ctx.l4_csum_replace(AT_TCP_CSUM, old as u64, new as u64, 2).ok()?;
-    Some(())
 }
 
 /// The decky's timestamp clock now, in its own ticks.
@@ -438,6 +445,23 @@ fn next_isn(decky: u32, p: &Personality, class: usize) -> Option<u32> {
 // five in registers, and the verifier rejects what a larger one spills.
 #[inline(always)]
 fn syn_ack(ctx: &TcContext, decky: u32, p: &Personality, ip: &IpHead, tcp: &TcpHead) -> Option<()> {
+    // Every change is written straight into the packet and summed; the
+    // checksum is updated once, whatever path the rewrite ends on.
+    let mut delta = Delta::default();
+    let done = rewrite_syn_ack(ctx, decky, p, ip, tcp, &mut delta);
+    delta.apply(ctx);
+    done
+}
+
+#[inline(always)]
+fn rewrite_syn_ack(
+    ctx: &TcContext,
+    decky: u32,
+    p: &Personality,
+    ip: &IpHead,
+    tcp: &TcpHead,
+    delta: &mut Delta,
+) -> Option<()> {
     let key = flow(ip, tcp, true);
     let class = match unsafe { PROBES.get(&key) } {
         Some(c) => *c,
@@ -454,8 +478,7 @@ fn syn_ack(ctx: &TcContext, decky: u32, p: &Personality, ip: &IpHead, tcp: &TcpH
     if window != 0 {
         let old = u16::from_ne_bytes([tcp[14], tcp[15]]);
         let new = window.to_be();
-        ctx.store(AT_TCP_WIN, &new, 0).ok()?;
-        ctx.l4_csum_replace(AT_TCP_CSUM, old as u64, new as u64, 2).ok()?;
+        delta.write16(ctx, AT_TCP_WIN, old, new)?;
     }
     let mut words = ((tcp[12] >> 4) as usize).saturating_sub(5);
     if !(1..=10).contains(&words) {
@@ -464,11 +487,7 @@ fn syn_ack(ctx: &TcContext, decky: u32, p: &Personality, ip: &IpHead, tcp: &TcpH
     // Linux lays a SYN-ACK's options out one way: MSS; then SACK-permitted
     // and timestamps ("04 02 08 0a") or NOP NOP timestamps, or NOP NOP
     // SACK-permitted; then NOP and window scale last.
-    let second: [u8; 4] = if words > 1 {
-        ctx.load(AT_TCP_OPTS + 4).ok()?
-    } else {
-        [0; 4]
-    };
+    let second: [u8; 4] = if words > 1 { read(ctx, AT_TCP_OPTS + 4)? } else { [0; 4] };
     let last: [u8; 4] = ctx.load(AT_TCP_OPTS + (words - 1) * 4).ok()?;
     let has_ts = second[2] == 8 && second[3] == 10;
     let has_sack = second[0] == 4 || (second[2] == 4 && second[3] == 2);
@@ -476,8 +495,8 @@ fn syn_ack(ctx: &TcContext, decky: u32, p: &Personality, ip: &IpHead, tcp: &TcpH
     let present = ((has_ws as usize) << 2) | ((has_sack as usize) << 1) | has_ts as usize;
     let (ts_val, ts_ecr) = if has_ts {
         (
-            u32::from_be(ctx.load(AT_TCP_OPTS + 8).ok()?),
-            ctx.load::<u32>(AT_TCP_OPTS + 12).ok()?,
+            u32::from_be(read(ctx, AT_TCP_OPTS + 8)?),
+            read::<u32>(ctx, AT_TCP_OPTS + 12)?,
         )
     } else {
         (0, 0)
@@ -503,7 +522,7 @@ fn syn_ack(ctx: &TcContext, decky: u32, p: &Personality, ip: &IpHead, tcp: &TcpH
             Some(prev) if prev.isn_kernel == kernel_isn => prev.isn_delta,
             _ => next_isn(decky, p, class)?.wrapping_sub(kernel_isn),
         };
-        write_known(
+        delta.write32(
             ctx,
             AT_TCP_SEQ,
             kernel_isn.to_be(),
@@ -531,39 +550,39 @@ fn syn_ack(ctx: &TcContext, decky: u32, p: &Personality, ip: &IpHead, tcp: &TcpH
     // grow a SYN-ACK that carries no data.
     if want != words * 4 {
         // No image for this set: keep Linux's order, patch the values.
-        let first: [u8; 4] = ctx.load(AT_TCP_OPTS).ok()?;
+        let first: [u8; 4] = read(ctx, AT_TCP_OPTS)?;
         if first[0] == 2 && first[1] == 4 && mss != 0 {
             let m = mss.to_be_bytes();
-            write_u32(ctx, AT_TCP_OPTS, u32::from_ne_bytes([2, 4, m[0], m[1]]))?;
+            delta.put32(ctx, AT_TCP_OPTS, u32::from_ne_bytes([2, 4, m[0], m[1]]))?;
         }
         if has_ws && p.wscale != 0xff {
-            write_u32(
+            delta.put32_at(
                 ctx,
                 AT_TCP_OPTS + (words - 1) * 4,
                 u32::from_ne_bytes([1, 3, 3, p.wscale]),
             )?;
         }
         if has_ts && p.flags & F_TIMESTAMPS != 0 {
-            write_u32(ctx, AT_TCP_OPTS + 8, conn.ts_persona.to_be())?;
+            delta.put32(ctx, AT_TCP_OPTS + 8, conn.ts_persona.to_be())?;
         }
         return Some(());
     }
     let image = &p.options[index];
     each_word!(words, |at| {
         let word = u32::from_ne_bytes([image[at], image[at + 1], image[at + 2], image[at + 3]]);
-        write_u32(ctx, AT_TCP_OPTS + at, word)?;
+        delta.put32(ctx, AT_TCP_OPTS + at, word)?;
     });
     let ts_at = p.ts_at[index] as usize;
     if has_ts && ts_at + 10 <= 40 {
         let at = AT_TCP_OPTS + ts_at + 2;
-        write_u32(ctx, at, conn.ts_persona.to_be())?;
-        write_u32(ctx, at + 4, ts_ecr)?;
+        delta.put32_at(ctx, at, conn.ts_persona.to_be())?;
+        delta.put32_at(ctx, at + 4, ts_ecr)?;
     }
     // The image holds the ordinary SYN's MSS; a probe class may want another.
     let mss_at = p.mss_at[index] as usize;
     if mss != 0 && mss != p.mss[0] && mss_at + 4 <= 40 {
         let m = mss.to_be_bytes();
-        write_u32(ctx, AT_TCP_OPTS + mss_at, u32::from_ne_bytes([2, 4, m[0], m[1]]))?;
+        delta.put32_at(ctx, AT_TCP_OPTS + mss_at, u32::from_ne_bytes([2, 4, m[0], m[1]]))?;
     }
     Some(())
 }
@@ -595,20 +614,91 @@ fn grow_options(ctx: &TcContext, ip: &IpHead, tcp: &TcpHead, words: usize, want:
     ctx.l4_csum_replace(AT_TCP_CSUM, old as u64, new as u64, 2).ok()
 }
 
-/// Writes a 32-bit word (as it sits in the packet) at an even offset of
-/// the TCP segment, and updates the checksum.
-fn write_u32(ctx: &TcContext, at: usize, new: u32) -> Option<()> {
-    let old: u32 = ctx.load(at).ok()?;
-    write_known(ctx, at, old, new)
-}
-
-/// [`write_u32`] when the old value is already known.
+/// Writes a 32-bit word (as it sits in the packet) over `old` at an even
+/// offset of the TCP segment, and updates the checksum.
 fn write_known(ctx: &TcContext, at: usize, old: u32, new: u32) -> Option<()> {
     if old != new {
         ctx.store(at, &new, 0).ok()?;
         ctx.l4_csum_replace(AT_TCP_CSUM, old as u64, new as u64, 4).ok()?;
     }
     Some(())
+}
+
+/// The one's-complement sum of a TCP segment's changes so far (RFC 1624),
+/// for one checksum update instead of one per field.
+#[derive(Default)]
+struct Delta(u64);
+
+impl Delta {
+    /// Writes `new` (as it sits in the packet) over `old` at an even offset.
+    #[inline(always)]
+    fn write16(&mut self, ctx: &TcContext, at: usize, old: u16, new: u16) -> Option<()> {
+        if old != new {
+            write(ctx, at, new)?;
+            self.0 += (!old) as u64 + new as u64;
+        }
+        Some(())
+    }
+
+    /// [`Delta::write32`] over whatever is there now, at a constant offset.
+    #[inline(always)]
+    fn put32(&mut self, ctx: &TcContext, at: usize, new: u32) -> Option<()> {
+        let old: u32 = read(ctx, at)?;
+        self.write32(ctx, at, old, new)
+    }
+
+    /// The same at a computed offset, through the helpers: the verifier loses
+    /// such an offset's bounds on a direct access (the compiler drops any
+    /// mask that would keep them).
+    #[inline(always)]
+    fn put32_at(&mut self, ctx: &TcContext, at: usize, new: u32) -> Option<()> {
+        let old: u32 = ctx.load(at).ok()?;
+        if old != new {
+            ctx.store(at, &new, 0).ok()?;
+            self.add32(old, new);
+        }
+        Some(())
+    }
+
+    #[inline(always)]
+    fn write32(&mut self, ctx: &TcContext, at: usize, old: u32, new: u32) -> Option<()> {
+        if old != new {
+            write(ctx, at, new)?;
+            self.add32(old, new);
+        }
+        Some(())
+    }
+
+    fn add32(&mut self, old: u32, new: u32) {
+        self.0 += (!old & 0xffff) as u64 + (!old >> 16) as u64 + (new & 0xffff) as u64 + (new >> 16) as u64;
+    }
+
+    /// Updates the TCP checksum by the sum (the helper leaves a checksum the
+    /// NIC or stack will complete alone, as it must).
+    #[inline(always)]
+    fn apply(self, ctx: &TcContext) {
+        if self.0 != 0 {
+            let _ = ctx.l4_csum_replace(AT_TCP_CSUM, 0, fold64(self.0) as u64, 0);
+        }
+    }
+}
+
+/// Writes `v` at `at`, straight into the packet when its linear part holds
+/// it, else with the helper; checksums are the caller's.
+#[inline(always)]
+fn write<T: Copy>(ctx: &TcContext, at: usize, v: T) -> Option<()> {
+    let start = ctx.data();
+    if start + at + core::mem::size_of::<T>() <= ctx.data_end() {
+        // SAFETY: within the packet's linear part, checked just above.
+        unsafe { core::ptr::write_unaligned((start + at) as *mut T, v) };
+        Some(())
+    } else {
+        ctx.store(at, &v, 0).ok()
+    }
+}
+
+fn fold64(sum: u64) -> u16 {
+    fold(((sum & 0xffff) + ((sum >> 16) & 0xffff) + ((sum >> 32) & 0xffff) + (sum >> 48)) as u32)
 }
 
 fn icmp_egress(ctx: &TcContext, p: &Personality, ip: &IpHead) -> Option<()> {
@@ -709,7 +799,7 @@ fn try_ingress(ctx: &TcContext) -> Option<i32> {
     if ip[IP + 9] != 6 {
         return None;
     }
-    let tcp: TcpHead = ctx.load(L4).ok()?;
+    let tcp: TcpHead = read(ctx, L4)?;
     let flags = tcp[13];
     let key = flow(&ip, &tcp, false);
     if flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN) == TCP_FIN && p.t7.silent != 0 {
@@ -749,28 +839,31 @@ fn try_ingress(ctx: &TcContext) -> Option<i32> {
         return None;
     }
     let conn = unsafe { CONNECTIONS.get(&key) }?;
+    // Written straight into the packet, the checksum updated once.
+    let mut delta = Delta::default();
     if conn.isn_delta != 0 {
         let old = raw32(&tcp, 8);
         let new = u32::from_be(old).wrapping_sub(conn.isn_delta).to_be();
-        ctx.store(AT_TCP_ACK, &new, 0).ok()?;
-        ctx.l4_csum_replace(AT_TCP_CSUM, old as u64, new as u64, 4).ok()?;
+        delta.write32(ctx, AT_TCP_ACK, old, new)?;
     }
     // The timestamps option of an incoming segment: first in the options,
     // alone or after two NOPs, as common stacks send it (RFC 7323, appendix
-    // A), where a 16-bit checksum update works.
+    // A), at an even offset as a 16-bit checksum update needs.
     if p.flags & F_TIMESTAMPS != 0 && tcp[12] >> 4 >= 8 {
-        let head: [u8; 12] = ctx.load(AT_TCP_OPTS).ok()?;
-        let (at, old) = match head {
-            [1, 1, 8, 10, ..] => (AT_TCP_OPTS + 8, raw32(&head, 8)),
-            [8, 10, ..] => (AT_TCP_OPTS + 6, raw32(&head, 6)),
-            _ => return None,
+        let head: [u8; 12] = read(ctx, AT_TCP_OPTS)?;
+        let found = match head {
+            [1, 1, 8, 10, ..] => Some((AT_TCP_OPTS + 8, raw32(&head, 8))),
+            [8, 10, ..] => Some((AT_TCP_OPTS + 6, raw32(&head, 6))),
+            _ => None,
         };
-        if old != 0 {
+        if let Some((at, old)) = found
+            && old != 0
+        {
             let new = kernel_ts(p, conn, u32::from_be(old)).to_be();
-            ctx.store(at, &new, 0).ok()?;
-            ctx.l4_csum_replace(AT_TCP_CSUM, old as u64, new as u64, 4).ok()?;
+            delta.write32(ctx, at, old, new)?;
         }
     }
+    delta.apply(ctx);
     None
 }
 
