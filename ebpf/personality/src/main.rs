@@ -463,15 +463,19 @@ fn rewrite_syn_ack(
     delta: &mut Delta,
 ) -> Option<()> {
     let key = flow(ip, tcp, true);
-    let class = match unsafe { PROBES.get(&key) } {
-        Some(c) => *c,
+    let class = match unsafe { PROBES.get(&key) }.copied() {
+        Some(class) => {
+            let _ = PROBES.remove(&key);
+            if p.t5.active != 0 {
+                // An open port's SYN was kept in case a closed port's RST answered it.
+                let _ = RST_PROBES.remove(&key);
+            }
+            class
+        }
+        // An ordinary SYN: nothing was kept for it (but for one with an
+        // acknowledgement number, which the LRU map ages out).
         None => CLASS_ORDINARY,
     };
-    let _ = PROBES.remove(&key);
-    if p.t5.active != 0 {
-        // An open port's SYN was kept in case a closed port's RST answered it.
-        let _ = RST_PROBES.remove(&key);
-    }
     let class = (class as usize) & (CLASSES - 1);
     let mss = p.mss[class];
     let window = p.windows[class];
