@@ -7,7 +7,8 @@ describes), scores it against every reference in nmap-os-db with nmap's rule
 (tests present on both sides only, weighted by MatchPoints) and checks that
   * the `nmap_references` entries are at 100 % on every test the personality
     decides, and, together, on SP/GCD/ISR too for every ISN outcome the
-    kernel can give (SP F8-10C x ISR FD-10E, GCD 1; --isn-aside: for some);
+    decky can give (the kernel's: SP F8-10C x ISR FD-10E, GCD 1; a persona's
+    ISN clock: its isr and sp, or its gcd's; --isn-aside: for some);
   * no entry whose name lacks every `nmap` substring can reach 100 % (it
     would print in `OS details:`), and at most 8 names can at once (above
     that nmap prints no OS details; entries of one name count once).
@@ -115,7 +116,10 @@ PROBE_OFFERS = {"probe1": "wst", "probe2": "wst", "probe3": "wt", "probe4": "wst
 # Random IDs: a step over 20000 means RD, but only with more than 2 samples; else a
 # step over 1000 means RI. 6 samples miss RD with p = 0.3^5 (0.3 %, ignored), 3 with 9 %.
 IPID = {"zero": ({"Z"}, {"Z"}, {"Z"}), "incremental": ({"I"}, {"I"}, {"I"}),
-        "broken_incremental": ({"BI"}, {"BI"}, {"BI"}), "random": ({"RD"}, {"RD", "RI"}, {"RI"})}
+        "broken_incremental": ({"BI"}, {"BI"}, {"BI"}), "random": ({"RD", "RI"}, {"RD", "RI"}, {"RI", "?"}),
+        # II has two samples: never RD, and plain random IDs one step in sixty
+        # closer than 1000 (or a multiple of 256) are no class an entry names.
+        "random_far": ({"RD"}, {"RD"}, {"RI"})}
 SEQ_MAP = {"zero": "Z", "ack": "A", "ack+1": "A+", "other": "O"}
 ACK_MAP = {"zero": "Z", "seq": "S", "seq+1": "S+", "other": "O"}
 FLAG_ORDER = "EUAPRSF"  # the order nmap prints TCP flags in
@@ -215,9 +219,12 @@ def predict(sc, pers):
     seq = {"SP": {hx(v) for v in range(0xF8, 0x10D)}, "GCD": {"1"},
            "ISR": {hx(v) for v in range(0xFD, 0x10F)},
            "TI": cls["tcp"], "CI": cls["rst"], "II": cls["icmp"]}
-    gcd = tcp.get("isn", {}).get("gcd")
-    if gcd:
-        seq.update(gcd_isn(int(gcd)))
+    isn = tcp.get("isn", {})
+    if "gcd" in isn:
+        seq.update(gcd_isn(int(isn["gcd"])))
+    elif "isr" in isn:
+        # Fixed steps for nmap's SEQ probes: it measures exactly these.
+        seq.update({"SP": {hx(int(isn["sp"]))}, "ISR": {hx(int(isn["isr"]))}})
     incr = {"I", "BI", "RI"}
     if cls["tcp"] <= incr and cls["icmp"] <= incr:  # nmap only tests SS then
         shared = {"incremental", "broken_incremental"}
@@ -226,6 +233,10 @@ def predict(sc, pers):
         seq["SS"] = UNKNOWN  # may or may not be present: no sure prediction
     if "t" not in allowed:
         seq["TS"] = {"U"}
+    elif tcp.get("timestamp_per_connection"):
+        # Values that start from the ISN: nmap's SEQ SYNs step them at its rate.
+        isr = isn.get("isr")
+        seq["TS"] = {hx(round(int(isr) / 8))} if isr else {"20", "21", "22"}
     elif "timestamp_hz" in tcp:
         seq["TS"] = {ts_class(float(tcp["timestamp_hz"]))}
     else:
@@ -242,6 +253,9 @@ def predict(sc, pers):
     subj["T1"] = {"R": "Y", "DF": df, "T": ttl, "S": "O", "A": "S+", "F": "AS", "RD": "0", "Q": ""}
     for t in ("t2", "t3"):
         subj[t.upper()] = synth_rst(tcp.get(t), ttl, df)
+        if tcp.get(t, {}).get("options"):
+            subj[t.upper()]["O"] = "".join(
+                {"M": f"M{hx(mss)}", "W": f"W{hx(wscale)}", "T": "T11"}.get(c, c) for c in templates["wst"])
     rst_ack = {"zero": "Z", "other": "O", "none": None}[tcp.get("rst_ack", "zero")]
     for t in ("T4", "T6"):
         subj[t] = {"R": "N"} if rst_ack is None else {
@@ -250,13 +264,15 @@ def predict(sc, pers):
     for t in ("T5", "T7"):
         rule = tcp.get(t.lower(), {})
         subj[t] = {"R": "N"} if rule.get("silent") else {
-            "R": "Y", "DF": df, "T": ttl, "W": "0", "S": SEQ_MAP[rule.get("seq", "zero")],
+            "R": "Y", "DF": {True: "Y", False: "N"}.get(rule.get("df"), df), "T": ttl, "W": "0",
+            "S": SEQ_MAP[rule.get("seq", "zero")],
             "A": ACK_MAP[rule.get("ack", "seq+1")], "F": "AR", "O": "", "RD": "0", "Q": ""}
     icmp = pers.get("icmp", {})
     ittl = hx(int(icmp["ttl"])) if "ttl" in icmp else ttl
     quote = int(icmp.get("quote", 328))
     subj["U1"] = {"R": "Y", "DF": "N", "T": ittl, "IPL": hx(28 + quote), "UN": "0", "RIPL": "G",
-                  "RID": "G", "RIPCK": "G", "RUCK": "G", "RUD": "G"}
+                  "RID": "G", "RIPCK": "G", "RUCK": "0" if icmp.get("zero_quoted_udp_checksum") else "G",
+                  "RUD": "G"}
     code = icmp.get("echo_code")
     dfi = {"same": "S", "set": "Y", "clear": "N"}[icmp.get("echo_df", "clear")]
     subj["IE"] = {"R": "Y", "DFI": dfi, "T": ittl,

@@ -8,6 +8,7 @@
 //! apache2-utils) drives it from the attacker namespace, the two deckies
 //! taking turns round by round so that machine load hits both alike.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -129,7 +130,11 @@ pub(crate) fn shaping() -> anyhow::Result<()> {
         }
         std::thread::sleep(Duration::from_millis(500));
         let after = program_stats(&engine)?;
-        let (prog_ns, prog_runs) = (after.0 - before.0, after.1 - before.1);
+        let each = ProgStats::between(&before, &after);
+        let (prog_ns, prog_runs) = (
+            each.iter().map(|p| p.ns).sum::<u64>(),
+            each.iter().map(|p| p.runs).sum::<u64>(),
+        );
         let shaped = Run::median(&runs[0]);
         let plain = Run::median(&runs[1]);
         // Each round's pair ran back to back: their ratio cancels most of the
@@ -163,6 +168,15 @@ pub(crate) fn shaping() -> anyhow::Result<()> {
             prog_ns as f64 / prog_runs.max(1) as f64,
             per_request_us * plain.per_s / 1e4
         );
+        if let [egress, ingress] = each[..] {
+            println!(
+                "      egress {:.1} runs per request, {:.0} ns per run; ingress {:.1} runs per request, {:.0} ns per run",
+                egress.runs as f64 / requests,
+                egress.ns_per_run(),
+                ingress.runs as f64 / requests,
+                ingress.ns_per_run()
+            );
+        }
     }
     Ok(())
 }
@@ -188,10 +202,11 @@ impl Drop for BpfStats {
     }
 }
 
-/// Run time (ns) and run count of the TC programs the engine `pid` holds,
-/// from its file descriptors' fdinfo.
-fn program_stats(pid: &str) -> anyhow::Result<(u64, u64)> {
-    let (mut ns, mut runs) = (0, 0);
+/// Run time (ns) and run count of each TC program the engine `pid` holds,
+/// from its file descriptors' fdinfo, by program id (the shaper loads
+/// `egress` first, so it has the lower id).
+fn program_stats(pid: &str) -> anyhow::Result<BTreeMap<u64, ProgStats>> {
+    let mut stats = BTreeMap::new();
     for entry in std::fs::read_dir(format!("/proc/{pid}/fdinfo"))? {
         let Ok(info) = std::fs::read_to_string(entry?.path()) else {
             continue;
@@ -203,11 +218,43 @@ fn program_stats(pid: &str) -> anyhow::Result<(u64, u64)> {
         };
         // BPF_PROG_TYPE_SCHED_CLS
         if field("prog_type:") == Some(3) {
-            ns += field("run_time_ns:").unwrap_or(0);
-            runs += field("run_cnt:").unwrap_or(0);
+            stats.insert(
+                field("prog_id:").unwrap_or(0),
+                ProgStats {
+                    ns: field("run_time_ns:").unwrap_or(0),
+                    runs: field("run_cnt:").unwrap_or(0),
+                },
+            );
         }
     }
-    Ok((ns, runs))
+    Ok(stats)
+}
+
+/// One program's counters (fdinfo's `run_time_ns` and `run_cnt`).
+#[derive(Debug, Clone, Copy, Default)]
+struct ProgStats {
+    ns: u64,
+    runs: u64,
+}
+
+impl ProgStats {
+    /// What ran between two readings of `program_stats`, per program in id order.
+    fn between(before: &BTreeMap<u64, ProgStats>, after: &BTreeMap<u64, ProgStats>) -> Vec<ProgStats> {
+        after
+            .iter()
+            .map(|(id, a)| {
+                let b = before.get(id).copied().unwrap_or_default();
+                ProgStats {
+                    ns: a.ns - b.ns,
+                    runs: a.runs - b.runs,
+                }
+            })
+            .collect()
+    }
+
+    fn ns_per_run(&self) -> f64 {
+        self.ns as f64 / self.runs.max(1) as f64
+    }
 }
 
 /// One `ab` run: throughput and latency percentiles.

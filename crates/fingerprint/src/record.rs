@@ -72,6 +72,12 @@ fn shaping_record(s: &Shaping, ttl: u8, tcp_df: bool, clock: Clock) -> ebpf::Per
     if s.icmp.echo_code.is_some() {
         flags |= ebpf::F_ECHO_CODE;
     }
+    if tcp.timestamp_per_connection {
+        flags |= ebpf::F_TS_PER_CONNECTION;
+    }
+    if s.icmp.zero_quoted_udp_checksum {
+        flags |= ebpf::F_QUOTE_UDP_CSUM_ZERO;
+    }
     let per_class = |default: Option<u16>, overrides: &std::collections::BTreeMap<String, u16>| {
         let mut values = [default.unwrap_or(0); ebpf::CLASSES];
         for (class, name) in PROBE_CLASSES.iter().enumerate() {
@@ -136,6 +142,10 @@ fn shaping_record(s: &Shaping, ttl: u8, tcp_df: bool, clock: Clock) -> ebpf::Per
         isn_per_ms: tcp.isn.and_then(|i| i.isr).map_or(0, isn_per_ms),
         isn_jitter: tcp.isn.and_then(|i| Some(isn_jitter(i.isr?, i.sp?))).unwrap_or(0),
         isn_gcd: tcp.isn.and_then(|i| i.gcd).unwrap_or(0),
+        isn_scale: tcp
+            .isn
+            .and_then(|i| Some(isn_scale(i.isr?, i.sp?)))
+            .unwrap_or([0; ebpf::CLASSES]),
     }
 }
 
@@ -154,6 +164,7 @@ fn rst_rule(rule: Option<&ClosedReply>) -> ebpf::RstRule {
             _ => ebpf::NUM_ECHO_PLUS,
         },
         silent: u8::from(r.silent),
+        df: r.df.map_or(ebpf::DF_KERNEL, df_policy),
     }
 }
 
@@ -194,6 +205,25 @@ fn isn_jitter(isr: u16, sp: u16) -> u32 {
     (a * 1024.0).clamp(0.0, 1000.0) as u32
 }
 
+/// Fixed step scales for nmap's SEQ probes 2–6 (classes 2–6): the clock's
+/// rate times 1 + c four times and 1 − 4c once over the five gaps nmap
+/// times. Those rates average the rate (ISR), with a sample standard
+/// deviation (nmap divides by 4) of rate·√5·c (SP); c = a/√5 with
+/// a = 2^((sp − isr)/8) ≤ 2^(−7/8) keeps the last step positive. Random
+/// steps give the same on average, but five samples of them spread SP by
+/// ±10 around it, out of an entry's range in about one scan of ten. Four
+/// small rises rather than two large ones keep each step under 2^31 for
+/// longer gaps (nmap folds larger ones back).
+fn isn_scale(isr: u16, sp: u16) -> [u32; ebpf::CLASSES] {
+    let c = 2f64.powf((f64::from(sp) - f64::from(isr)) / 8.0) / 5f64.sqrt();
+    let one = f64::from(ebpf::ISN_SCALE_ONE);
+    let up = ((1.0 + c) * one).round() as u32;
+    let down = ((1.0 - 4.0 * c) * one).round() as u32;
+    let mut scale = [0; ebpf::CLASSES];
+    scale[2..7].copy_from_slice(&[up, up, up, up, down]);
+    scale
+}
+
 fn ip_id(policy: IpIdPolicy) -> u8 {
     match policy {
         IpIdPolicy::Kernel => ebpf::IPID_KERNEL,
@@ -201,7 +231,12 @@ fn ip_id(policy: IpIdPolicy) -> u8 {
         IpIdPolicy::Incremental => ebpf::IPID_INCREMENTAL,
         IpIdPolicy::Random => ebpf::IPID_RANDOM,
         IpIdPolicy::BrokenIncremental => ebpf::IPID_BROKEN,
+        IpIdPolicy::RandomFar => ebpf::IPID_RANDOM_FAR,
     }
+}
+
+fn df_policy(set: bool) -> u8 {
+    if set { ebpf::DF_SET } else { ebpf::DF_CLEAR }
 }
 
 fn reply(reply: Option<&ProbeReply>, tcp_df: bool) -> ebpf::Reply {
@@ -225,6 +260,7 @@ fn reply(reply: Option<&ProbeReply>, tcp_df: bool) -> ebpf::Reply {
             AckChoice::Other => ebpf::NUM_OTHER,
         },
         window: r.window,
+        options: u8::from(r.options),
         _pad: 0,
     }
 }
@@ -244,6 +280,7 @@ mod tests {
             window: 0,
             seq: SeqChoice::Zero,
             ack,
+            options: false,
         };
         let options = [("wst", "MNWST"), ("wt", "MNWNNT"), ("ws", "MNWNNS"), ("st", "MST")];
         Shaping {
@@ -310,6 +347,55 @@ mod tests {
         assert_eq!(r.flags & ebpf::F_ECHO_CODE, ebpf::F_ECHO_CODE);
         assert_eq!(r.ts_hz, 1000);
         assert!(shapes_anything(&r));
+    }
+
+    /// nmap's SP and ISR (osscan2.cc, makeTSeqFP) of six SYN-ACKs `gap_ms`
+    /// apart from a clock of `isr` stepped by the record's scales.
+    fn nmap_sp_isr(isr: u16, sp: u16, gap_ms: f64) -> (i64, i64) {
+        let scale = isn_scale(isr, sp);
+        let per_s = 2f64.powf(f64::from(isr) / 8.0);
+        let rates: Vec<f64> = (2..7)
+            .map(|class| {
+                let step = (per_s * gap_ms / 1000.0 * f64::from(scale[class]) / f64::from(ebpf::ISN_SCALE_ONE))
+                    .floor()
+                    .rem_euclid(4_294_967_296.0);
+                // nmap's MOD_DIFF: the shorter way round.
+                step.min(4_294_967_296.0 - step) * 1000.0 / gap_ms
+            })
+            .collect();
+        let avg = rates.iter().sum::<f64>() / 5.0;
+        let sd = (rates.iter().map(|r| (r - avg).powi(2)).sum::<f64>() / 4.0).sqrt();
+        ((sd.log2() * 8.0 + 0.5) as i64, (avg.log2() * 8.0 + 0.5) as i64)
+    }
+
+    #[test]
+    fn isn_scales_give_nmap_the_personas_sp_and_isr() {
+        for (isr, sp) in [
+            (0x109, 0xFF),
+            (0x108, 0x101),
+            (0x10A, 0x103),
+            (0x10D, 0x105),
+            (0xF0, 0x80),
+        ] {
+            for gap_ms in [100.0, 117.0, 130.0] {
+                assert_eq!(
+                    nmap_sp_isr(isr, sp, gap_ms),
+                    (i64::from(sp), i64::from(isr)),
+                    "isr {isr:X} sp {sp:X} at {gap_ms} ms"
+                );
+            }
+        }
+        let r = shaping_record(
+            &Shaping::default(),
+            64,
+            true,
+            Clock {
+                offset: 0,
+                skew_ppm: 0,
+                slow: 0,
+            },
+        );
+        assert_eq!(r.isn_scale, [0; ebpf::CLASSES], "no ISN clock: no scales");
     }
 
     #[test]

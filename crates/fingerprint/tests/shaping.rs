@@ -22,7 +22,8 @@ use aya::programs::{SchedClassifier, TestRun, TestRunOptions};
 use aya::{Ebpf, include_bytes_aligned};
 use decnet_core::Catalogue;
 use decnet_core::catalogue::{
-    AckChoice, EchoDf, IpIdPolicy, Personality, ProbeReply, RstAck, SeqChoice, tcp_flags, template_len,
+    AckChoice, ClosedReply, EchoDf, IpIdPolicy, Personality, ProbeReply, RstAck, SeqChoice, Tcp, tcp_flags,
+    template_len,
 };
 use decnet_core::fleet::{CliFleet, DeckySpec, FleetRequest, PlanOptions, plan};
 use decnet_core::host::{HostFacts, HostInterface};
@@ -328,7 +329,15 @@ impl Programs {
     }
 }
 
-fn expected_reply(spec: &DeckySpec, probe: &Packet, reply: &ProbeReply, out: &Packet, what: &str) {
+/// `wst`: the persona's SYN-ACK layout, which a reply with options carries.
+fn expected_reply(
+    spec: &DeckySpec,
+    probe: &Packet,
+    reply: &ProbeReply,
+    wst: Option<&String>,
+    out: &Packet,
+    what: &str,
+) {
     assert_eq!(out.flags(), tcp_flags(&reply.flags).unwrap(), "{what} flags");
     assert_eq!(out.window(), reply.window, "{what} window");
     assert_eq!((out.src, out.dst), (probe.dst, probe.src), "{what} goes back");
@@ -360,7 +369,21 @@ fn expected_reply(spec: &DeckySpec, probe: &Packet, reply: &ProbeReply, out: &Pa
     assert_eq!(out.ttl, ttl, "{what} TTL");
     let df = spec.sysctls.get("net.ipv4.ip_no_pmtu_disc").is_none_or(|v| v == "0");
     assert_eq!(out.df, reply.df.unwrap_or(df), "{what} DF");
-    assert!(out.tcp_options().is_empty(), "{what} has no options");
+    if !reply.options {
+        assert!(out.tcp_options().is_empty(), "{what} has no options");
+        return;
+    }
+    let (letters, values) = out.option_letters();
+    assert_eq!(Some(&letters), wst, "{what} options");
+    assert_eq!(values.mss, spec.shaping.tcp.mss, "{what} MSS");
+    assert_eq!(values.ws, spec.shaping.tcp.window_scale, "{what} window scale");
+    let (val, ecr) = values.ts.unwrap();
+    assert_ne!(val, 0, "{what} timestamp");
+    assert_eq!(
+        Some(ecr),
+        probe.option_letters().1.ts.map(|t| t.0),
+        "{what} echoes the probe's timestamp"
+    );
 }
 
 #[test]
@@ -393,6 +416,9 @@ fn exchange_as(p: &Personality, spec: &DeckySpec) {
     let mut sent: Vec<Packet> = Vec::new();
     let (mut last_isn, mut last_step) = (None, None);
     let mut last_id: Option<u16> = None;
+    // The last IP ID of each class (TCP, RST, ICMP) under `random_far`.
+    let mut last_far: [Option<u16>; 3] = [None; 3];
+    let ts_offset = decnet_fingerprint::record(spec).ts_offset;
     let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
     for frame in frames(FIXTURE) {
         let packet = Packet::parse(frame);
@@ -431,7 +457,8 @@ fn exchange_as(p: &Personality, spec: &DeckySpec) {
                         "{slug}: {what} answer checksums: {:02x?}",
                         out.bytes
                     );
-                    expected_reply(spec, &packet, reply, &out, &format!("{slug}: {what}"));
+                    let wst = tcp.options.get("wst");
+                    expected_reply(spec, &packet, reply, wst, &out, &format!("{slug}: {what}"));
                     *seen.entry(what).or_default() += 1;
                 }
                 _ => {
@@ -467,10 +494,10 @@ fn exchange_as(p: &Personality, spec: &DeckySpec) {
         };
         assert_eq!(out.ttl, ttl, "{slug}: the TTL is the sysctl's, or ICMP's own");
         // One counter for TCP, RSTs and ICMP: consecutive IDs.
-        let policy = match (out.proto, out.proto == 6 && out.flags() & 0x04 != 0) {
-            (6, true) => tcp.ip_id.rst,
-            (6, false) => tcp.ip_id.tcp,
-            _ => tcp.ip_id.icmp,
+        let (policy, class) = match (out.proto, out.proto == 6 && out.flags() & 0x04 != 0) {
+            (6, true) => (tcp.ip_id.rst, 1),
+            (6, false) => (tcp.ip_id.tcp, 0),
+            _ => (tcp.ip_id.icmp, 2),
         };
         match policy {
             IpIdPolicy::Incremental => {
@@ -480,6 +507,12 @@ fn exchange_as(p: &Personality, spec: &DeckySpec) {
                 last_id = Some(out.id);
             }
             IpIdPolicy::Zero => assert_eq!(out.id, 0, "{slug}: zero IP IDs"),
+            IpIdPolicy::RandomFar => {
+                if let Some(last) = last_far[class].replace(out.id) {
+                    let step = out.id.wrapping_sub(last);
+                    assert!(step > 20_000 && step % 256 != 0, "{slug}: IP ID step {step}");
+                }
+            }
             IpIdPolicy::Kernel => assert_eq!(out.id, packet.id, "{slug}: the kernel's IP ID"),
             _ => {}
         }
@@ -504,15 +537,20 @@ fn exchange_as(p: &Personality, spec: &DeckySpec) {
                 let quote = p.shaping.icmp.quote.map_or(packet.bytes.len() - 42, usize::from);
                 assert_eq!(out.u16_at(16) as usize, 28 + quote, "{slug}: U1 IP length");
                 assert_eq!(out.bytes.len(), 42 + quote, "{slug}: U1 frame length");
+                // The quoted UDP checksum (bytes 26-27 of the quote) may be zeroed.
+                let mut quoted = packet.bytes[42..42 + quote].to_vec();
+                if p.shaping.icmp.zero_quoted_udp_checksum {
+                    quoted[26..28].fill(0);
+                }
                 assert_eq!(
                     out.bytes[42..],
-                    packet.bytes[42..42 + quote],
-                    "{slug}: U1 quotes the probe's first bytes unchanged"
+                    quoted[..],
+                    "{slug}: U1 quotes the probe's first bytes (checksum zeroed or not)"
                 );
                 let probe = sent.iter().rev().find(|s| s.proto == 17).unwrap();
                 assert_eq!(
-                    out.bytes[42..],
-                    probe.bytes[14..14 + quote],
+                    out.bytes[42 + 28..],
+                    probe.bytes[14 + 28..14 + quote],
                     "{slug}: the quote is the probe's"
                 );
                 *seen.entry("U1").or_default() += 1;
@@ -523,8 +561,17 @@ fn exchange_as(p: &Personality, spec: &DeckySpec) {
             assert_eq!(out.bytes.len(), packet.bytes.len(), "{slug}: lengths stay");
         }
         let keeps_df = spec.sysctls.get("net.ipv4.ip_no_pmtu_disc").is_none_or(|v| v == "0");
-        assert_eq!(out.df, keeps_df && packet.df, "{slug}: DF follows ip_no_pmtu_disc");
         let flags = out.flags();
+        let rule_df = if flags == 0x14 {
+            closed_rule(tcp, &no_ack, &out).1.and_then(|r| r.df)
+        } else {
+            None
+        };
+        assert_eq!(
+            out.df,
+            rule_df.unwrap_or(keeps_df && packet.df),
+            "{slug}: DF follows ip_no_pmtu_disc or the T5/T7 rule"
+        );
         if flags & 0x12 == 0x12 {
             // A SYN-ACK: window per probe, options in the persona's order.
             let (sport, dport) = out.ports();
@@ -563,7 +610,13 @@ fn exchange_as(p: &Personality, spec: &DeckySpec) {
             }
             if let (Some((val, ecr)), Some((kval, kecr))) = (values.ts, kernel.ts) {
                 assert_eq!(ecr, kecr, "{slug}: {class}: the peer's timestamp is echoed");
-                if tcp.timestamp_hz.is_some() {
+                if tcp.timestamp_per_connection {
+                    let start = out.seq().wrapping_add(ts_offset);
+                    assert_eq!(
+                        val, start,
+                        "{slug}: {class}: the connection's timestamps start at its ISN"
+                    );
+                } else if tcp.timestamp_hz.is_some() {
                     assert_ne!(val, kval, "{slug}: {class}: the decky's own timestamp clock");
                 } else {
                     assert_eq!(val, kval, "{slug}: {class}: the kernel's timestamp");
@@ -598,11 +651,7 @@ fn exchange_as(p: &Personality, spec: &DeckySpec) {
             assert_eq!(out.flags(), packet.flags());
             let (sport, dport) = out.ports();
             let probe = &no_ack[&(dport, sport)];
-            let (what, rule) = if probe.flags() & 0x02 != 0 {
-                ("T5", tcp.t5)
-            } else {
-                ("T7", tcp.t7)
-            };
+            let (what, rule) = closed_rule(tcp, &no_ack, &out);
             let rule = rule.unwrap_or_default();
             let seq = match rule.seq {
                 Some(SeqChoice::Ack) => probe.ack(),
@@ -642,6 +691,17 @@ fn exchange_as(p: &Personality, spec: &DeckySpec) {
     }
     assert!(seen("IE") >= 2, "{slug}");
     assert!(seen("U1") >= 1, "{slug}");
+}
+
+/// Which probe (T5: a SYN, T7: FIN+PSH+URG) a closed port's RST+ACK
+/// answers, and the personality's rule for it.
+fn closed_rule(tcp: &Tcp, no_ack: &BTreeMap<(u16, u16), Packet>, out: &Packet) -> (&'static str, Option<ClosedReply>) {
+    let (sport, dport) = out.ports();
+    if no_ack[&(dport, sport)].flags() & 0x02 != 0 {
+        ("T5", tcp.t5)
+    } else {
+        ("T7", tcp.t7)
+    }
 }
 
 #[test]

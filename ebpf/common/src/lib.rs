@@ -22,6 +22,11 @@ pub const IPID_INCREMENTAL: u8 = 2;
 pub const IPID_RANDOM: u8 = 3;
 /// The shared counter, byte-swapped (nmap's `BI`: steps of 256).
 pub const IPID_BROKEN: u8 = 4;
+/// Random, each more than 20000 past the last of its class and never a
+/// multiple of 256 past it: nmap's `RD` from three samples (plain random IDs
+/// give `RI` one time in eleven) and `RI` from two (plain random ones miss
+/// one time in sixty).
+pub const IPID_RANDOM_FAR: u8 = 5;
 
 /// Indices into [`Personality::ip_id`].
 pub const IPID_TCP: usize = 0;
@@ -52,6 +57,12 @@ pub const F_RST_ACK_OTHER: u32 = 1 << 1;
 pub const F_ECHO_CODE: u32 = 1 << 2;
 /// No RST answers a stray ACK (nmap's T4 and T6 `R=N`).
 pub const F_NO_BARE_RST: u32 = 1 << 3;
+/// Each connection's timestamps start from their own point (FreeBSD's
+/// per-connection offsets; nmap's TS=20-22): the persona's ISN when it has
+/// an ISN clock, so that nmap's SEQ probes see steady steps.
+pub const F_TS_PER_CONNECTION: u32 = 1 << 4;
+/// Port unreachables quote the UDP datagram with its checksum zeroed (U1 RUCK=0).
+pub const F_QUOTE_UDP_CSUM_ZERO: u32 = 1 << 5;
 
 /// TCP flag bits.
 pub const TCP_FIN: u8 = 0x01;
@@ -73,7 +84,10 @@ pub struct Reply {
     pub seq: u8,
     pub ack: u8,
     pub window: u16,
-    pub _pad: u16,
+    /// Not 0: a SYN-ACK's options, the persona's image for window scale,
+    /// SACK and timestamps (with the probe's timestamp echoed).
+    pub options: u8,
+    pub _pad: u8,
 }
 
 /// How a decky's RST answers a segment without ACK to a closed port (nmap's
@@ -89,6 +103,8 @@ pub struct RstRule {
     pub ack: u8,
     /// No answer at all (T7 only: dropped on the way in).
     pub silent: u8,
+    /// Don't-fragment bit (`DF_*`; `DF_KERNEL`: as the other TCP packets).
+    pub df: u8,
 }
 
 /// One decky's TCP/IP personality.
@@ -143,7 +159,15 @@ pub struct Personality {
     /// Or, when not 0: each new connection advances the ISN by this, then
     /// twice this, alternately (an old embedded stack's counter).
     pub isn_gcd: u32,
+    /// Per probe class, a fixed scale (in units of [`ISN_SCALE_ONE`]) of the
+    /// clock's step up to that SYN-ACK instead of the random one; 0: random.
+    /// nmap's six SEQ probes then measure the persona's ISR and SP whatever
+    /// the jitter's luck.
+    pub isn_scale: [u32; CLASSES],
 }
+
+/// [`Personality::isn_scale`] of a step left as the clock's rate gives it.
+pub const ISN_SCALE_ONE: u32 = 1 << 20;
 
 /// A decky's ISN generator: the last number handed out, and when.
 #[repr(C)]

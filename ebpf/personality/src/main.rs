@@ -50,6 +50,11 @@ static PERSONALITIES: HashMap<u32, Personality> = HashMap::with_max_entries(6553
 #[map]
 static IP_IDS: HashMap<u32, u32> = HashMap::with_max_entries(65536, BPF_F_NO_PREALLOC);
 
+/// Each decky's last IP IDs of the `IPID_RANDOM_FAR` policy, per packet class
+/// (one sequence for all would let two jumps add up to a small step).
+#[map]
+static FAR_IDS: HashMap<u32, [u16; 4]> = HashMap::with_max_entries(65536, BPF_F_NO_PREALLOC);
+
 /// Connections whose timestamps or window scale are translated.
 #[map]
 static CONNECTIONS: LruHashMap<FlowKey, Connection> = LruHashMap::with_max_entries(65536, 0);
@@ -70,6 +75,23 @@ static RST_PROBES: LruHashMap<FlowKey, RstProbe> = LruHashMap::with_max_entries(
 #[map]
 static ECHOES: LruHashMap<EchoKey, u8> = LruHashMap::with_max_entries(4096, 0);
 
+/// Runs `body` with `at` = 0, 4, … for each of the first `words` (≤ 10)
+/// 32-bit words of an option image: unrolled with constant offsets, as a
+/// loop's index loses its bounds in the verifier.
+macro_rules! each_word {
+    ($words:expr, |$at:ident| $body:block) => {
+        each_word!(@ $words, $at, $body, 0 1 2 3 4 5 6 7 8 9)
+    };
+    (@ $words:expr, $at:ident, $body:block, $($k:literal)*) => {
+        $(
+            if $words > $k {
+                let $at: usize = $k * 4;
+                $body
+            }
+        )*
+    };
+}
+
 #[classifier]
 pub fn egress(ctx: TcContext) -> i32 {
     try_egress(&ctx).unwrap_or(TC_ACT_OK)
@@ -85,8 +107,20 @@ fn ifindex(ctx: &TcContext) -> u32 {
     unsafe { (*ctx.skb.skb).ifindex }
 }
 
-/// The Ethernet and IPv4 headers, read with one helper call (each load is
-/// one; they are most of a packet's cost), and the TCP header likewise.
+/// Reads `T` at `at` straight from the packet when its linear part holds it
+/// (a helper call per load was most of a packet's cost), else with the helper.
+#[inline(always)]
+fn read<T: Copy>(ctx: &TcContext, at: usize) -> Option<T> {
+    let start = ctx.data();
+    if start + at + core::mem::size_of::<T>() <= ctx.data_end() {
+        // SAFETY: within the packet's linear part, checked just above.
+        Some(unsafe { core::ptr::read_unaligned((start + at) as *const T) })
+    } else {
+        ctx.load(at).ok()
+    }
+}
+
+/// The Ethernet and IPv4 headers, and the TCP header.
 type IpHead = [u8; L4];
 type TcpHead = [u8; 20];
 
@@ -101,8 +135,10 @@ fn raw32(b: &[u8], at: usize) -> u32 {
 
 /// The decky's address, personality and the packet's headers, if the
 /// packet is plain IPv4 (no IP options) from (`outgoing`) or to a decky.
+// Inlined: as a call, its frame and ingress's together pass the 512-byte stack.
+#[inline(always)]
 fn personality(ctx: &TcContext, outgoing: bool) -> Option<(u32, &'static Personality, IpHead)> {
-    let ip: IpHead = ctx.load(0).ok()?;
+    let ip: IpHead = read(ctx, 0)?;
     if ip[12] != 0x08 || ip[13] != 0 || ip[IP] != 0x45 {
         return None;
     }
@@ -140,12 +176,14 @@ fn try_egress(ctx: &TcContext) -> Option<i32> {
     let (decky, p, ip) = personality(ctx, true)?;
     let class = match ip[IP + 9] {
         6 => {
-            let tcp: TcpHead = ctx.load(L4).ok()?;
+            let tcp: TcpHead = read(ctx, L4)?;
             let flags = tcp[13];
-            if tcp_egress(ctx, decky, p, &ip, &tcp) == Some(TC_ACT_SHOT) {
-                return Some(TC_ACT_SHOT);
-            }
-            set_df(ctx, &ip, p.tcp_df);
+            let df = match tcp_egress(ctx, decky, p, &ip, &tcp) {
+                Some(Egress::Drop) => return Some(TC_ACT_SHOT),
+                Some(Egress::Df(df)) if df != DF_KERNEL => df,
+                _ => p.tcp_df,
+            };
+            set_df(ctx, &ip, df);
             if flags & TCP_RST != 0 { IPID_TCP_RST } else { IPID_TCP }
         }
         1 => {
@@ -157,7 +195,7 @@ fn try_egress(ctx: &TcContext) -> Option<i32> {
         }
         _ => return None,
     };
-    set_ip_id(ctx, &ip, decky, p.ip_id[class]);
+    set_ip_id(ctx, &ip, decky, p.ip_id[class], class);
     None
 }
 
@@ -187,10 +225,35 @@ fn set_df(ctx: &TcContext, ip: &IpHead, policy: u8) -> Option<()> {
     Some(())
 }
 
-fn set_ip_id(ctx: &TcContext, ip: &IpHead, decky: u32, policy: u8) -> Option<()> {
+fn set_ip_id(ctx: &TcContext, ip: &IpHead, decky: u32, policy: u8, class: usize) -> Option<()> {
     let new = match policy {
         IPID_ZERO => 0,
         IPID_RANDOM => (unsafe { bpf_get_prandom_u32() }) as u16,
+        IPID_RANDOM_FAR => {
+            // Not a multiple of 256 either: nmap would read small ones as BI.
+            let mut jump = 20_001 + (unsafe { bpf_get_prandom_u32() } % 45_535) as u16;
+            if jump & 0xff == 0 {
+                jump += 1;
+            }
+            let class = class & 3;
+            match FAR_IDS.get_ptr_mut(&decky) {
+                // SAFETY: a map value; a racing update at worst repeats an ID.
+                Some(last) => unsafe {
+                    (*last)[class] = (*last)[class].wrapping_add(jump);
+                    (*last)[class]
+                },
+                None => {
+                    // Constant indices: the verifier refuses a variable one into the stack.
+                    let last = match class {
+                        IPID_TCP => [jump, 0, 0, 0],
+                        IPID_TCP_RST => [0, jump, 0, 0],
+                        _ => [0, 0, jump, 0],
+                    };
+                    let _ = FAR_IDS.insert(&decky, &last, 0);
+                    jump
+                }
+            }
+        }
         IPID_INCREMENTAL | IPID_BROKEN => {
             // A GSO packet leaves as several segments, each taking an ID.
             let segs = unsafe { (*ctx.skb.skb).gso_segs }.max(1);
@@ -216,74 +279,88 @@ fn set_ip_id(ctx: &TcContext, ip: &IpHead, decky: u32, policy: u8) -> Option<()>
     let old = u16::from_ne_bytes([ip[AT_IP_ID], ip[AT_IP_ID + 1]]);
     let new = new.to_be();
     if old != new {
-        ctx.store(AT_IP_ID, &new, 0).ok()?;
-        ctx.l3_csum_replace(AT_IP_CSUM, old as u64, new as u64, 2).ok()?;
+        // The header checksum is never left to offload: updated here, in
+        // place (RFC 1624), from its value now (DF may have changed it).
+        let sum: u16 = read(ctx, AT_IP_CSUM)?;
+        let sum = !fold((!sum) as u32 + (!old) as u32 + new as u32);
+        write(ctx, AT_IP_ID, new)?;
+        write(ctx, AT_IP_CSUM, sum)?;
     }
     Some(())
 }
 
+/// What a TCP packet needs beyond the rewrites already made.
+enum Egress {
+    Drop,
+    /// A don't-fragment policy of its own (`DF_KERNEL`: the stack's).
+    Df(u8),
+}
+
 #[inline(always)]
-fn tcp_egress(ctx: &TcContext, decky: u32, p: &Personality, ip: &IpHead, tcp: &TcpHead) -> Option<i32> {
+fn tcp_egress(ctx: &TcContext, decky: u32, p: &Personality, ip: &IpHead, tcp: &TcpHead) -> Option<Egress> {
     let key = flow(ip, tcp, true);
     let flags = tcp[13];
     if flags & (TCP_SYN | TCP_ACK) == TCP_SYN | TCP_ACK {
         syn_ack(ctx, decky, p, ip, tcp)?;
         return None;
     }
-    let conn = unsafe { CONNECTIONS.get(&key) };
-    if conn.is_none() && flags & (TCP_RST | TCP_ACK) == TCP_RST && p.flags & F_NO_BARE_RST != 0 {
-        return Some(TC_ACT_SHOT);
-    }
-    if conn.is_none() && flags & (TCP_RST | TCP_ACK) == TCP_RST | TCP_ACK && raw32(tcp, 4) == 0 {
-        // The kernel's answer to a segment without ACK at a closed port.
-        closed_port_rst(ctx, p, key, tcp);
+    let Some(conn) = (unsafe { CONNECTIONS.get(&key) }) else {
+        if flags & (TCP_RST | TCP_ACK) == TCP_RST && p.flags & F_NO_BARE_RST != 0 {
+            return Some(Egress::Drop);
+        }
+        if flags & (TCP_RST | TCP_ACK) == TCP_RST | TCP_ACK && raw32(tcp, 4) == 0 {
+            // The kernel's answer to a segment without ACK at a closed port.
+            return closed_port_rst(ctx, p, key, tcp).map(Egress::Df);
+        }
+        if flags & (TCP_RST | TCP_ACK) == TCP_RST && p.flags & F_RST_ACK_OTHER != 0 {
+            // Linux leaves a bare RST's acknowledgement at zero; Windows does not.
+            let new = unsafe { bpf_get_prandom_u32() } | 1;
+            write_known(ctx, AT_TCP_ACK, raw32(tcp, 8), new)?;
+        }
         return None;
-    }
-    if let Some(conn) = conn
-        && conn.isn_delta != 0
-    {
+    };
+    // An established connection's segments: every change written straight
+    // into the packet, and the checksum updated once.
+    let mut delta = Delta::default();
+    if conn.isn_delta != 0 {
         let old = raw32(tcp, 4);
-        write_known(
-            ctx,
-            AT_TCP_SEQ,
-            old,
-            u32::from_be(old).wrapping_add(conn.isn_delta).to_be(),
-        )?;
+        let new = u32::from_be(old).wrapping_add(conn.isn_delta).to_be();
+        delta.write32(ctx, AT_TCP_SEQ, old, new)?;
     }
-    if conn.is_none() && flags & (TCP_RST | TCP_ACK) == TCP_RST && p.flags & F_RST_ACK_OTHER != 0 {
-        // Linux leaves a bare RST's acknowledgement at zero; Windows does not.
-        let old = raw32(tcp, 8);
-        let new = unsafe { bpf_get_prandom_u32() } | 1;
-        ctx.store(AT_TCP_ACK, &new, 0).ok()?;
-        ctx.l4_csum_replace(AT_TCP_CSUM, old as u64, new as u64, 4).ok()?;
-        return None;
-    }
-    let conn = conn?;
     if flags & TCP_SYN == 0 && conn.kernel_wscale != conn.persona_wscale {
-        rescale_window(ctx, tcp, conn)?;
+        // The kernel advertises windows in its own scale; the peer reads them
+        // in the persona's.
+        let old = u16::from_ne_bytes([tcp[14], tcp[15]]);
+        let bytes = (u16::from_be(old) as u32) << (conn.kernel_wscale & 15);
+        let new = ((bytes >> (conn.persona_wscale & 15)).min(0xffff) as u16).to_be();
+        delta.write16(ctx, AT_TCP_WIN, old, new)?;
     }
     // Linux puts NOP NOP TS first in every segment that carries it.
     if p.flags & F_TIMESTAMPS != 0 && tcp[12] >> 4 >= 8 {
-        let head: [u8; 8] = ctx.load(AT_TCP_OPTS).ok()?;
+        let head: [u8; 8] = read(ctx, AT_TCP_OPTS)?;
         if head[..4] == [1, 1, 8, 10] {
             let old = raw32(&head, 4);
             let new = persona_ts(p, conn, u32::from_be(old)).to_be();
-            ctx.store(AT_TCP_OPTS + 4, &new, 0).ok()?;
-            ctx.l4_csum_replace(AT_TCP_CSUM, old as u64, new as u64, 4).ok()?;
+            delta.write32(ctx, AT_TCP_OPTS + 4, old, new)?;
         }
     }
+    delta.apply(ctx);
     None
 }
 
 /// Rewrites the kernel's RST+ACK to a SYN (T5) or FIN (T7) at a closed
 /// port as the persona's: its sequence number the probe's acknowledgement
 /// number, its acknowledgement the probe's sequence number (+1 or not).
+/// Returns the rule's don't-fragment policy.
 #[inline(always)]
-fn closed_port_rst(ctx: &TcContext, p: &Personality, key: FlowKey, tcp: &TcpHead) -> Option<()> {
+fn closed_port_rst(ctx: &TcContext, p: &Personality, key: FlowKey, tcp: &TcpHead) -> Option<u8> {
     if p.t5.active | p.t7.active == 0 {
         return None;
     }
-    let probe = unsafe { RST_PROBES.get(&key) }.copied()?;
+    let Some(probe) = unsafe { RST_PROBES.get(&key) }.copied() else {
+        // An ordinary SYN's (not kept: its numbers are Linux's anyway).
+        return Some(p.t5.df);
+    };
     let _ = RST_PROBES.remove(&key);
     let rule = if probe.flags as u8 & TCP_SYN != 0 { &p.t5 } else { &p.t7 };
     if rule.active == 0 {
@@ -297,18 +374,8 @@ fn closed_port_rst(ctx: &TcContext, p: &Personality, key: FlowKey, tcp: &TcpHead
         NUM_ECHO => seq,
         _ => seq.wrapping_add(1),
     };
-    write_known(ctx, AT_TCP_ACK, raw32(tcp, 8), ack.to_be())
-}
-
-/// The kernel advertises windows in its own scale; the peer reads them in
-/// the persona's.
-fn rescale_window(ctx: &TcContext, tcp: &TcpHead, conn: &Connection) -> Option<()> {
-    let old = u16::from_ne_bytes([tcp[14], tcp[15]]);
-    let bytes = (u16::from_be(old) as u32) << (conn.kernel_wscale & 15);
-    let new = ((bytes >> (conn.persona_wscale & 15)).min(0xffff) as u16).to_be();
-    ctx.store(AT_TCP_WIN, &new, 0).ok()?;
-    ctx.l4_csum_replace(AT_TCP_CSUM, old as u64, new as u64, 2).ok()?;
-    Some(())
+    write_known(ctx, AT_TCP_ACK, raw32(tcp, 8), ack.to_be())?;
+    Some(rule.df)
 }
 
 /// The decky's timestamp clock now, in its own ticks.
@@ -335,9 +402,10 @@ fn kernel_ts(p: &Personality, conn: &Connection, persona: u32) -> u32 {
     conn.ts_kernel.wrapping_add((elapsed * 1000 / hz) as u32)
 }
 
-/// The persona's ISN for a connection whose kernel ISN is `kernel`: a
-/// per-decky clock at the persona's rate, with jitter (nmap's ISR and SP).
-fn next_isn(decky: u32, p: &Personality) -> Option<u32> {
+/// The persona's next ISN: a per-decky clock at the persona's rate, each
+/// step scaled by the probe class's fixed factor or a random one (nmap's
+/// ISR and SP).
+fn next_isn(decky: u32, p: &Personality, class: usize) -> Option<u32> {
     let now = unsafe { bpf_ktime_get_ns() };
     let Some(clock) = ISN_CLOCKS.get_ptr_mut(&decky) else {
         let start = IsnClock {
@@ -359,9 +427,15 @@ fn next_isn(decky: u32, p: &Personality) -> Option<u32> {
     // Ten seconds at most: the clock wraps anyway, and the product stays in range.
     let elapsed_us = (now.wrapping_sub(clock.last_ns) / 1000).min(10_000_000);
     let step = elapsed_us * p.isn_per_ms / 1000;
-    let jitter = p.isn_jitter as u64;
-    let factor = 1024 - jitter + (unsafe { bpf_get_prandom_u32() } as u64 % (2 * jitter + 1));
-    let isn = clock.last_isn.wrapping_add((step * factor / 1024) as u32);
+    let step = match p.isn_scale[class & (CLASSES - 1)] {
+        0 => {
+            let jitter = p.isn_jitter as u64;
+            let factor = 1024 - jitter + (unsafe { bpf_get_prandom_u32() } as u64 % (2 * jitter + 1));
+            step * factor / 1024
+        }
+        fixed => step * fixed as u64 / ISN_SCALE_ONE as u64,
+    };
+    let isn = clock.last_isn.wrapping_add(step as u32);
     clock.last_isn = isn;
     clock.last_ns = now;
     Some(isn)
@@ -371,24 +445,44 @@ fn next_isn(decky: u32, p: &Personality) -> Option<u32> {
 // five in registers, and the verifier rejects what a larger one spills.
 #[inline(always)]
 fn syn_ack(ctx: &TcContext, decky: u32, p: &Personality, ip: &IpHead, tcp: &TcpHead) -> Option<()> {
+    // Every change is written straight into the packet and summed; the
+    // checksum is updated once, whatever path the rewrite ends on.
+    let mut delta = Delta::default();
+    let done = rewrite_syn_ack(ctx, decky, p, ip, tcp, &mut delta);
+    delta.apply(ctx);
+    done
+}
+
+#[inline(always)]
+fn rewrite_syn_ack(
+    ctx: &TcContext,
+    decky: u32,
+    p: &Personality,
+    ip: &IpHead,
+    tcp: &TcpHead,
+    delta: &mut Delta,
+) -> Option<()> {
     let key = flow(ip, tcp, true);
-    let class = match unsafe { PROBES.get(&key) } {
-        Some(c) => *c,
+    let class = match unsafe { PROBES.get(&key) }.copied() {
+        Some(class) => {
+            let _ = PROBES.remove(&key);
+            if p.t5.active != 0 {
+                // An open port's SYN was kept in case a closed port's RST answered it.
+                let _ = RST_PROBES.remove(&key);
+            }
+            class
+        }
+        // An ordinary SYN: nothing was kept for it (but for one with an
+        // acknowledgement number, which the LRU map ages out).
         None => CLASS_ORDINARY,
     };
-    let _ = PROBES.remove(&key);
-    if p.t5.active != 0 {
-        // An open port's SYN was kept in case a closed port's RST answered it.
-        let _ = RST_PROBES.remove(&key);
-    }
     let class = (class as usize) & (CLASSES - 1);
     let mss = p.mss[class];
     let window = p.windows[class];
     if window != 0 {
         let old = u16::from_ne_bytes([tcp[14], tcp[15]]);
         let new = window.to_be();
-        ctx.store(AT_TCP_WIN, &new, 0).ok()?;
-        ctx.l4_csum_replace(AT_TCP_CSUM, old as u64, new as u64, 2).ok()?;
+        delta.write16(ctx, AT_TCP_WIN, old, new)?;
     }
     let mut words = ((tcp[12] >> 4) as usize).saturating_sub(5);
     if !(1..=10).contains(&words) {
@@ -397,11 +491,7 @@ fn syn_ack(ctx: &TcContext, decky: u32, p: &Personality, ip: &IpHead, tcp: &TcpH
     // Linux lays a SYN-ACK's options out one way: MSS; then SACK-permitted
     // and timestamps ("04 02 08 0a") or NOP NOP timestamps, or NOP NOP
     // SACK-permitted; then NOP and window scale last.
-    let second: [u8; 4] = if words > 1 {
-        ctx.load(AT_TCP_OPTS + 4).ok()?
-    } else {
-        [0; 4]
-    };
+    let second: [u8; 4] = if words > 1 { read(ctx, AT_TCP_OPTS + 4)? } else { [0; 4] };
     let last: [u8; 4] = ctx.load(AT_TCP_OPTS + (words - 1) * 4).ok()?;
     let has_ts = second[2] == 8 && second[3] == 10;
     let has_sack = second[0] == 4 || (second[2] == 4 && second[3] == 2);
@@ -409,8 +499,8 @@ fn syn_ack(ctx: &TcContext, decky: u32, p: &Personality, ip: &IpHead, tcp: &TcpH
     let present = ((has_ws as usize) << 2) | ((has_sack as usize) << 1) | has_ts as usize;
     let (ts_val, ts_ecr) = if has_ts {
         (
-            u32::from_be(ctx.load(AT_TCP_OPTS + 8).ok()?),
-            ctx.load::<u32>(AT_TCP_OPTS + 12).ok()?,
+            u32::from_be(read(ctx, AT_TCP_OPTS + 8)?),
+            read::<u32>(ctx, AT_TCP_OPTS + 12)?,
         )
     } else {
         (0, 0)
@@ -428,23 +518,29 @@ fn syn_ack(ctx: &TcContext, decky: u32, p: &Personality, ip: &IpHead, tcp: &TcpH
     if has_ws && p.wscale != 0xff {
         conn.persona_wscale = p.wscale;
     }
-    if p.flags & F_TIMESTAMPS != 0 && has_ts {
-        conn.ts_persona = clock_now(p);
-    }
     if p.isn_per_ms != 0 || p.isn_gcd != 0 {
         // A retransmitted SYN-ACK keeps the ISN the peer may have seen.
         // Looked up only here: an Option copied earlier leaves registers the
         // verifier sees uninitialised on the path without it.
         conn.isn_delta = match unsafe { CONNECTIONS.get(&key) } {
             Some(prev) if prev.isn_kernel == kernel_isn => prev.isn_delta,
-            _ => next_isn(decky, p)?.wrapping_sub(kernel_isn),
+            _ => next_isn(decky, p, class)?.wrapping_sub(kernel_isn),
         };
-        write_known(
+        delta.write32(
             ctx,
             AT_TCP_SEQ,
             kernel_isn.to_be(),
             kernel_isn.wrapping_add(conn.isn_delta).to_be(),
         )?;
+    }
+    if p.flags & F_TIMESTAMPS != 0 && has_ts {
+        conn.ts_persona = if p.flags & F_TS_PER_CONNECTION != 0 {
+            // The ISN is the connection's own random point (the kernel's),
+            // or steps nmap reads as steady (the persona's clock).
+            kernel_isn.wrapping_add(conn.isn_delta).wrapping_add(p.ts_offset)
+        } else {
+            clock_now(p)
+        };
     }
     let _ = CONNECTIONS.insert(&key, &conn, 0);
 
@@ -458,55 +554,39 @@ fn syn_ack(ctx: &TcContext, decky: u32, p: &Personality, ip: &IpHead, tcp: &TcpH
     // grow a SYN-ACK that carries no data.
     if want != words * 4 {
         // No image for this set: keep Linux's order, patch the values.
-        let first: [u8; 4] = ctx.load(AT_TCP_OPTS).ok()?;
+        let first: [u8; 4] = read(ctx, AT_TCP_OPTS)?;
         if first[0] == 2 && first[1] == 4 && mss != 0 {
             let m = mss.to_be_bytes();
-            write_u32(ctx, AT_TCP_OPTS, u32::from_ne_bytes([2, 4, m[0], m[1]]))?;
+            delta.put32(ctx, AT_TCP_OPTS, u32::from_ne_bytes([2, 4, m[0], m[1]]))?;
         }
         if has_ws && p.wscale != 0xff {
-            write_u32(
+            delta.put32_at(
                 ctx,
                 AT_TCP_OPTS + (words - 1) * 4,
                 u32::from_ne_bytes([1, 3, 3, p.wscale]),
             )?;
         }
         if has_ts && p.flags & F_TIMESTAMPS != 0 {
-            write_u32(ctx, AT_TCP_OPTS + 8, conn.ts_persona.to_be())?;
+            delta.put32(ctx, AT_TCP_OPTS + 8, conn.ts_persona.to_be())?;
         }
         return Some(());
     }
     let image = &p.options[index];
-    // Unrolled with constant offsets: a loop's index loses its bounds in the verifier.
-    macro_rules! word {
-        ($k:literal) => {
-            if words > $k {
-                let at = $k * 4;
-                let word = u32::from_ne_bytes([image[at], image[at + 1], image[at + 2], image[at + 3]]);
-                write_u32(ctx, AT_TCP_OPTS + at, word)?;
-            }
-        };
-    }
-    word!(0);
-    word!(1);
-    word!(2);
-    word!(3);
-    word!(4);
-    word!(5);
-    word!(6);
-    word!(7);
-    word!(8);
-    word!(9);
+    each_word!(words, |at| {
+        let word = u32::from_ne_bytes([image[at], image[at + 1], image[at + 2], image[at + 3]]);
+        delta.put32(ctx, AT_TCP_OPTS + at, word)?;
+    });
     let ts_at = p.ts_at[index] as usize;
     if has_ts && ts_at + 10 <= 40 {
         let at = AT_TCP_OPTS + ts_at + 2;
-        write_u32(ctx, at, conn.ts_persona.to_be())?;
-        write_u32(ctx, at + 4, ts_ecr)?;
+        delta.put32_at(ctx, at, conn.ts_persona.to_be())?;
+        delta.put32_at(ctx, at + 4, ts_ecr)?;
     }
     // The image holds the ordinary SYN's MSS; a probe class may want another.
     let mss_at = p.mss_at[index] as usize;
     if mss != 0 && mss != p.mss[0] && mss_at + 4 <= 40 {
         let m = mss.to_be_bytes();
-        write_u32(ctx, AT_TCP_OPTS + mss_at, u32::from_ne_bytes([2, 4, m[0], m[1]]))?;
+        delta.put32_at(ctx, AT_TCP_OPTS + mss_at, u32::from_ne_bytes([2, 4, m[0], m[1]]))?;
     }
     Some(())
 }
@@ -538,14 +618,8 @@ fn grow_options(ctx: &TcContext, ip: &IpHead, tcp: &TcpHead, words: usize, want:
     ctx.l4_csum_replace(AT_TCP_CSUM, old as u64, new as u64, 2).ok()
 }
 
-/// Writes a 32-bit word (as it sits in the packet) at an even offset of
-/// the TCP segment, and updates the checksum.
-fn write_u32(ctx: &TcContext, at: usize, new: u32) -> Option<()> {
-    let old: u32 = ctx.load(at).ok()?;
-    write_known(ctx, at, old, new)
-}
-
-/// [`write_u32`] when the old value is already known.
+/// Writes a 32-bit word (as it sits in the packet) over `old` at an even
+/// offset of the TCP segment, and updates the checksum.
 fn write_known(ctx: &TcContext, at: usize, old: u32, new: u32) -> Option<()> {
     if old != new {
         ctx.store(at, &new, 0).ok()?;
@@ -554,11 +628,88 @@ fn write_known(ctx: &TcContext, at: usize, old: u32, new: u32) -> Option<()> {
     Some(())
 }
 
+/// The one's-complement sum of a TCP segment's changes so far (RFC 1624),
+/// for one checksum update instead of one per field.
+#[derive(Default)]
+struct Delta(u64);
+
+impl Delta {
+    /// Writes `new` (as it sits in the packet) over `old` at an even offset.
+    #[inline(always)]
+    fn write16(&mut self, ctx: &TcContext, at: usize, old: u16, new: u16) -> Option<()> {
+        if old != new {
+            write(ctx, at, new)?;
+            self.0 += (!old) as u64 + new as u64;
+        }
+        Some(())
+    }
+
+    /// [`Delta::write32`] over whatever is there now, at a constant offset.
+    #[inline(always)]
+    fn put32(&mut self, ctx: &TcContext, at: usize, new: u32) -> Option<()> {
+        let old: u32 = read(ctx, at)?;
+        self.write32(ctx, at, old, new)
+    }
+
+    /// The same at a computed offset, through the helpers: the verifier loses
+    /// such an offset's bounds on a direct access (the compiler drops any
+    /// mask that would keep them).
+    #[inline(always)]
+    fn put32_at(&mut self, ctx: &TcContext, at: usize, new: u32) -> Option<()> {
+        let old: u32 = ctx.load(at).ok()?;
+        if old != new {
+            ctx.store(at, &new, 0).ok()?;
+            self.add32(old, new);
+        }
+        Some(())
+    }
+
+    #[inline(always)]
+    fn write32(&mut self, ctx: &TcContext, at: usize, old: u32, new: u32) -> Option<()> {
+        if old != new {
+            write(ctx, at, new)?;
+            self.add32(old, new);
+        }
+        Some(())
+    }
+
+    fn add32(&mut self, old: u32, new: u32) {
+        self.0 += (!old & 0xffff) as u64 + (!old >> 16) as u64 + (new & 0xffff) as u64 + (new >> 16) as u64;
+    }
+
+    /// Updates the TCP checksum by the sum (the helper leaves a checksum the
+    /// NIC or stack will complete alone, as it must).
+    #[inline(always)]
+    fn apply(self, ctx: &TcContext) {
+        if self.0 != 0 {
+            let _ = ctx.l4_csum_replace(AT_TCP_CSUM, 0, fold64(self.0) as u64, 0);
+        }
+    }
+}
+
+/// Writes `v` at `at`, straight into the packet when its linear part holds
+/// it, else with the helper; checksums are the caller's.
+#[inline(always)]
+fn write<T: Copy>(ctx: &TcContext, at: usize, v: T) -> Option<()> {
+    let start = ctx.data();
+    if start + at + core::mem::size_of::<T>() <= ctx.data_end() {
+        // SAFETY: within the packet's linear part, checked just above.
+        unsafe { core::ptr::write_unaligned((start + at) as *mut T, v) };
+        Some(())
+    } else {
+        ctx.store(at, &v, 0).ok()
+    }
+}
+
+fn fold64(sum: u64) -> u16 {
+    fold(((sum & 0xffff) + ((sum >> 16) & 0xffff) + ((sum >> 32) & 0xffff) + (sum >> 48)) as u32)
+}
+
 fn icmp_egress(ctx: &TcContext, p: &Personality, ip: &IpHead) -> Option<()> {
     let head: u16 = ctx.load(L4).ok()?;
     let [kind, _code] = head.to_ne_bytes();
     if kind == 3 && p.quote != 0 {
-        return shorten_quote(ctx, ip, p.quote as usize);
+        return shorten_quote(ctx, ip, p.quote as usize, p.flags & F_QUOTE_UDP_CSUM_ZERO != 0);
     }
     if kind != 0 {
         return Some(());
@@ -586,11 +737,20 @@ fn icmp_egress(ctx: &TcContext, p: &Personality, ip: &IpHead) -> Option<()> {
 }
 
 /// Cuts an ICMP error down to `quote` bytes of the datagram it quotes
-/// (nmap's U1 IPL) and sums its checksum again.
-fn shorten_quote(ctx: &TcContext, ip: &IpHead, quote: usize) -> Option<()> {
+/// (nmap's U1 IPL), zeroes a quoted UDP checksum if asked (U1 RUCK=0), and
+/// sums its checksum again.
+fn shorten_quote(ctx: &TcContext, ip: &IpHead, quote: usize, zero_udp_csum: bool) -> Option<()> {
     let total = be16(ip, AT_IP_LEN) as usize;
     let want = 28 + quote;
-    if total <= want || ctx.len() as usize != ETH_LEN + total {
+    if ctx.len() as usize != ETH_LEN + total {
+        return Some(());
+    }
+    if total <= want {
+        // Short enough already: only the quoted checksum may change.
+        if zero_udp_csum && total >= 28 + 28 {
+            let old = zero_quoted_udp_csum(ctx)?;
+            ctx.l4_csum_replace(AT_ICMP_CSUM, old as u64, 0, 2).ok()?;
+        }
         return Some(());
     }
     if unsafe { bpf_skb_change_tail(ctx.skb.skb, (ETH_LEN + want) as u32, 0) } != 0 {
@@ -601,6 +761,9 @@ fn shorten_quote(ctx: &TcContext, ip: &IpHead, quote: usize) -> Option<()> {
     ctx.store(AT_IP_LEN, &new, 0).ok()?;
     ctx.l3_csum_replace(AT_IP_CSUM, old as u64, new as u64, 2).ok()?;
     ctx.store(AT_ICMP_CSUM, &0u16, 0).ok()?;
+    if zero_udp_csum && quote >= 28 {
+        zero_quoted_udp_csum(ctx);
+    }
     let mut sum = 0u32;
     for i in 0..MAX_ICMP_WORDS {
         if i * 4 >= 8 + quote {
@@ -611,6 +774,21 @@ fn shorten_quote(ctx: &TcContext, ip: &IpHead, quote: usize) -> Option<()> {
     }
     ctx.store(AT_ICMP_CSUM, &(!fold(sum)).to_be(), 0).ok()
 }
+
+/// Zeroes the checksum of the UDP header an ICMP error quotes (after an IP
+/// header without options), and returns what it was.
+fn zero_quoted_udp_csum(ctx: &TcContext) -> Option<u16> {
+    let quoted: [u8; 10] = ctx.load(QUOTED_IP).ok()?;
+    if quoted[0] != 0x45 || quoted[9] != 17 {
+        return None;
+    }
+    let old: u16 = ctx.load(QUOTED_IP + 20 + 6).ok()?;
+    ctx.store(QUOTED_IP + 20 + 6, &0u16, 0).ok()?;
+    Some(old)
+}
+
+/// Where an ICMP error's quoted IP header starts.
+const QUOTED_IP: usize = L4 + 8;
 
 /// The longest ICMP message `shorten_quote` sums: its header and 128 bytes.
 const MAX_ICMP_WORDS: usize = 34;
@@ -625,7 +803,7 @@ fn try_ingress(ctx: &TcContext) -> Option<i32> {
     if ip[IP + 9] != 6 {
         return None;
     }
-    let tcp: TcpHead = ctx.load(L4).ok()?;
+    let tcp: TcpHead = read(ctx, L4)?;
     let flags = tcp[13];
     let key = flow(&ip, &tcp, false);
     if flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN) == TCP_FIN && p.t7.silent != 0 {
@@ -652,10 +830,10 @@ fn try_ingress(ctx: &TcContext) -> Option<i32> {
         return None;
     }
     if flags & !(TCP_ECE | TCP_CWR) == 0 && p.t2.flags != 0 {
-        return reply(ctx, &ip, &tcp, &p.t2, p.ttl);
+        return reply(ctx, &ip, &tcp, &p.t2, p);
     }
     if flags & (TCP_SYN | TCP_FIN) == TCP_SYN | TCP_FIN && p.t3.flags != 0 {
-        return reply(ctx, &ip, &tcp, &p.t3, p.ttl);
+        return reply(ctx, &ip, &tcp, &p.t3, p);
     }
     if flags & TCP_RST != 0 {
         let _ = CONNECTIONS.remove(&key);
@@ -665,28 +843,31 @@ fn try_ingress(ctx: &TcContext) -> Option<i32> {
         return None;
     }
     let conn = unsafe { CONNECTIONS.get(&key) }?;
+    // Written straight into the packet, the checksum updated once.
+    let mut delta = Delta::default();
     if conn.isn_delta != 0 {
         let old = raw32(&tcp, 8);
         let new = u32::from_be(old).wrapping_sub(conn.isn_delta).to_be();
-        ctx.store(AT_TCP_ACK, &new, 0).ok()?;
-        ctx.l4_csum_replace(AT_TCP_CSUM, old as u64, new as u64, 4).ok()?;
+        delta.write32(ctx, AT_TCP_ACK, old, new)?;
     }
     // The timestamps option of an incoming segment: first in the options,
     // alone or after two NOPs, as common stacks send it (RFC 7323, appendix
-    // A), where a 16-bit checksum update works.
+    // A), at an even offset as a 16-bit checksum update needs.
     if p.flags & F_TIMESTAMPS != 0 && tcp[12] >> 4 >= 8 {
-        let head: [u8; 12] = ctx.load(AT_TCP_OPTS).ok()?;
-        let (at, old) = match head {
-            [1, 1, 8, 10, ..] => (AT_TCP_OPTS + 8, raw32(&head, 8)),
-            [8, 10, ..] => (AT_TCP_OPTS + 6, raw32(&head, 6)),
-            _ => return None,
+        let head: [u8; 12] = read(ctx, AT_TCP_OPTS)?;
+        let found = match head {
+            [1, 1, 8, 10, ..] => Some((AT_TCP_OPTS + 8, raw32(&head, 8))),
+            [8, 10, ..] => Some((AT_TCP_OPTS + 6, raw32(&head, 6))),
+            _ => None,
         };
-        if old != 0 {
+        if let Some((at, old)) = found
+            && old != 0
+        {
             let new = kernel_ts(p, conn, u32::from_be(old)).to_be();
-            ctx.store(at, &new, 0).ok()?;
-            ctx.l4_csum_replace(AT_TCP_CSUM, old as u64, new as u64, 4).ok()?;
+            delta.write32(ctx, at, old, new)?;
         }
     }
+    delta.apply(ctx);
     None
 }
 
@@ -724,9 +905,11 @@ fn classify(ctx: &TcContext, tcp: &TcpHead) -> Option<u8> {
     })
 }
 
-/// Turns the probe into the persona's answer and sends it back out.
+/// Turns the probe into the persona's answer and sends it back out: a bare
+/// segment, or one with the persona's SYN-ACK options (its image for window
+/// scale, SACK and timestamps).
 #[inline(always)]
-fn reply(ctx: &TcContext, ip: &IpHead, tcp: &TcpHead, r: &Reply, ttl: u8) -> Option<i32> {
+fn reply(ctx: &TcContext, ip: &IpHead, tcp: &TcpHead, r: &Reply, p: &Personality) -> Option<i32> {
     let macs = &ip[0..12];
     let src = &ip[IP + 12..IP + 16];
     let dst = &ip[IP + 16..IP + 20];
@@ -748,17 +931,24 @@ fn reply(ctx: &TcContext, ip: &IpHead, tcp: &TcpHead, r: &Reply, ttl: u8) -> Opt
         NUM_OTHER => seq.wrapping_add(syn_fin.max(2)),
         _ => 0,
     };
+    let image_len = p.options_len[7] as usize;
+    let olen = if r.options != 0 && image_len <= 40 && image_len % 4 == 0 {
+        image_len
+    } else {
+        0
+    };
+    let n = BARE_REPLY + olen;
 
-    let mut pkt = [0u8; 54];
+    let mut pkt = [0u8; BARE_REPLY + 40];
     pkt[0..6].copy_from_slice(&macs[6..12]);
     pkt[6..12].copy_from_slice(&macs[0..6]);
     pkt[12] = 0x08;
     pkt[14] = 0x45;
-    pkt[17] = 40;
+    pkt[16..18].copy_from_slice(&((40 + olen) as u16).to_be_bytes());
     if r.df != 0 {
         pkt[20] = 0x40;
     }
-    pkt[22] = ttl;
+    pkt[22] = p.ttl;
     pkt[23] = 6;
     pkt[26..30].copy_from_slice(dst);
     pkt[30..34].copy_from_slice(src);
@@ -769,25 +959,78 @@ fn reply(ctx: &TcContext, ip: &IpHead, tcp: &TcpHead, r: &Reply, ttl: u8) -> Opt
     pkt[36..38].copy_from_slice(&ports[0..2]);
     pkt[38..42].copy_from_slice(&out_seq.to_be_bytes());
     pkt[42..46].copy_from_slice(&out_ack.to_be_bytes());
-    pkt[46] = 5 << 4;
+    pkt[46] = ((5 + olen / 4) as u8) << 4;
     pkt[47] = r.flags;
     pkt[48..50].copy_from_slice(&r.window.to_be_bytes());
+    let image = &p.options[7];
+    each_word!(olen / 4, |at| {
+        pkt[BARE_REPLY + at..BARE_REPLY + at + 4].copy_from_slice(&image[at..at + 4]);
+    });
+    // The timestamps go in after the copy, at the image's offset; the
+    // checksum takes them by sum (they start at an even offset).
+    let ts_at = p.ts_at[7] as usize;
+    let stamps = if olen != 0 && ts_at + 10 <= olen {
+        let val = if p.flags & F_TS_PER_CONNECTION != 0 {
+            unsafe { bpf_get_prandom_u32() }
+        } else {
+            clock_now(p)
+        }
+        .max(1);
+        Some((val, probe_ts(ctx, tcp).unwrap_or(0)))
+    } else {
+        None
+    };
     // Pseudo header: addresses, protocol, TCP length.
-    let pseudo = sum16(&pkt[26..34]) + 6 + 20;
-    let tcp_sum = fold(pseudo + sum16(&pkt[34..54]));
-    pkt[50..52].copy_from_slice(&(!tcp_sum).to_be_bytes());
+    let mut sum = sum16(&pkt[26..34]) + 6 + 20 + olen as u32 + sum16(&pkt[34..]);
+    if let Some((val, ecr)) = stamps {
+        sum += (val >> 16) + (val & 0xffff) + (ecr >> 16) + (ecr & 0xffff);
+    }
+    pkt[50..52].copy_from_slice(&(!fold(sum)).to_be_bytes());
 
-    let len = ctx.len();
-    if len > 54 && unsafe { bpf_skb_change_tail(ctx.skb.skb, 54, 0) } != 0 {
+    let len = ctx.len() as usize;
+    if len != n && unsafe { bpf_skb_change_tail(ctx.skb.skb, n as u32, 0) } != 0 {
         return Some(TC_ACT_SHOT);
     }
-    if ctx.len() != 54 {
+    if ctx.len() as usize != n {
         return Some(TC_ACT_SHOT);
     }
-    if unsafe { bpf_skb_store_bytes(ctx.skb.skb.cast(), 0, pkt.as_ptr().cast(), 54, BPF_F_RECOMPUTE_CSUM) } != 0 {
+    if unsafe {
+        bpf_skb_store_bytes(
+            ctx.skb.skb.cast(),
+            0,
+            pkt.as_ptr().cast(),
+            n as u32,
+            BPF_F_RECOMPUTE_CSUM,
+        )
+    } != 0
+    {
         return Some(TC_ACT_SHOT);
+    }
+    if let Some((val, ecr)) = stamps {
+        let at = AT_TCP_OPTS + ts_at + 2;
+        ctx.store(at, &val.to_be(), BPF_F_RECOMPUTE_CSUM).ok()?;
+        ctx.store(at + 4, &ecr.to_be(), BPF_F_RECOMPUTE_CSUM).ok()?;
     }
     Some(unsafe { bpf_redirect(ifindex(ctx), 0) } as i32).map(|r| if r == TC_ACT_REDIRECT { r } else { TC_ACT_SHOT })
+}
+
+/// A reply without options: Ethernet, IPv4 and TCP headers.
+const BARE_REPLY: usize = 54;
+
+/// The timestamp value of a probe whose options start with it, alone or
+/// after two NOPs, or carry it after window scale, NOP and MSS (nmap's T2-T7).
+fn probe_ts(ctx: &TcContext, tcp: &TcpHead) -> Option<u32> {
+    if tcp[12] >> 4 < 9 {
+        return None;
+    }
+    let head: [u8; 16] = ctx.load(AT_TCP_OPTS).ok()?;
+    let at = match head {
+        [8, 10, ..] => 2,
+        [1, 1, 8, 10, ..] => 4,
+        [_, _, _, _, _, _, _, _, 8, 10, ..] => 10,
+        _ => return None,
+    };
+    Some(u32::from_be(raw32(&head, at)))
 }
 
 fn sum16(bytes: &[u8]) -> u32 {

@@ -58,6 +58,10 @@ pub struct Tcp {
     pub syn_ack_mss: BTreeMap<String, u16>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timestamp_hz: Option<u32>,
+    /// Each connection's timestamps start from their own random point
+    /// (FreeBSD ≥ 12), ticking at `timestamp_hz`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub timestamp_per_connection: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rst_ack: Option<RstAck>,
     /// SYN-ACK option templates by the options offered (`wst` … `none`).
@@ -109,6 +113,9 @@ pub struct ClosedReply {
     /// No answer (T7 only).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub silent: bool,
+    /// Don't-fragment bit; absent: as the stack's other TCP packets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub df: Option<bool>,
 }
 
 impl Tcp {
@@ -132,6 +139,9 @@ pub struct Icmp {
     /// IPL − 28); absent: Linux's, as much as fits in 576 bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quote: Option<u8>,
+    /// The quoted UDP header's checksum zeroed (nmap's U1 RUCK=0; with `quote`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub zero_quoted_udp_checksum: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -187,6 +197,8 @@ pub enum IpIdPolicy {
     Incremental,
     Random,
     BrokenIncremental,
+    /// Random, each more than 20000 past the last (nmap's RD every time).
+    RandomFar,
 }
 
 impl IpIdPolicy {
@@ -209,6 +221,10 @@ pub struct ProbeReply {
     pub window: u16,
     pub seq: SeqChoice,
     pub ack: AckChoice,
+    /// With the persona's SYN-ACK options (`tcp.options.wst`, the probe's
+    /// timestamp echoed).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub options: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -459,6 +475,20 @@ pub(crate) fn parse_personality(file: &str, slug: &str, text: &str) -> Result<Pe
             "must be between 1 and 1000",
         ));
     }
+    if tcp.timestamp_per_connection && tcp.timestamp_hz.is_none() {
+        return Err(CatalogueError::new(
+            file,
+            "tcp.timestamp_per_connection",
+            "needs tcp.timestamp_hz (the rate each connection's clock ticks at)",
+        ));
+    }
+    if raw.icmp.zero_quoted_udp_checksum && raw.icmp.quote.is_none() {
+        return Err(CatalogueError::new(
+            file,
+            "icmp.zero_quoted_udp_checksum",
+            "needs icmp.quote (the quote is rewritten only when shortened)",
+        ));
+    }
     if tcp.window_scale.is_some_and(|ws| ws > 14) {
         return Err(CatalogueError::new(file, "tcp.window_scale", "must be at most 14"));
     }
@@ -474,6 +504,13 @@ pub(crate) fn parse_personality(file: &str, slug: &str, text: &str) -> Result<Pe
                     ));
                 }
                 Ok(_) => {}
+            }
+            if r.options && !tcp.options.contains_key("wst") {
+                return Err(CatalogueError::new(
+                    file,
+                    format!("tcp.{name}.options"),
+                    "needs tcp.options.wst (the layout it carries)",
+                ));
             }
         }
     }
