@@ -380,3 +380,26 @@ fn nmap_version_scan_names_the_openssh_build() {
     );
     assert!(said.contains("Service Info: OS: Linux"), "{said}");
 }
+
+/// A moduli file the persona names must be there: a missing one fails the
+/// port with the reason in `status`, rather than falling back in silence as
+/// for sshd's default file.
+#[test]
+fn a_named_moduli_file_that_is_missing_fails_the_port() {
+    if !can_run() {
+        return;
+    }
+    let fleet = "[box]\nservices = ssh\ndistro = debian\nnmap_os = linux\n\n\
+                 [box.ssh]\nmoduli = /nonexistent/moduli\n";
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), fleet).unwrap();
+    let lab = Lab::up_ok(&["-c", file.path().to_str().unwrap()]);
+    let status = lab.status();
+    let port = &status["deckies"][0]["services"][0]["ports"][0];
+    assert_eq!(port["state"], "failed", "{status:#}");
+    let reason = port["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("moduli = /nonexistent/moduli") && reason.contains("No such file"),
+        "{reason}"
+    );
+}

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use md5::{Digest as _, Md5};
 
-use crate::support::peer_sshd::{PeerSshd, software_version, sshd_binary};
+use crate::support::peer_sshd::{PeerSshd, moduli_file, software_version, sshd_binary};
 use crate::support::ssh_probe::{self, Algs, Answer, End, Session, comparable, in_namespace, plain_packets, show};
 use crate::support::{Lab, can_run, stdout};
 
@@ -44,9 +44,11 @@ fn pair() -> Option<Pair> {
     }
     let binary = sshd_binary()?;
     let version = software_version(&binary);
+    // Both draw group exchange's groups from the package's moduli file.
+    let moduli = moduli_file(&binary).display().to_string();
     let fleet = format!(
         "[ours]\nservices = ssh\ndistro = debian\nnmap_os = linux\n\n\
-         [ours.ssh]\nssh_version = {version}\nusers = root:toor\n\n\
+         [ours.ssh]\nssh_version = {version}\nusers = root:toor\nmoduli = {moduli}\n\n\
          [peer]\nservices = tftp\ndistro = debian\nnmap_os = linux\n"
     );
     let file = tempfile::NamedTempFile::new().unwrap();
@@ -895,4 +897,138 @@ fn malformed_input_and_error_paths_answer_like_real_sshd() {
         diffs
     });
     diffs.assert_none(&pair.peer);
+}
+
+/// The answer to a group-exchange request (after a KEXINIT that offers only
+/// group exchange).
+fn gex_answer(addr: &str, ns: &str, min: u32, n: u32, max: u32) -> Answer {
+    let id = format!("{}\r\n", ssh_probe::CLIENT_IDENT).into_bytes();
+    let init = kexinit(
+        "diffie-hellman-group-exchange-sha256",
+        "rsa-sha2-512,ssh-ed25519",
+        "aes128-ctr",
+        "hmac-sha2-256",
+        "none",
+        false,
+    );
+    let mut request = vec![34];
+    for v in [min, n, max] {
+        request.extend_from_slice(&v.to_be_bytes());
+    }
+    let bytes = [id, packet(&init), packet(&request)].concat();
+    let addr = addr.to_string();
+    in_namespace(ns, move || {
+        ssh_probe::raw(&addr, &bytes, false, Duration::from_millis(300))
+    })
+}
+
+/// The group (p, g) of the KEX_DH_GEX_GROUP in an answer, if there is one.
+fn group_in(answer: &Answer) -> Option<(Vec<u8>, Vec<u8>)> {
+    let (packets, _) = plain_packets(&answer.after);
+    let group = packets.iter().find(|p| p.first() == Some(&31))?;
+    let mut r = decnet_emu_ssh::wire::Reader::new(&group[1..]);
+    let p = r.string().unwrap().to_vec();
+    let g = r.string().unwrap().to_vec();
+    Some((p, g))
+}
+
+/// A group-exchange request's group (p, g).
+fn gex_group(addr: &str, ns: &str, min: u32, n: u32, max: u32) -> (Vec<u8>, Vec<u8>) {
+    let answer = gex_answer(addr, ns, min, n, max);
+    group_in(&answer).unwrap_or_else(|| panic!("no KEX_DH_GEX_GROUP in {}", show(&answer.after)))
+}
+
+/// The moduli file's groups as the wire carries them (mpints: big-endian,
+/// a leading zero byte when the top bit is set), with their sizes in bits.
+fn file_groups(path: &str) -> Vec<(usize, Vec<u8>, Vec<u8>)> {
+    let mpint = |hex: &str| {
+        let mut bytes: Vec<u8> = (0..hex.len() / 2)
+            .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+            .collect();
+        if bytes[0] & 0x80 != 0 {
+            bytes.insert(0, 0);
+        }
+        bytes
+    };
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let g = format!("{:0>2}", f[5]);
+            (f[4].parse::<usize>().unwrap() + 1, mpint(f[6]), mpint(&g))
+        })
+        .collect()
+}
+
+/// Group exchange as sshd does it with its moduli file: for each request,
+/// both servers answer with a group of the same size, taken from the file,
+/// and not always the same one (sshd picks at random among those of the
+/// best size; a fixed answer would be a tell to anyone who asks twice).
+#[test]
+fn group_exchange_draws_from_the_moduli_file_like_real_sshd() {
+    let Some(pair) = pair() else {
+        return;
+    };
+    let moduli = moduli_file(&sshd_binary().unwrap()).display().to_string();
+    let file = file_groups(&moduli);
+    let ns = pair.attacker_ns();
+    // What OpenSSH clients ask for (min 2048, n from the cipher's strength),
+    // and bounds that leave only some sizes.
+    for (min, n, max) in [
+        (2048, 3072, 8192),
+        (2048, 8192, 8192),
+        (2048, 7680, 8192),
+        (3072, 4096, 6144),
+    ] {
+        let mut sizes = Vec::new();
+        for (who, addr) in [("real sshd", &pair.real), ("emulator", &pair.ours)] {
+            let mut primes = std::collections::BTreeSet::new();
+            let mut size = None;
+            for _ in 0..8 {
+                let (p, g) = gex_group(addr, &ns, min, n, max);
+                let (bits, ..) = file
+                    .iter()
+                    .find(|(_, fp, fg)| *fp == p && *fg == g)
+                    .unwrap_or_else(|| panic!("{who}: ({min}, {n}, {max}) answered with a group not in {moduli}"));
+                assert!(size.is_none_or(|s| s == *bits), "{who}: one size per request");
+                size = Some(*bits);
+                primes.insert(p);
+            }
+            assert!(
+                primes.len() > 1,
+                "{who}: ({min}, {n}, {max}) gave the same group 8 times"
+            );
+            sizes.push(size.unwrap());
+        }
+        assert_eq!(
+            sizes[0], sizes[1],
+            "group size for ({min}, {n}, {max}): real sshd vs emulator"
+        );
+    }
+    // Requests out of order or out of range: sshd checks the numbers as
+    // sent, then clamps them to 2048..=8192 (and falls back to a fixed group
+    // when nothing in the file fits). Same answer, or same size of group.
+    let mut differences = Differences::default();
+    for (min, n, max) in [
+        (2048, 1024, 8192),
+        (2048, 9000, 8192),
+        (4096, 2048, 8192),
+        (9000, 9000, 9000),
+        (1024, 1024, 1024),
+        (1024, 1024, 2048),
+        (0, 0, 0),
+        (u32::MAX, u32::MAX, u32::MAX),
+    ] {
+        let real = gex_answer(&pair.real, &ns, min, n, max);
+        let ours = gex_answer(&pair.ours, &ns, min, n, max);
+        let case = format!("GEX request ({min}, {n}, {max})");
+        let size = |a: &Answer| group_in(a).map(|(p, _)| (p.len() - usize::from(p[0] == 0)) * 8);
+        match (size(&real), size(&ours)) {
+            (None, None) => differences.check(&case, &seen(&real), &seen(&ours)),
+            (real, ours) => differences.check(&case, &real, &ours),
+        }
+    }
+    differences.assert_none(&pair.peer);
 }

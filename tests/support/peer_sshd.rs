@@ -39,6 +39,19 @@ pub(crate) fn sshd_binary() -> Option<PathBuf> {
     Some(path)
 }
 
+/// The moduli file the package ships (`/etc/ssh/moduli` when installed),
+/// beside the unpacked binary (`<root>/usr/sbin/sshd`).
+pub(crate) fn moduli_file(binary: &Path) -> PathBuf {
+    let root = binary.ancestors().nth(3).expect("<root>/usr/sbin/sshd");
+    let path = root.join("etc/ssh/moduli");
+    assert!(
+        path.is_file(),
+        "the openssh-server package's moduli at {}",
+        path.display()
+    );
+    path
+}
+
 /// The software version the binary announces after `SSH-2.0-`, e.g.
 /// `OpenSSH_9.2p1 Debian-2+deb12u10`: Debian's release string is compiled
 /// in as `OpenSSH_<version> <distro-version>`.
@@ -103,12 +116,14 @@ impl PeerSshd {
              PidFile none\n\
              AuthorizedKeysFile {dir}/authorized_keys\n\
              StrictModes no\n\
+             ModuliFile {moduli}\n\
              KbdInteractiveAuthentication no\n\
              UsePAM no\n\
              X11Forwarding yes\n\
              PrintMotd no\n\
              AcceptEnv LANG LC_*\n",
-            dir = dir.path().display()
+            dir = dir.path().display(),
+            moduli = moduli_file(binary).display()
         );
         std::fs::write(path("sshd_config"), config).unwrap();
         // Its privilege-separation directory (the package's tmpfiles.d makes it).

@@ -20,8 +20,9 @@
 //! login writes to its own copy of the filesystem; `decky`: one shared by
 //! every login, so uploads stay).
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use decnet_emu_sdk::{
     Accounts, BoxFuture, Close, Conn, Credential, Emulator, Kind, Outcome, Port, Recording, ServeError, Service,
@@ -30,6 +31,7 @@ use decnet_emu_sdk::{
 use decnet_shell::fs::{Cred, FsError, Node, NodeKind};
 use decnet_shell::{Limits, Mode, OverlayScope, ShellEvent, ShellHost, ShellOutput, ShellSession};
 
+use crate::moduli::Moduli;
 use crate::scp::Scp;
 use crate::sftp::{Attrs, Backend, Disk, SftpServer};
 use crate::{
@@ -40,6 +42,8 @@ use crate::{
 /// The SSH emulator.
 pub struct Ssh {
     profiles: Profiles,
+    /// Moduli files read so far, by path: read once, shared by the deckies.
+    moduli: Mutex<BTreeMap<PathBuf, Arc<Moduli>>>,
 }
 
 impl Ssh {
@@ -47,7 +51,38 @@ impl Ssh {
     pub fn new() -> Result<Self, String> {
         Ok(Self {
             profiles: Profiles::embedded().map_err(|e| e.to_string())?,
+            moduli: Mutex::default(),
         })
+    }
+
+    /// The groups of the moduli file at `path`, read once. sshd's default
+    /// file may be missing (its fallback groups then, as sshd, said once in
+    /// the log); a file the persona names must be there and hold groups.
+    fn moduli(&self, path: &Path, named: bool) -> Result<Arc<Moduli>, String> {
+        let mut files = self.moduli.lock().unwrap_or_else(|p| p.into_inner());
+        let moduli = match files.get(path) {
+            Some(moduli) => moduli.clone(),
+            None => {
+                let loaded = match Moduli::load(path) {
+                    Ok(moduli) => moduli,
+                    Err(e) if named => return Err(format!("{}: {e}", path.display())),
+                    Err(_) => Moduli::default(),
+                };
+                if loaded.is_empty() && !named {
+                    tracing::info!(
+                        "ssh: no usable moduli in {}: group exchange answers with sshd's fallback groups",
+                        path.display()
+                    );
+                }
+                let loaded = Arc::new(loaded);
+                files.insert(path.to_path_buf(), loaded.clone());
+                loaded
+            }
+        };
+        if named && moduli.is_empty() {
+            return Err(format!("{}: no usable groups", path.display()));
+        }
+        Ok(moduli)
     }
 }
 
@@ -97,6 +132,11 @@ impl Emulator for Ssh {
             },
         )?;
         let mut config = ServerConfig::new(&version, profile, keys);
+        config.moduli = match text("moduli") {
+            Some(path) => self.moduli(Path::new(&path), true),
+            None => self.moduli(Path::new(crate::moduli::DEFAULT_PATH), false),
+        }
+        .map_err(|e| ServeError::Persona(format!("ssh: moduli = {e}")))?;
         // The distros' sshd_config (Debian's, Ubuntu's, RHEL's) turns
         // keyboard-interactive off: a login offers "publickey,password", as
         // measured against Debian's sshd (tests/ssh_peer.rs).

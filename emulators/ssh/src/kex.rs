@@ -128,16 +128,9 @@ impl DhGroup {
         })
     }
 
-    /// sshd's group choice for a GEX request without a usable moduli file:
-    /// bounds clamped to 2048..=8192, then the fixed group for `max`
-    /// (dh.c's dh_new_group_fallback). `None` for inconsistent bounds.
-    pub fn for_request(min: u32, n: u32, max: u32) -> Option<Self> {
-        let min = min.max(2048);
-        let max = max.min(8192);
-        let n = n.clamp(2048, 8192);
-        if max < min || n < min || max < n {
-            return None;
-        }
+    /// sshd's group for a group exchange when no moduli file has one that
+    /// fits (dh.c's dh_new_group_fallback): the fixed group for `max`.
+    pub fn fallback(max: u32) -> Self {
         Self::fixed(if max < 3072 {
             2048
         } else if max < 6144 {
@@ -145,6 +138,7 @@ impl DhGroup {
         } else {
             8192
         })
+        .expect("the fixed groups parse")
     }
 
     /// Our half of the exchange for the client's `e`: (f, K as mpint).
@@ -442,10 +436,10 @@ mod tests {
         assert_eq!(reply.shared, want);
         assert!(group.exchange(&[1]).is_err());
         assert!(group.exchange(&(&group.p - BigUint::from(1u32)).to_bytes_be()).is_err());
-        assert_eq!(DhGroup::for_request(2048, 3072, 8192).map(|g| g.p.bits()), Some(8192));
-        assert_eq!(DhGroup::for_request(1024, 2048, 2048).map(|g| g.p.bits()), Some(2048));
-        assert_eq!(DhGroup::for_request(2048, 4096, 4096).map(|g| g.p.bits()), Some(4096));
-        assert_eq!(DhGroup::for_request(4096, 2048, 8192), None);
+        assert_eq!(DhGroup::fallback(8192).p.bits(), 8192);
+        assert_eq!(DhGroup::fallback(6143).p.bits(), 4096);
+        assert_eq!(DhGroup::fallback(3072).p.bits(), 4096);
+        assert_eq!(DhGroup::fallback(3071).p.bits(), 2048);
     }
 
     #[test]

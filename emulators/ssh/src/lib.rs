@@ -4,9 +4,9 @@
 //!
 //! Layers: [`wire`] codecs, [`ident`] identification exchange,
 //! [`kexinit`] negotiation, [`profile`] per-release offers from
-//! `personas/ssh/`, [`kex`] / [`hostkey`] key exchange and host keys,
-//! [`cipher`] / [`mac`] / [`umac`] the binary packet protocol,
-//! [`transport`] the sans-IO connection state machine, [`server`] a tokio
+//! `personas/ssh/`, [`kex`] / [`hostkey`] / [`moduli`] key exchange, host
+//! keys and group exchange's groups, [`cipher`] / [`mac`] / [`umac`] the
+//! binary packet protocol, [`transport`] the sans-IO connection state machine, [`server`] a tokio
 //! driver. The caller decides authentication and runs sessions through
 //! [`handler::Handler`].
 
@@ -21,6 +21,7 @@ pub mod kex;
 pub mod kexinit;
 pub mod mac;
 pub mod modp;
+pub mod moduli;
 pub mod profile;
 pub mod scp;
 pub mod server;

@@ -17,6 +17,7 @@ use crate::ident::IdentReader;
 use crate::kex::{self, DhGroup, HashInput, KexAlg};
 use crate::kexinit::{KexInit, Negotiated, negotiate};
 use crate::mac::MacAlg;
+use crate::moduli::Moduli;
 use crate::profile::{Profile, STRICT_KEX_CLIENT, hassh, hassh_string};
 use crate::wire::{Reader, WireError, put_bool, put_name_list, put_string, put_u8, put_u32};
 use crate::zlib::{Deflater, Inflater};
@@ -96,6 +97,8 @@ pub struct ServerConfig {
     /// the test machine). Answering in microseconds is a tell, e.g. in
     /// ssh-audit's connection-rate test. The driver adds ±25% jitter.
     pub ident_delay: Duration,
+    /// The groups group exchange draws from (sshd's moduli file).
+    pub moduli: Arc<Moduli>,
 }
 
 impl ServerConfig {
@@ -110,6 +113,7 @@ impl ServerConfig {
             login_grace: Duration::from_secs(120),
             max_channels: 10,
             ident_delay: Duration::from_millis(20),
+            moduli: Arc::default(),
         }
     }
 }
@@ -687,8 +691,12 @@ impl<H: Handler> Connection<H> {
         };
         let mut r = Reader::new(&payload[1..]);
         let (min, n, max) = (r.u32()?, r.u32()?, r.u32()?);
-        let group = DhGroup::for_request(min, n, max)
-            .ok_or_else(|| Stop::Disconnect("DH_GEX_REQUEST, bad parameters".into()))?;
+        let group = self
+            .config
+            .moduli
+            .choose(min, n, max, |count| (OsRng.next_u32() as usize) % count)
+            // sshd dies on it without a word (measured: tests/ssh_peer.rs).
+            .ok_or_else(|| Stop::Silent("DH_GEX_REQUEST, bad parameters".into()))?;
         let mut encoded = Vec::new();
         put_u32(&mut encoded, min);
         put_u32(&mut encoded, n);

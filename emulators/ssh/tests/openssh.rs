@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use decnet_emu_ssh::{
     Action, AuthAttempt, AuthDecision, AuthMethod, ChannelRequest, Handler, HostKeys, Observation, Profiles,
-    ServerConfig,
+    ServerConfig, moduli::Moduli,
 };
 use md5::{Digest, Md5};
 use tokio::net::TcpListener;
@@ -219,6 +219,33 @@ async fn every_kex_method_the_client_can_run() {
             "{kex}:\n{}",
             stderr(&o)
         );
+    }
+}
+
+/// Group exchange with groups from a moduli file (the RFC 3526 primes under
+/// generator 5, which no fallback group has): the client's requests for
+/// 3072 (umac-64's strength) and 8192 bits (hmac-sha2-256's) are answered
+/// from the file and the exchange completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_exchange_with_a_moduli_files_groups() {
+    let file: String = [2048, 4096, 8192]
+        .iter()
+        .map(|&bits| {
+            let hex = decnet_emu_ssh::modp::prime_hex(bits).expect("a fixed group");
+            format!("20240101000000 2 6 100 {} 5 {hex}\n", bits - 1)
+        })
+        .collect();
+    let moduli = Moduli::parse(&file);
+    assert_eq!(moduli.len(), 3);
+    let s = start(DEBIAN, None, move |c| c.moduli = Arc::new(moduli)).await;
+    for mac in ["umac-64-etm@openssh.com", "hmac-sha2-256-etm@openssh.com"] {
+        let options = [
+            "KexAlgorithms=diffie-hellman-group-exchange-sha256",
+            "Ciphers=aes128-ctr",
+            &format!("MACs={mac}"),
+        ];
+        let o = password_login(s.port, "toor", &options, "id").await;
+        assert_echo(&o, "id", mac);
     }
 }
 
