@@ -20,7 +20,10 @@ static HOST: std::sync::LazyLock<ShellHost> = std::sync::LazyLock::new(|| {
         mac: [2, 0, 0, 0, 0, 5],
         distro: catalogue.distros()[0].clone(),
         kernel_release: None,
-        accounts: vec![Account { name: "admin".into(), password: "admin".into() }],
+        accounts: vec![Account {
+            name: "admin".into(),
+            password: "admin".into(),
+        }],
         seed: FleetSeed::from_passphrase("fuzz").decky("fuzz"),
         listening: Vec::new(),
         overlay: OverlayScope::Session,

@@ -164,3 +164,33 @@ proptest! {
         s.feed(common::NOW, b"\x03\x04");
     }
 }
+
+/// Lines the random tests found that sent the parser's tokenizer into an
+/// unbounded loop (and CI out of memory): each must now end with a syntax
+/// error, and ordinary here-documents must still run.
+#[test]
+fn here_documents_that_looped_the_parser_finish() {
+    let host = host("debian");
+    for line in [
+        "eval x << $( < } $x rm /tmp true # s/a/b/ & {1..3}",
+        "<< $( <x #\n)",
+        "<< \"$( <x #",
+        ": << $( >x #\nEOF",
+        "\" $( | << >> grep \"",
+        "echo ${x<<''} ",
+        "cat << ${ \"\" $(",
+        "eval \"echo \\${x<<''} \"",
+    ] {
+        let out = ShellSession::run_exec(host, "root", line, b"", common::NOW, 3);
+        assert!(
+            out.contains(&ShellOutput::Exit(2)),
+            "{line:?} should be a syntax error: {out:?}"
+        );
+    }
+    let out = ShellSession::run_exec(host, "root", "cat << EOF\nuser $(whoami)\nEOF", b"", common::NOW, 3);
+    assert!(out.contains(&ShellOutput::Stdout(b"user root\n".to_vec())), "{out:?}");
+    // A dropper script: a substitution on an earlier line, then a here-document.
+    let script = "ARCH=$(uname -m)\ncat << EOF\narch $ARCH\nEOF";
+    let out = ShellSession::run_exec(host, "root", script, b"", common::NOW, 3);
+    assert!(out.contains(&ShellOutput::Stdout(b"arch x86_64\n".to_vec())), "{out:?}");
+}
