@@ -125,7 +125,8 @@ fn shaping_record(s: &Shaping, ttl: u8, tcp_df: bool, clock: Clock) -> ebpf::Per
         // sysctls: only rewriting makes every TCP packet follow them.
         tcp_df: if tcp_df { ebpf::DF_KERNEL } else { ebpf::DF_CLEAR },
         quote: s.icmp.quote.unwrap_or(0),
-        _pad: [0; 2],
+        // The loader's to give.
+        slot: 0,
         windows,
         ts_hz: tcp.timestamp_hz.unwrap_or(0),
         ts_offset: clock.offset,

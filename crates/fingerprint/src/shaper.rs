@@ -4,11 +4,11 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::sync::Mutex;
 
-use aya::maps::{HashMap, MapData};
+use aya::maps::{Array, HashMap, MapData};
 use aya::programs::tc::SchedClassifierLink;
 use aya::programs::{SchedClassifier, TcAttachType};
 use aya::{Ebpf, include_bytes_aligned};
-use decnet_ebpf_common::Personality;
+use decnet_ebpf_common::{IsnClock, Personality, SLOTS};
 
 /// Built by `cargo xtask build-ebpf` from `ebpf/personality` and committed,
 /// so that building DECNET needs no nightly toolchain.
@@ -31,6 +31,12 @@ pub struct Shaper {
 struct Inner {
     ebpf: Ebpf,
     personalities: HashMap<MapData, u32, Personality>,
+    /// The per-decky state, by slot: reset when a slot is given out.
+    ip_ids: Array<MapData, u64>,
+    far_ids: Array<MapData, [u16; 4]>,
+    isn_clocks: Array<MapData, IsnClock>,
+    /// Each decky's slot (`Personality::slot`), kept while it is attached.
+    slots: BTreeMap<Ipv4Addr, u16>,
     attached: BTreeMap<Ipv4Addr, [SchedClassifierLink; 2]>,
 }
 
@@ -47,14 +53,22 @@ impl Shaper {
                 .map_err(|e| load(&e))?;
             program.load().map_err(|e| load(&e))?;
         }
-        let map = ebpf
-            .take_map("PERSONALITIES")
-            .ok_or_else(|| ShaperError::Load("the object has no PERSONALITIES map".into()))?;
-        let personalities = HashMap::try_from(map).map_err(|e| load(&e))?;
+        let mut take = |name: &str| {
+            ebpf.take_map(name)
+                .ok_or_else(|| ShaperError::Load(format!("the object has no {name} map")))
+        };
+        let personalities = HashMap::try_from(take("PERSONALITIES")?).map_err(|e| load(&e))?;
+        let ip_ids = Array::try_from(take("IP_IDS")?).map_err(|e| load(&e))?;
+        let far_ids = Array::try_from(take("FAR_IDS")?).map_err(|e| load(&e))?;
+        let isn_clocks = Array::try_from(take("ISN_CLOCKS")?).map_err(|e| load(&e))?;
         Ok(Self {
             inner: Mutex::new(Inner {
                 ebpf,
                 personalities,
+                ip_ids,
+                far_ids,
+                isn_clocks,
+                slots: BTreeMap::new(),
                 attached: BTreeMap::new(),
             }),
         })
@@ -70,6 +84,24 @@ impl Shaper {
         };
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         inner.attached.remove(&ip);
+        // A decky re-attached keeps its slot, so its counters run on.
+        let slot = match inner.slots.get(&ip) {
+            Some(&slot) => slot,
+            None => {
+                let slot = (0..SLOTS)
+                    .map(|s| s as u16)
+                    .find(|s| !inner.slots.values().any(|used| used == s))
+                    .ok_or_else(|| fail(format!("more than {SLOTS} deckies")))?;
+                let index = u32::from(slot);
+                let reset = |e: aya::maps::MapError| fail(e.to_string());
+                inner.ip_ids.set(index, 0, 0).map_err(reset)?;
+                inner.far_ids.set(index, [0; 4], 0).map_err(reset)?;
+                inner.isn_clocks.set(index, IsnClock::default(), 0).map_err(reset)?;
+                inner.slots.insert(ip, slot);
+                slot
+            }
+        };
+        let personality = Personality { slot, ..*personality };
         inner
             .personalities
             .insert(key(ip), personality, 0)
@@ -97,6 +129,7 @@ impl Shaper {
         // Dropping the links detaches them (if the interface still exists).
         inner.attached.remove(&ip);
         let _ = inner.personalities.remove(&key(ip));
+        inner.slots.remove(&ip);
     }
 }
 

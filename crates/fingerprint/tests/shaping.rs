@@ -729,3 +729,202 @@ fn a_decky_without_a_personality_passes_untouched() {
         );
     }
 }
+
+/// A TCP segment in an Ethernet frame, checksums filled in.
+#[allow(clippy::too_many_arguments)] // The fields of a segment, named at each call.
+fn segment(
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    ports: (u16, u16),
+    seq: u32,
+    ack: u32,
+    flags: u8,
+    options: &[u8],
+    data: &[u8],
+) -> Vec<u8> {
+    let tcp_len = 20 + options.len() + data.len();
+    let mut b = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 8, 0];
+    b.extend([0x45, 0]);
+    b.extend(((20 + tcp_len) as u16).to_be_bytes());
+    b.extend([0, 1, 0x40, 0, 64, 6, 0, 0]);
+    b.extend(src.octets());
+    b.extend(dst.octets());
+    let ip_sum = !fold(sum(&b[14..34]));
+    b[24..26].copy_from_slice(&ip_sum.to_be_bytes());
+    b.extend(ports.0.to_be_bytes());
+    b.extend(ports.1.to_be_bytes());
+    b.extend(seq.to_be_bytes());
+    b.extend(ack.to_be_bytes());
+    b.extend([((5 + options.len() / 4) as u8) << 4, flags]);
+    b.extend([0xff, 0xff, 0, 0, 0, 0]);
+    b.extend(options);
+    b.extend(data);
+    with_full_checksum(&b)
+}
+
+fn entries(programs: &Programs, map: &str) -> usize {
+    let map: aya::maps::HashMap<_, decnet_ebpf_common::FlowKey, decnet_ebpf_common::Connection> =
+        aya::maps::HashMap::try_from(programs.ebpf.map(map).unwrap()).unwrap();
+    map.keys().count()
+}
+
+fn connections(programs: &Programs) -> usize {
+    entries(programs, "CONNECTIONS")
+}
+
+/// A connection's translation (the persona's ISN on the way out, the
+/// kernel's on the way in) holds through the three ways of closing, and its
+/// entry leaves the open connections with the last segment, to wait in
+/// TIME_WAITS when the decky's socket does (its later ACKs still
+/// translated). A peer's stray FIN, an acknowledgement beyond the decky's
+/// FIN or an RST the kernel would refuse ends nothing early.
+#[test]
+fn a_closed_connection_leaves_no_state() {
+    if !is_root() {
+        return;
+    }
+    let spec = decky("windows-10");
+    let programs = Programs::load(&spec);
+    let peer = Ipv4Addr::new(10, 213, 0, 100);
+    const ACK: u8 = 0x10;
+    const FIN_ACK: u8 = 0x11;
+    // MSS, SACK permitted + timestamps, NOP + window scale: Linux's SYN-ACK.
+    let syn_ack_options = [2, 4, 5, 180, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 7, 1, 3, 3, 7];
+    #[derive(Debug, Clone, Copy)]
+    enum Close {
+        DeckyFirst,
+        PeerFirst,
+        Simultaneous,
+        Forged,
+    }
+    for (round, close) in [
+        (0u16, Close::DeckyFirst),
+        (1, Close::PeerFirst),
+        (2, Close::Simultaneous),
+        (3, Close::Forged),
+    ] {
+        let ports = (80, 40_000 + round);
+        let (kernel_isn, peer_isn) = (1_000_000u32, 5_000u32);
+        let out = |flags, seq_off: u32, ack_off: u32, data: &[u8]| {
+            let frame = segment(
+                DECKY,
+                peer,
+                ports,
+                kernel_isn + seq_off,
+                peer_isn + ack_off,
+                flags,
+                &[],
+                data,
+            );
+            let (verdict, out) = programs.run("egress", &frame);
+            assert_eq!(verdict, TC_ACT_OK);
+            assert!(out.checksums_hold(), "egress checksums");
+            out
+        };
+        let syn_ack = segment(
+            DECKY,
+            peer,
+            ports,
+            kernel_isn,
+            peer_isn + 1,
+            0x12,
+            &syn_ack_options,
+            &[],
+        );
+        let (_, syn_ack) = programs.run("egress", &syn_ack);
+        let persona_isn = syn_ack.seq();
+        assert_ne!(persona_isn, kernel_isn, "windows-10 has an ISN clock of its own");
+        assert_eq!(connections(&programs), 1);
+        // What the peer sends, in the persona's numbers; what reaches the kernel.
+        let inbound = |flags, seq_off: u32, persona_ack_off: u32, data: &[u8]| {
+            let frame = segment(
+                peer,
+                DECKY,
+                (ports.1, ports.0),
+                peer_isn + seq_off,
+                persona_isn.wrapping_add(persona_ack_off),
+                flags,
+                &[],
+                data,
+            );
+            let (verdict, got) = programs.run("ingress", &frame);
+            assert_eq!(verdict, TC_ACT_OK);
+            assert_eq!(
+                got.ack(),
+                kernel_isn + persona_ack_off,
+                "the kernel's own numbers come back"
+            );
+            assert!(got.checksums_hold(), "ingress checksums");
+        };
+        inbound(ACK, 1, 1, b"");
+        inbound(ACK, 1, 1, b"GET / HTTP/1.0\r\n\r\n");
+        let reply = out(ACK, 1, 19, b"HTTP/1.0 200 OK\r\n\r\n");
+        assert_eq!(
+            reply.seq(),
+            persona_isn.wrapping_add(1),
+            "data in the persona's numbering"
+        );
+        match close {
+            Close::DeckyFirst => {
+                // FIN (ours), FIN+ACK (theirs, acking ours), the last ACK (ours).
+                let fin = out(FIN_ACK, 20, 19, b"");
+                assert_eq!(fin.seq(), persona_isn.wrapping_add(20));
+                inbound(FIN_ACK, 19, 21, b"");
+                assert_eq!(connections(&programs), 1, "until the last segment");
+                let last = out(ACK, 21, 20, b"");
+                assert_eq!(
+                    last.seq(),
+                    persona_isn.wrapping_add(21),
+                    "the last ACK still translated"
+                );
+                assert_eq!(entries(&programs, "TIME_WAITS"), round as usize + 1);
+                // The peer's FIN again (our ACK was lost): TIME_WAIT answers,
+                // in the persona's numbers.
+                let again = out(ACK, 21, 20, b"");
+                assert_eq!(again.seq(), persona_isn.wrapping_add(21), "TIME_WAIT's ACK");
+            }
+            Close::PeerFirst => {
+                // FIN (theirs), ACK and FIN (ours), the last ACK (theirs).
+                inbound(FIN_ACK, 19, 20, b"");
+                out(ACK, 20, 20, b"");
+                let fin = out(FIN_ACK, 20, 20, b"");
+                assert_eq!(fin.seq(), persona_isn.wrapping_add(20));
+                assert_eq!(connections(&programs), 1, "until the last segment");
+                inbound(ACK, 20, 21, b"");
+                assert_eq!(entries(&programs, "TIME_WAITS"), 1, "no TIME_WAIT for the passive side");
+            }
+            Close::Simultaneous => {
+                // The FINs cross; each side then acknowledges the other's.
+                out(FIN_ACK, 20, 19, b"");
+                inbound(FIN_ACK, 19, 20, b"");
+                let ack = out(ACK, 21, 20, b"");
+                assert_eq!(ack.seq(), persona_isn.wrapping_add(21));
+                assert_eq!(connections(&programs), 1, "until the peer acknowledges our FIN");
+                inbound(ACK, 20, 21, b"");
+                assert_eq!(entries(&programs, "TIME_WAITS"), 2);
+            }
+            Close::Forged => {
+                let rst = |seq_off: u32| {
+                    let frame = segment(peer, DECKY, (ports.1, ports.0), peer_isn + seq_off, 0, 0x04, &[], &[]);
+                    programs.run("ingress", &frame);
+                };
+                // A FIN at an old sequence number, which the decky answers
+                // with the ACK it already sent: not the peer's FIN.
+                inbound(FIN_ACK, 18, 20, b"");
+                out(ACK, 20, 19, b"");
+                out(FIN_ACK, 20, 19, b"");
+                // An acknowledgement beyond the decky's FIN, then the right one.
+                inbound(ACK, 19, 22, b"");
+                inbound(ACK, 19, 21, b"");
+                assert_eq!(connections(&programs), 1, "half closed: the peer may still send");
+                // An RST off the decky's last acknowledgement: a challenge ACK.
+                rst(25);
+                assert_eq!(connections(&programs), 1, "an RST the kernel refuses");
+                let challenge = out(ACK, 21, 19, b"");
+                assert_eq!(challenge.seq(), persona_isn.wrapping_add(21));
+                rst(19);
+            }
+        }
+        assert_eq!(connections(&programs), 0, "closed ({close:?})");
+    }
+}

@@ -128,7 +128,9 @@ pub struct Personality {
     pub tcp_df: u8,
     /// Bytes of the offending datagram an ICMP error quotes; 0: the kernel's.
     pub quote: u8,
-    pub _pad: [u8; 2],
+    /// The decky's index into the programs' per-decky arrays (below
+    /// [`SLOTS`]), given by the loader.
+    pub slot: u16,
     /// MSS written into SYN-ACKs, per probe class; 0: the kernel's.
     pub mss: [u16; CLASSES],
     /// SYN-ACK window per probe class; 0: the kernel's.
@@ -166,6 +168,9 @@ pub struct Personality {
     pub isn_scale: [u32; CLASSES],
 }
 
+/// Deckies the programs' per-decky arrays hold.
+pub const SLOTS: u32 = 65536;
+
 /// [`Personality::isn_scale`] of a step left as the clock's rate gives it.
 pub const ISN_SCALE_ONE: u32 = 1 << 20;
 
@@ -202,8 +207,42 @@ pub struct Connection {
     pub ts_persona: u32,
     pub kernel_wscale: u8,
     pub persona_wscale: u8,
-    pub _pad: u16,
+    /// The persona's settings an established segment needs, copied from its
+    /// [`Personality`] at the SYN-ACK: its segments then take one lookup, not
+    /// two. Whether timestamps are translated, the TCP DF and IP ID policies,
+    /// and the timestamp clock's rate.
+    pub timestamps: u8,
+    pub tcp_df: u8,
+    pub ip_id: u8,
+    /// How far its close has got (`CLOSE_*` bits): the entry leaves the
+    /// map of open connections with the last segment of both FINs' exchange,
+    /// not when the LRU map, full, evicts it (costly, and it could evict a
+    /// long-lived connection).
+    pub closing: u8,
+    /// [`Personality::slot`].
+    pub slot: u16,
+    pub ts_hz: u32,
+    /// The sequence number just past the decky's FIN, in the persona's
+    /// numbering (valid with `CLOSE_FIN_OUT`).
+    pub fin_out: u32,
+    /// The sequence number just past the peer's FIN (valid with `CLOSE_FIN_IN`).
+    pub fin_in: u32,
+    /// The last acknowledgement number the decky sent (the kernel's
+    /// `rcv_nxt` as last told): an RST counts only at exactly this, and a
+    /// FIN is acknowledged only when the decky's acknowledgement moves to it.
+    pub last_ack: u32,
 }
+
+/// [`Connection::closing`]: the decky sent its FIN; the peer acknowledged it;
+/// the peer sent its FIN; the decky acknowledged that. All four: closed.
+/// `CLOSE_OURS_FIRST`: the decky's FIN came before the peer's, so its socket
+/// waits in TIME_WAIT, whose answers still need the persona's numbers.
+pub const CLOSE_FIN_OUT: u8 = 1;
+pub const CLOSE_OUT_ACKED: u8 = 2;
+pub const CLOSE_FIN_IN: u8 = 4;
+pub const CLOSE_IN_ACKED: u8 = 8;
+pub const CLOSED: u8 = 15;
+pub const CLOSE_OURS_FIRST: u8 = 16;
 
 /// A segment without ACK to the decky, kept until the kernel's RST answers
 /// it: sequence and acknowledgement numbers (network order) and flags.
@@ -230,4 +269,5 @@ mod user {
     unsafe impl aya::Pod for super::Personality {}
     unsafe impl aya::Pod for super::FlowKey {}
     unsafe impl aya::Pod for super::Connection {}
+    unsafe impl aya::Pod for super::IsnClock {}
 }

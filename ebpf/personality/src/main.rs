@@ -20,7 +20,7 @@ use aya_ebpf::helpers::generated::{
     bpf_get_prandom_u32, bpf_ktime_get_ns, bpf_redirect, bpf_skb_change_tail, bpf_skb_store_bytes,
 };
 use aya_ebpf::macros::{classifier, map};
-use aya_ebpf::maps::{HashMap, LruHashMap};
+use aya_ebpf::maps::{Array, HashMap, LruHashMap};
 use aya_ebpf::programs::TcContext;
 use decnet_ebpf_common::*;
 
@@ -46,22 +46,32 @@ const AT_ICMP_CSUM: usize = L4 + 2;
 #[map]
 static PERSONALITIES: HashMap<u32, Personality> = HashMap::with_max_entries(65536, BPF_F_NO_PREALLOC);
 
-/// Each decky's IP ID counter (shared by TCP and ICMP, like Windows').
+// The per-decky state below is in arrays indexed by `Personality::slot`:
+// the verifier inlines an array lookup, a hash lookup is a call and a hash.
+
+/// Each decky's IP ID counter (shared by TCP and ICMP, like Windows'); bit 32
+/// marks it started (the loader zeroes a new decky's).
 #[map]
-static IP_IDS: HashMap<u32, u32> = HashMap::with_max_entries(65536, BPF_F_NO_PREALLOC);
+static IP_IDS: Array<u64> = Array::with_max_entries(SLOTS, 0);
 
 /// Each decky's last IP IDs of the `IPID_RANDOM_FAR` policy, per packet class
 /// (one sequence for all would let two jumps add up to a small step).
 #[map]
-static FAR_IDS: HashMap<u32, [u16; 4]> = HashMap::with_max_entries(65536, BPF_F_NO_PREALLOC);
+static FAR_IDS: Array<[u16; 4]> = Array::with_max_entries(SLOTS, 0);
 
 /// Connections whose timestamps or window scale are translated.
 #[map]
 static CONNECTIONS: LruHashMap<FlowKey, Connection> = LruHashMap::with_max_entries(65536, 0);
 
-/// Each decky's ISN generator.
+/// Connections closed by the decky first, while its socket may still answer
+/// from TIME_WAIT (60 s): the kernel's ACKs and RSTs from there are
+/// translated like the connection's. A smaller LRU map: the newest matter.
 #[map]
-static ISN_CLOCKS: HashMap<u32, IsnClock> = HashMap::with_max_entries(65536, BPF_F_NO_PREALLOC);
+static TIME_WAITS: LruHashMap<FlowKey, Connection> = LruHashMap::with_max_entries(4096, 0);
+
+/// Each decky's ISN generator (`last_ns` 0: not started).
+#[map]
+static ISN_CLOCKS: Array<IsnClock> = Array::with_max_entries(SLOTS, 0);
 
 /// The probe class of SYNs awaiting their SYN-ACK.
 #[map]
@@ -133,19 +143,30 @@ fn raw32(b: &[u8], at: usize) -> u32 {
     u32::from_ne_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
 
-/// The decky's address, personality and the packet's headers, if the
-/// packet is plain IPv4 (no IP options) from (`outgoing`) or to a decky.
-// Inlined: as a call, its frame and ingress's together pass the 512-byte stack.
+/// The packet's headers, if it is plain IPv4 (no IP options).
 #[inline(always)]
-fn personality(ctx: &TcContext, outgoing: bool) -> Option<(u32, &'static Personality, IpHead)> {
+fn ipv4(ctx: &TcContext) -> Option<IpHead> {
     let ip: IpHead = read(ctx, 0)?;
     if ip[12] != 0x08 || ip[13] != 0 || ip[IP] != 0x45 {
         return None;
     }
-    let decky = raw32(&ip, if outgoing { IP + 12 } else { IP + 16 });
+    Some(ip)
+}
+
+/// The decky's personality, for a packet from (`outgoing`) or to it.
+// Inlined: as a call, its frame and ingress's together pass the 512-byte stack.
+#[inline(always)]
+fn personality(ip: &IpHead, outgoing: bool) -> Option<&'static Personality> {
+    let decky = raw32(ip, if outgoing { IP + 12 } else { IP + 16 });
     // SAFETY: entries are only replaced whole by the loader.
-    let p = unsafe { PERSONALITIES.get(&decky) }?;
-    Some((decky, p, ip))
+    unsafe { PERSONALITIES.get(&decky) }
+}
+
+/// Whether a TCP segment belongs to an established connection (ACK without
+/// SYN or RST): its connection then holds all its rewrites need, and nothing
+/// else applies to it (nmap's probes and the closed-port RSTs differ).
+fn established(tcp: &TcpHead) -> bool {
+    tcp[13] & (TCP_SYN | TCP_RST | TCP_ACK) == TCP_ACK
 }
 
 fn flow(ip: &IpHead, tcp: &TcpHead, outgoing: bool) -> FlowKey {
@@ -173,12 +194,34 @@ fn flow(ip: &IpHead, tcp: &TcpHead, outgoing: bool) -> FlowKey {
 // ---------------------------------------------------------------- egress
 
 fn try_egress(ctx: &TcContext) -> Option<i32> {
-    let (decky, p, ip) = personality(ctx, true)?;
+    let ip = ipv4(ctx)?;
+    if ip[IP + 9] == 6 {
+        let tcp: TcpHead = read(ctx, L4)?;
+        // The common case with one lookup, not two: the connection's copy of
+        // the persona's settings stands in for the personality.
+        let key = flow(&ip, &tcp, true);
+        if established(&tcp)
+            && let Some(conn) = CONNECTIONS.get_ptr_mut(&key)
+        {
+            // SAFETY: a map value; only this connection's segments write it
+            // (its two directions may race: a lost bit of `closing` leaves
+            // the entry to the LRU map).
+            let conn = unsafe { &mut *conn };
+            let _ = established_egress(ctx, conn, &ip, &tcp);
+            set_df(ctx, &ip, conn.tcp_df);
+            set_ip_id(ctx, &ip, conn.slot as u32, conn.ip_id, IPID_TCP);
+            if conn.closing & CLOSED == CLOSED {
+                closed(&key, conn);
+            }
+            return None;
+        }
+    }
+    let p = personality(&ip, true)?;
     let class = match ip[IP + 9] {
         6 => {
             let tcp: TcpHead = read(ctx, L4)?;
             let flags = tcp[13];
-            let df = match tcp_egress(ctx, decky, p, &ip, &tcp) {
+            let df = match tcp_egress(ctx, p, &ip, &tcp) {
                 Some(Egress::Drop) => return Some(TC_ACT_SHOT),
                 Some(Egress::Df(df)) if df != DF_KERNEL => df,
                 _ => p.tcp_df,
@@ -195,7 +238,7 @@ fn try_egress(ctx: &TcContext) -> Option<i32> {
         }
         _ => return None,
     };
-    set_ip_id(ctx, &ip, decky, p.ip_id[class], class);
+    set_ip_id(ctx, &ip, p.slot as u32, p.ip_id[class], class);
     None
 }
 
@@ -225,7 +268,7 @@ fn set_df(ctx: &TcContext, ip: &IpHead, policy: u8) -> Option<()> {
     Some(())
 }
 
-fn set_ip_id(ctx: &TcContext, ip: &IpHead, decky: u32, policy: u8, class: usize) -> Option<()> {
+fn set_ip_id(ctx: &TcContext, ip: &IpHead, slot: u32, policy: u8, class: usize) -> Option<()> {
     let new = match policy {
         IPID_ZERO => 0,
         IPID_RANDOM => (unsafe { bpf_get_prandom_u32() }) as u16,
@@ -236,41 +279,27 @@ fn set_ip_id(ctx: &TcContext, ip: &IpHead, decky: u32, policy: u8, class: usize)
                 jump += 1;
             }
             let class = class & 3;
-            match FAR_IDS.get_ptr_mut(&decky) {
-                // SAFETY: a map value; a racing update at worst repeats an ID.
-                Some(last) => unsafe {
-                    (*last)[class] = (*last)[class].wrapping_add(jump);
-                    (*last)[class]
-                },
-                None => {
-                    // Constant indices: the verifier refuses a variable one into the stack.
-                    let last = match class {
-                        IPID_TCP => [jump, 0, 0, 0],
-                        IPID_TCP_RST => [0, jump, 0, 0],
-                        _ => [0, 0, jump, 0],
-                    };
-                    let _ = FAR_IDS.insert(&decky, &last, 0);
-                    jump
-                }
+            let last = FAR_IDS.get_ptr_mut(slot)?;
+            // SAFETY: a map value; a racing update at worst repeats an ID.
+            unsafe {
+                (*last)[class] = (*last)[class].wrapping_add(jump);
+                (*last)[class]
             }
         }
         IPID_INCREMENTAL | IPID_BROKEN => {
             // A GSO packet leaves as several segments, each taking an ID.
-            let segs = unsafe { (*ctx.skb.skb).gso_segs }.max(1);
-            let id = match IP_IDS.get_ptr_mut(&decky) {
-                // SAFETY: a map value; a racing update at worst repeats an ID.
-                Some(counter) => unsafe {
-                    let id = *counter;
-                    *counter = id.wrapping_add(segs);
-                    id
-                },
-                None => {
+            let segs = unsafe { (*ctx.skb.skb).gso_segs }.max(1) as u64;
+            let counter = IP_IDS.get_ptr_mut(slot)?;
+            // SAFETY: a map value; a racing update at worst repeats an ID.
+            let id = unsafe {
+                let mut id = *counter;
+                if id == 0 {
                     // The first packet takes an ID too: left at the kernel's
                     // (0 on a SYN-ACK with DF), it reads as Linux to p0f.
-                    let start = unsafe { bpf_get_prandom_u32() } & 0xffff;
-                    let _ = IP_IDS.insert(&decky, &start.wrapping_add(segs), 0);
-                    start
+                    id = 1 << 32 | (bpf_get_prandom_u32() & 0xffff) as u64;
                 }
+                *counter = id.wrapping_add(segs);
+                id
             } as u16;
             if policy == IPID_BROKEN { id.swap_bytes() } else { id }
         }
@@ -297,14 +326,20 @@ enum Egress {
 }
 
 #[inline(always)]
-fn tcp_egress(ctx: &TcContext, decky: u32, p: &Personality, ip: &IpHead, tcp: &TcpHead) -> Option<Egress> {
+fn tcp_egress(ctx: &TcContext, p: &Personality, ip: &IpHead, tcp: &TcpHead) -> Option<Egress> {
     let key = flow(ip, tcp, true);
     let flags = tcp[13];
     if flags & (TCP_SYN | TCP_ACK) == TCP_SYN | TCP_ACK {
-        syn_ack(ctx, decky, p, ip, tcp)?;
+        syn_ack(ctx, p, ip, tcp)?;
         return None;
     }
-    let Some(conn) = (unsafe { CONNECTIONS.get(&key) }) else {
+    let Some(conn) = CONNECTIONS.get_ptr_mut(&key) else {
+        if let Some(tw) = TIME_WAITS.get_ptr_mut(&key) {
+            // The kernel answering from TIME_WAIT.
+            // SAFETY: a map value, as a connection's.
+            established_egress(ctx, unsafe { &mut *tw }, ip, tcp)?;
+            return None;
+        }
         if flags & (TCP_RST | TCP_ACK) == TCP_RST && p.flags & F_NO_BARE_RST != 0 {
             return Some(Egress::Drop);
         }
@@ -319,13 +354,40 @@ fn tcp_egress(ctx: &TcContext, decky: u32, p: &Personality, ip: &IpHead, tcp: &T
         }
         return None;
     };
-    // An established connection's segments: every change written straight
-    // into the packet, and the checksum updated once.
+    // SAFETY: a map value, only this connection's segments write it.
+    established_egress(ctx, unsafe { &mut *conn }, ip, tcp)?;
+    if flags & TCP_RST != 0 {
+        // The decky aborts the connection: nothing of it follows.
+        let _ = CONNECTIONS.remove(&key);
+    }
+    None
+}
+
+/// An established connection's segments: every change written straight
+/// into the packet, and the checksum updated once.
+#[inline(always)]
+fn established_egress(ctx: &TcContext, conn: &mut Connection, ip: &IpHead, tcp: &TcpHead) -> Option<()> {
+    let flags = tcp[13];
+    let seq = u32::from_be(raw32(tcp, 4)).wrapping_add(conn.isn_delta);
+    if flags & TCP_ACK != 0 {
+        let ack = u32::from_be(raw32(tcp, 8));
+        // The peer's FIN is taken when the decky's acknowledgement moves
+        // onto it, not when a duplicate ACK already stands there.
+        if conn.closing & CLOSE_FIN_IN != 0 && ack == conn.fin_in && conn.last_ack != ack {
+            conn.closing |= CLOSE_IN_ACKED;
+        }
+        conn.last_ack = ack;
+    }
+    if flags & TCP_FIN != 0 && conn.closing & CLOSE_FIN_OUT == 0 {
+        conn.fin_out = seq.wrapping_add(payload(ip, tcp)).wrapping_add(1);
+        conn.closing |= CLOSE_FIN_OUT;
+        if conn.closing & CLOSE_IN_ACKED == 0 {
+            conn.closing |= CLOSE_OURS_FIRST;
+        }
+    }
     let mut delta = Delta::default();
     if conn.isn_delta != 0 {
-        let old = raw32(tcp, 4);
-        let new = u32::from_be(old).wrapping_add(conn.isn_delta).to_be();
-        delta.write32(ctx, AT_TCP_SEQ, old, new)?;
+        delta.write32(ctx, AT_TCP_SEQ, raw32(tcp, 4), seq.to_be())?;
     }
     if flags & TCP_SYN == 0 && conn.kernel_wscale != conn.persona_wscale {
         // The kernel advertises windows in its own scale; the peer reads them
@@ -336,16 +398,16 @@ fn tcp_egress(ctx: &TcContext, decky: u32, p: &Personality, ip: &IpHead, tcp: &T
         delta.write16(ctx, AT_TCP_WIN, old, new)?;
     }
     // Linux puts NOP NOP TS first in every segment that carries it.
-    if p.flags & F_TIMESTAMPS != 0 && tcp[12] >> 4 >= 8 {
+    if conn.timestamps != 0 && tcp[12] >> 4 >= 8 {
         let head: [u8; 8] = read(ctx, AT_TCP_OPTS)?;
         if head[..4] == [1, 1, 8, 10] {
             let old = raw32(&head, 4);
-            let new = persona_ts(p, conn, u32::from_be(old)).to_be();
+            let new = persona_ts(conn, u32::from_be(old)).to_be();
             delta.write32(ctx, AT_TCP_OPTS + 4, old, new)?;
         }
     }
     delta.apply(ctx);
-    None
+    Some(())
 }
 
 /// Rewrites the kernel's RST+ACK to a SYN (T5) or FIN (T7) at a closed
@@ -391,13 +453,14 @@ fn clock_now(p: &Personality) -> u32 {
     (ticks as u32).wrapping_add(p.ts_offset)
 }
 
-fn persona_ts(p: &Personality, conn: &Connection, kernel: u32) -> u32 {
+fn persona_ts(conn: &Connection, kernel: u32) -> u32 {
     let elapsed = kernel.wrapping_sub(conn.ts_kernel) as u64;
-    conn.ts_persona.wrapping_add((elapsed * p.ts_hz as u64 / 1000) as u32)
+    conn.ts_persona
+        .wrapping_add((elapsed * conn.ts_hz as u64 / 1000) as u32)
 }
 
-fn kernel_ts(p: &Personality, conn: &Connection, persona: u32) -> u32 {
-    let hz = (p.ts_hz as u64).max(1);
+fn kernel_ts(conn: &Connection, persona: u32) -> u32 {
+    let hz = (conn.ts_hz as u64).max(1);
     let elapsed = persona.wrapping_sub(conn.ts_persona) as u64;
     conn.ts_kernel.wrapping_add((elapsed * 1000 / hz) as u32)
 }
@@ -405,19 +468,18 @@ fn kernel_ts(p: &Personality, conn: &Connection, persona: u32) -> u32 {
 /// The persona's next ISN: a per-decky clock at the persona's rate, each
 /// step scaled by the probe class's fixed factor or a random one (nmap's
 /// ISR and SP).
-fn next_isn(decky: u32, p: &Personality, class: usize) -> Option<u32> {
+fn next_isn(p: &Personality, class: usize) -> Option<u32> {
     let now = unsafe { bpf_ktime_get_ns() };
-    let Some(clock) = ISN_CLOCKS.get_ptr_mut(&decky) else {
-        let start = IsnClock {
+    // SAFETY: a map value; concurrent SYN-ACKs at worst share a step.
+    let clock = unsafe { &mut *ISN_CLOCKS.get_ptr_mut(p.slot as u32)? };
+    if clock.last_ns == 0 {
+        *clock = IsnClock {
             last_isn: unsafe { bpf_get_prandom_u32() },
             count: 0,
             last_ns: now,
         };
-        let _ = ISN_CLOCKS.insert(&decky, &start, 0);
-        return Some(start.last_isn);
-    };
-    // SAFETY: a map value; concurrent SYN-ACKs at worst share a step.
-    let clock = unsafe { &mut *clock };
+        return Some(clock.last_isn);
+    }
     if p.isn_gcd != 0 {
         clock.count = clock.count.wrapping_add(1);
         let isn = clock.last_isn.wrapping_add(p.isn_gcd * (1 + (clock.count & 1)));
@@ -444,24 +506,17 @@ fn next_isn(decky: u32, p: &Personality, class: usize) -> Option<u32> {
 // Inlined, as the other functions with many arguments: a BPF call passes
 // five in registers, and the verifier rejects what a larger one spills.
 #[inline(always)]
-fn syn_ack(ctx: &TcContext, decky: u32, p: &Personality, ip: &IpHead, tcp: &TcpHead) -> Option<()> {
+fn syn_ack(ctx: &TcContext, p: &Personality, ip: &IpHead, tcp: &TcpHead) -> Option<()> {
     // Every change is written straight into the packet and summed; the
     // checksum is updated once, whatever path the rewrite ends on.
     let mut delta = Delta::default();
-    let done = rewrite_syn_ack(ctx, decky, p, ip, tcp, &mut delta);
+    let done = rewrite_syn_ack(ctx, p, ip, tcp, &mut delta);
     delta.apply(ctx);
     done
 }
 
 #[inline(always)]
-fn rewrite_syn_ack(
-    ctx: &TcContext,
-    decky: u32,
-    p: &Personality,
-    ip: &IpHead,
-    tcp: &TcpHead,
-    delta: &mut Delta,
-) -> Option<()> {
+fn rewrite_syn_ack(ctx: &TcContext, p: &Personality, ip: &IpHead, tcp: &TcpHead, delta: &mut Delta) -> Option<()> {
     let key = flow(ip, tcp, true);
     let class = match unsafe { PROBES.get(&key) }.copied() {
         Some(class) => {
@@ -513,7 +568,15 @@ fn rewrite_syn_ack(
         ts_persona: ts_val,
         kernel_wscale: if has_ws { last[3] } else { 0 },
         persona_wscale: if has_ws { last[3] } else { 0 },
-        _pad: 0,
+        timestamps: (p.flags & F_TIMESTAMPS != 0) as u8,
+        tcp_df: p.tcp_df,
+        ip_id: p.ip_id[IPID_TCP],
+        closing: 0,
+        slot: p.slot,
+        ts_hz: p.ts_hz,
+        fin_out: 0,
+        fin_in: 0,
+        last_ack: u32::from_be(raw32(tcp, 8)),
     };
     if has_ws && p.wscale != 0xff {
         conn.persona_wscale = p.wscale;
@@ -524,7 +587,7 @@ fn rewrite_syn_ack(
         // verifier sees uninitialised on the path without it.
         conn.isn_delta = match unsafe { CONNECTIONS.get(&key) } {
             Some(prev) if prev.isn_kernel == kernel_isn => prev.isn_delta,
-            _ => next_isn(decky, p, class)?.wrapping_sub(kernel_isn),
+            _ => next_isn(p, class)?.wrapping_sub(kernel_isn),
         };
         delta.write32(
             ctx,
@@ -796,7 +859,15 @@ const MAX_ICMP_WORDS: usize = 34;
 // --------------------------------------------------------------- ingress
 
 fn try_ingress(ctx: &TcContext) -> Option<i32> {
-    let (_, p, ip) = personality(ctx, false)?;
+    let ip = ipv4(ctx)?;
+    if ip[IP + 9] == 6 {
+        let tcp: TcpHead = read(ctx, L4)?;
+        if established(&tcp) {
+            // One lookup: the connection's copy of the persona's settings.
+            return established_ingress(ctx, flow(&ip, &tcp, false), &ip, &tcp);
+        }
+    }
+    let p = personality(&ip, false)?;
     if ip[IP + 9] == 1 {
         return echo_request(ctx, p, &ip);
     }
@@ -836,24 +907,50 @@ fn try_ingress(ctx: &TcContext) -> Option<i32> {
         return reply(ctx, &ip, &tcp, &p.t3, p);
     }
     if flags & TCP_RST != 0 {
-        let _ = CONNECTIONS.remove(&key);
+        // Only an RST the kernel takes (RFC 5961: at exactly rcv_nxt) ends
+        // the connection; another gets a challenge ACK, still translated.
+        if let Some(conn) = unsafe { CONNECTIONS.get(&key) }
+            && u32::from_be(raw32(&tcp, 4)) == conn.last_ack
+        {
+            let _ = CONNECTIONS.remove(&key);
+        }
         return None;
     }
     if flags & TCP_ACK == 0 {
         return None;
     }
-    let conn = unsafe { CONNECTIONS.get(&key) }?;
-    // Written straight into the packet, the checksum updated once.
+    established_ingress(ctx, key, &ip, &tcp)
+}
+
+/// Translates an incoming segment of a known connection back to the
+/// kernel's numbers, written straight into the packet, the checksum updated once.
+#[inline(always)]
+fn established_ingress(ctx: &TcContext, key: FlowKey, ip: &IpHead, tcp: &TcpHead) -> Option<i32> {
+    // SAFETY: a map value, only this connection's segments write it.
+    let conn = unsafe { &mut *CONNECTIONS.get_ptr_mut(&key)? };
+    // The peer's latest FIN until the decky acknowledges one (an old or
+    // stray FIN is not; the one the kernel takes is).
+    if tcp[13] & TCP_FIN != 0 && conn.closing & CLOSE_IN_ACKED == 0 {
+        conn.fin_in = u32::from_be(raw32(tcp, 4))
+            .wrapping_add(payload(ip, tcp))
+            .wrapping_add(1);
+        conn.closing |= CLOSE_FIN_IN;
+    }
+    // Exactly the decky's FIN: an acknowledgement beyond it is one the
+    // kernel refuses.
+    if conn.closing & CLOSE_FIN_OUT != 0 && u32::from_be(raw32(tcp, 8)) == conn.fin_out {
+        conn.closing |= CLOSE_OUT_ACKED;
+    }
     let mut delta = Delta::default();
     if conn.isn_delta != 0 {
-        let old = raw32(&tcp, 8);
+        let old = raw32(tcp, 8);
         let new = u32::from_be(old).wrapping_sub(conn.isn_delta).to_be();
         delta.write32(ctx, AT_TCP_ACK, old, new)?;
     }
     // The timestamps option of an incoming segment: first in the options,
     // alone or after two NOPs, as common stacks send it (RFC 7323, appendix
     // A), at an even offset as a 16-bit checksum update needs.
-    if p.flags & F_TIMESTAMPS != 0 && tcp[12] >> 4 >= 8 {
+    if conn.timestamps != 0 && tcp[12] >> 4 >= 8 {
         let head: [u8; 12] = read(ctx, AT_TCP_OPTS)?;
         let found = match head {
             [1, 1, 8, 10, ..] => Some((AT_TCP_OPTS + 8, raw32(&head, 8))),
@@ -863,12 +960,30 @@ fn try_ingress(ctx: &TcContext) -> Option<i32> {
         if let Some((at, old)) = found
             && old != 0
         {
-            let new = kernel_ts(p, conn, u32::from_be(old)).to_be();
+            let new = kernel_ts(conn, u32::from_be(old)).to_be();
             delta.write32(ctx, at, old, new)?;
         }
     }
     delta.apply(ctx);
+    if conn.closing & CLOSED == CLOSED {
+        closed(&key, conn);
+    }
     None
+}
+
+/// A connection whose close is complete leaves the map of open ones; if
+/// the decky closed first, its socket answers from TIME_WAIT a while yet.
+#[inline(always)]
+fn closed(key: &FlowKey, conn: &Connection) {
+    if conn.closing & CLOSE_OURS_FIRST != 0 {
+        let _ = TIME_WAITS.insert(key, conn, 0);
+    }
+    let _ = CONNECTIONS.remove(key);
+}
+
+/// A TCP segment's payload length, from the IP header's total length.
+fn payload(ip: &IpHead, tcp: &TcpHead) -> u32 {
+    (be16(ip, AT_IP_LEN) as u32).wrapping_sub(20 + ((tcp[12] >> 4) as u32) * 4)
 }
 
 /// Remembers whether an echo request had DF, for a persona whose replies
