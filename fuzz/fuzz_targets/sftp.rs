@@ -39,7 +39,11 @@ impl Backend for Files {
     }
     fn list(&self, path: &str) -> Result<Vec<(String, Attrs)>, FsError> {
         let prefix = format!("{}/", path.trim_end_matches('/'));
-        let names = self.0.keys().filter_map(|k| k.strip_prefix(&prefix)).map(str::to_string);
+        let names = self
+            .0
+            .keys()
+            .filter_map(|k| k.strip_prefix(&prefix))
+            .map(str::to_string);
         Ok(names
             .map(|n| {
                 let a = self.stat(&format!("{prefix}{n}"), true).unwrap_or(Attrs {
@@ -107,16 +111,32 @@ fuzz_target!(|data: &[u8]| {
     files.0.insert("/tmp/f".into(), b"file".to_vec());
     let cut = usize::from(mode).min(data.len());
     if mode & 1 == 0 {
-        let extensions = ["posix-rename@openssh.com", "statvfs@openssh.com", "fstatvfs@openssh.com", "hardlink@openssh.com", "fsync@openssh.com", "lsetstat@openssh.com", "limits@openssh.com", "expand-path@openssh.com", "copy-data", "home-directory", "users-groups-by-id@openssh.com"]
-            .iter()
-            .map(|n| (n.to_string(), "1".to_string()))
-            .collect();
+        let extensions = [
+            "posix-rename@openssh.com",
+            "statvfs@openssh.com",
+            "fstatvfs@openssh.com",
+            "hardlink@openssh.com",
+            "fsync@openssh.com",
+            "lsetstat@openssh.com",
+            "limits@openssh.com",
+            "expand-path@openssh.com",
+            "copy-data",
+            "home-directory",
+            "users-groups-by-id@openssh.com",
+        ]
+        .iter()
+        .map(|n| (n.to_string(), "1".to_string()))
+        .collect();
         let mut server = SftpServer::new(extensions);
         server.feed(&mut files, 0, &[0, 0, 0, 5, 1, 0, 0, 0, 3]);
         server.feed(&mut files, 0, &data[..cut]);
         server.feed(&mut files, 0, &data[cut..]);
     } else {
-        let line = if mode & 2 == 0 { "scp -r -t /tmp" } else { "scp -r -p -f /tmp" };
+        let line = if mode & 2 == 0 {
+            "scp -r -t /tmp"
+        } else {
+            "scp -r -p -f /tmp"
+        };
         let mut scp = Scp::parse(line).expect("an scp run");
         scp.feed(&mut files, &data[..cut]);
         scp.feed(&mut files, &data[cut..]);
