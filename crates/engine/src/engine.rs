@@ -162,11 +162,13 @@ impl Engine {
     /// them) are ARP-probed first; one whose address something else now
     /// answers for is not deployed and marked failed.
     pub async fn recover(&self) -> Result<DeployReport, EngineError> {
+        // Locked first: the control socket already listens, and a status
+        // request must wait for the restored fleet, not see none.
+        let mut inner = self.inner.lock().await;
         let desired = state::load(&self.config.fleet_path())?;
         if let Err(error) = self.apply_sinks(desired.as_ref()).await {
             tracing::error!(message = "The fleet's log target could not start; events stay in the local log.", %error);
         }
-        let mut inner = self.inner.lock().await;
         inner.desired = desired;
         self.converge(&mut inner, None).await
     }

@@ -86,6 +86,18 @@ pub async fn run(config: EngineConfig, registry: Registry) -> Result<(), RunErro
     engine = engine.with_shaper(shaper);
     let engine = Arc::new(engine);
     let ingester = ingester.map(|i| tokio::spawn(i.run(sinks.written(), ingest_stop.clone())));
+    // Listen before restoring the fleet: a `decnet status` that comes while
+    // deckies already serve again waits for the restore and answers, instead
+    // of finding a dead socket and reporting the engine stopped.
+    let socket = config.socket_path();
+    let _ = fs::remove_file(&socket);
+    let listener = UnixListener::bind(&socket).map_err(io(format!("listen on {}", socket.display())))?;
+    fs::set_permissions(&socket, fs::Permissions::from_mode(0o660)).map_err(io("chmod the control socket"))?;
+    let shutdown = CancellationToken::new();
+    let server = axum::serve(listener, control::router(Arc::clone(&engine), shutdown.clone()))
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let server = tokio::spawn(async move { server.await });
+
     match engine.recover().await {
         Ok(report) if !report.failed.is_empty() => {
             tracing::error!(message = "Some deckies could not be restored.", failed = ?report.failed);
@@ -99,15 +111,6 @@ pub async fn run(config: EngineConfig, registry: Registry) -> Result<(), RunErro
         ),
         Err(error) => tracing::error!(message = "Restoring the fleet failed.", %error),
     }
-
-    let socket = config.socket_path();
-    let _ = fs::remove_file(&socket);
-    let listener = UnixListener::bind(&socket).map_err(io(format!("listen on {}", socket.display())))?;
-    fs::set_permissions(&socket, fs::Permissions::from_mode(0o660)).map_err(io("chmod the control socket"))?;
-    let shutdown = CancellationToken::new();
-    let server = axum::serve(listener, control::router(Arc::clone(&engine), shutdown.clone()))
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    let server = tokio::spawn(async move { server.await });
 
     let bus_socket = config.bus_socket_path();
     let broker = decnet_bus::Broker::bind(sinks.bus().clone(), &bus_socket)
