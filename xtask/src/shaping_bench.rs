@@ -159,6 +159,14 @@ pub(crate) fn shaping() -> anyhow::Result<()> {
         let throughput = Ratios::of(&runs, |r| r.per_s);
         let mean = Ratios::of(&runs, |r| r.mean_ms);
         let p99 = Ratios::of(&runs, |r| r.p99_ms);
+        let cpu_us = |r: &Run| r.cpu_ticks as f64 * 1e4 / (ROUNDS * requests) as f64;
+        println!(
+            "    machine CPU per request: shaped {:.1} µs, unshaped {:.1} µs ({:+.2} µs, {:.3}×)",
+            cpu_us(&shaped),
+            cpu_us(&plain),
+            cpu_us(&shaped) - cpu_us(&plain),
+            cpu_us(&shaped) / cpu_us(&plain)
+        );
         println!("    shaped/unshaped, median of the rounds' ratios (interquartile range):");
         println!("      throughput   {throughput}");
         println!("      mean latency {mean}");
@@ -275,6 +283,7 @@ struct Run {
     per_s: f64,
     mean_ms: f64,
     p99_ms: f64,
+    cpu_ticks: u64,
 }
 
 /// One figure's shaped/unshaped ratios over the rounds: median and quartiles.
@@ -318,6 +327,7 @@ impl Run {
             per_s: median(|r| r.per_s),
             mean_ms: median(|r| r.mean_ms),
             p99_ms: median(|r| r.p99_ms),
+            cpu_ticks: runs.iter().map(|r| r.cpu_ticks).sum(),
         }
     }
 }
@@ -333,7 +343,9 @@ fn ab(instance: &Instance, ip: Ipv4Addr, keep_alive: bool, requests: usize) -> a
         args.push("-k");
     }
     args.extend(["-n", &requests, "-c", &concurrency, "-e", csv_arg, &url]);
+    let busy0 = busy_ticks()?;
     let out = instance.run(&args)?;
+    let cpu_ticks = busy_ticks()? - busy0;
     let field = |name: &str| {
         out.lines()
             .find_map(|l| l.strip_prefix(name))
@@ -363,7 +375,23 @@ fn ab(instance: &Instance, ip: Ipv4Addr, keep_alive: bool, requests: usize) -> a
         per_s,
         mean_ms: sum / 100.0,
         p99_ms: at(99)?,
+        cpu_ticks,
     })
+}
+
+/// The machine's busy time so far, in clock ticks (/proc/stat's first line
+/// less idle and iowait).
+fn busy_ticks() -> anyhow::Result<u64> {
+    let stat = std::fs::read_to_string("/proc/stat")?;
+    let v: Vec<u64> = stat
+        .lines()
+        .next()
+        .context("/proc/stat")?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    Ok(v.iter().take(8).sum::<u64>() - v[3] - v[4])
 }
 
 /// Serves HTTP on `ip:8080` inside namespace `netns` from a pool of threads

@@ -35,6 +35,7 @@ struct Inner {
     ip_ids: Array<MapData, u64>,
     far_ids: Array<MapData, [u16; 4]>,
     isn_clocks: Array<MapData, IsnClock>,
+    probed_at: Array<MapData, u64>,
     /// Each decky's slot (`Personality::slot`), kept while it is attached.
     slots: BTreeMap<Ipv4Addr, u16>,
     attached: BTreeMap<Ipv4Addr, [SchedClassifierLink; 2]>,
@@ -61,6 +62,7 @@ impl Shaper {
         let ip_ids = Array::try_from(take("IP_IDS")?).map_err(|e| load(&e))?;
         let far_ids = Array::try_from(take("FAR_IDS")?).map_err(|e| load(&e))?;
         let isn_clocks = Array::try_from(take("ISN_CLOCKS")?).map_err(|e| load(&e))?;
+        let probed_at = Array::try_from(take("PROBED_AT")?).map_err(|e| load(&e))?;
         Ok(Self {
             inner: Mutex::new(Inner {
                 ebpf,
@@ -68,6 +70,7 @@ impl Shaper {
                 ip_ids,
                 far_ids,
                 isn_clocks,
+                probed_at,
                 slots: BTreeMap::new(),
                 attached: BTreeMap::new(),
             }),
@@ -97,6 +100,7 @@ impl Shaper {
                 inner.ip_ids.set(index, 0, 0).map_err(reset)?;
                 inner.far_ids.set(index, [0; 4], 0).map_err(reset)?;
                 inner.isn_clocks.set(index, IsnClock::default(), 0).map_err(reset)?;
+                inner.probed_at.set(index, 0, 0).map_err(reset)?;
                 inner.slots.insert(ip, slot);
                 slot
             }

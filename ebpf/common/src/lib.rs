@@ -254,6 +254,56 @@ pub struct RstProbe {
     pub flags: u32,
 }
 
+/// A connection the decky closed first, kept while its socket may answer
+/// from TIME_WAIT: one slot of a direct-mapped cache (`TIME_WAITS`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TimeWait {
+    pub key: FlowKey,
+    pub conn: Connection,
+    /// When the connection closed (`bpf_ktime_get_ns`); 0: an empty slot.
+    pub closed_ns: u64,
+    /// [`TimeWait::seal`] of the rest: two closes writing one slot at once
+    /// leave an entry that fails it.
+    pub seal: u32,
+    pub _pad: u32,
+}
+
+/// How many slots `TIME_WAITS` has (a power of two).
+pub const TIME_WAIT_SLOTS: u32 = 1 << TIME_WAIT_BITS;
+pub const TIME_WAIT_BITS: u32 = 14;
+
+impl TimeWait {
+    /// The slot of a connection: a multiplicative hash of its addresses and
+    /// ports.
+    pub fn slot(key: &FlowKey) -> u32 {
+        let ports = (key.local_port as u32) << 16 | key.remote_port as u32;
+        (key.local ^ key.remote.rotate_left(16) ^ ports).wrapping_mul(0x9e37_79b1) >> (32 - TIME_WAIT_BITS)
+    }
+
+    /// A hash (FNV-1a over words) of the fields a translation uses.
+    pub fn seal(&self) -> u32 {
+        let c = &self.conn;
+        let words = [
+            self.key.local,
+            self.key.remote,
+            (self.key.local_port as u32) << 16 | self.key.remote_port as u32,
+            c.isn_delta,
+            c.ts_kernel,
+            c.ts_persona,
+            c.ts_hz,
+            u32::from_ne_bytes([c.kernel_wscale, c.persona_wscale, c.timestamps, c.closing]),
+            self.closed_ns as u32,
+            (self.closed_ns >> 32) as u32,
+        ];
+        let mut h = 0x811c_9dc5u32;
+        for w in words {
+            h = (h ^ w).wrapping_mul(0x0100_0193);
+        }
+        h
+    }
+}
+
 /// An echo request to a decky: (peer address, identifier and sequence as
 /// they sit in the packet).
 #[repr(C)]
@@ -270,4 +320,5 @@ mod user {
     unsafe impl aya::Pod for super::FlowKey {}
     unsafe impl aya::Pod for super::Connection {}
     unsafe impl aya::Pod for super::IsnClock {}
+    unsafe impl aya::Pod for super::TimeWait {}
 }

@@ -17,7 +17,7 @@
 
 use aya_ebpf::bindings::{BPF_F_PSEUDO_HDR, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT};
 use aya_ebpf::helpers::generated::{
-    bpf_get_prandom_u32, bpf_ktime_get_ns, bpf_redirect, bpf_skb_change_tail, bpf_skb_store_bytes,
+    bpf_get_prandom_u32, bpf_ktime_get_ns, bpf_redirect, bpf_skb_change_tail, bpf_skb_pull_data, bpf_skb_store_bytes,
 };
 use aya_ebpf::macros::{classifier, map};
 use aya_ebpf::maps::{Array, HashMap, LruHashMap};
@@ -26,6 +26,7 @@ use decnet_ebpf_common::*;
 
 const BPF_F_NO_PREALLOC: u32 = 1;
 const BPF_F_RECOMPUTE_CSUM: u64 = 1;
+const BPF_NOEXIST: u64 = 1;
 
 const ETH_LEN: usize = 14;
 const IP: usize = ETH_LEN;
@@ -65,13 +66,27 @@ static CONNECTIONS: LruHashMap<FlowKey, Connection> = LruHashMap::with_max_entri
 
 /// Connections closed by the decky first, while its socket may still answer
 /// from TIME_WAIT (60 s): the kernel's ACKs and RSTs from there are
-/// translated like the connection's. A smaller LRU map: the newest matter.
+/// translated like the connection's. A direct-mapped cache: a close writes
+/// its connection's slot over whatever the slot held, the newest matter (an
+/// LRU map's insert, evicting once full, cost a short connection more than
+/// all its other rewrites).
 #[map]
-static TIME_WAITS: LruHashMap<FlowKey, Connection> = LruHashMap::with_max_entries(4096, 0);
+static TIME_WAITS: Array<TimeWait> = Array::with_max_entries(TIME_WAIT_SLOTS, 0);
+
+/// Linux's TIME_WAIT: 60 s (TCP_TIMEWAIT_LEN).
+const TIME_WAIT_NS: u64 = 60_000_000_000;
 
 /// Each decky's ISN generator (`last_ns` 0: not started).
 #[map]
 static ISN_CLOCKS: Array<IsnClock> = Array::with_max_entries(SLOTS, 0);
+
+/// When each decky last kept a probe's class (`bpf_ktime_get_ns`).
+#[map]
+static PROBED_AT: Array<u64> = Array::with_max_entries(SLOTS, 0);
+
+/// A SYN-ACK follows its SYN within microseconds; retransmitted, it finds
+/// the probe gone anyway.
+const PROBE_WINDOW_NS: u64 = 10_000_000_000;
 
 /// The probe class of SYNs awaiting their SYN-ACK.
 #[map]
@@ -102,14 +117,38 @@ macro_rules! each_word {
     };
 }
 
+// Nearly every packet is a segment of an established connection, and on a
+// live path (caches cold between packets) a run costs about what the code
+// it goes through costs: that case has compact functions of its own, laid
+// out apart from the rarer paths.
+
 #[classifier]
 pub fn egress(ctx: TcContext) -> i32 {
-    try_egress(&ctx).unwrap_or(TC_ACT_OK)
+    if established_egress_segment(&ctx) {
+        return TC_ACT_OK;
+    }
+    other_egress(&ctx)
 }
 
 #[classifier]
 pub fn ingress(ctx: TcContext) -> i32 {
-    try_ingress(&ctx).unwrap_or(TC_ACT_OK)
+    if established_ingress_segment(&ctx) {
+        return TC_ACT_OK;
+    }
+    other_ingress(&ctx)
+}
+
+// The other paths in functions of their own: inlined, their frames and the
+// established paths' together would pass the 512-byte stack.
+
+#[inline(never)]
+fn other_egress(ctx: &TcContext) -> i32 {
+    try_egress(ctx).unwrap_or(TC_ACT_OK)
+}
+
+#[inline(never)]
+fn other_ingress(ctx: &TcContext) -> i32 {
+    try_ingress(ctx).unwrap_or(TC_ACT_OK)
 }
 
 fn ifindex(ctx: &TcContext) -> u32 {
@@ -130,34 +169,124 @@ fn read<T: Copy>(ctx: &TcContext, at: usize) -> Option<T> {
     }
 }
 
-/// The Ethernet and IPv4 headers, and the TCP header.
-type IpHead = [u8; L4];
-type TcpHead = [u8; 20];
-
-fn be16(b: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([b[at], b[at + 1]])
-}
-
-/// A 32-bit field as it sits in the packet (network order in memory).
-fn raw32(b: &[u8], at: usize) -> u32 {
-    u32::from_ne_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
-/// The packet's headers, if it is plain IPv4 (no IP options).
+/// Makes sure the packet's first `len` bytes are in its linear part (they
+/// nearly always are) and returns where they start.
 #[inline(always)]
-fn ipv4(ctx: &TcContext) -> Option<IpHead> {
-    let ip: IpHead = read(ctx, 0)?;
-    if ip[12] != 0x08 || ip[13] != 0 || ip[IP] != 0x45 {
+fn linear(ctx: &TcContext, len: usize) -> Option<usize> {
+    if ctx.data() + len <= ctx.data_end() {
+        return Some(ctx.data());
+    }
+    if unsafe { bpf_skb_pull_data(ctx.skb.skb, len as u32) } != 0 {
         return None;
     }
-    Some(ip)
+    let start = ctx.data();
+    (start + len <= ctx.data_end()).then_some(start)
 }
+
+/// A field at `at` of a packet whose linear part starts at `data`.
+///
+/// # Safety
+/// The caller has checked (with [`linear`]) that the linear part holds it.
+#[inline(always)]
+unsafe fn get<T: Copy>(data: usize, at: usize) -> T {
+    unsafe { core::ptr::read_unaligned((data + at) as *const T) }
+}
+
+/// The IPv4 header's fields the programs use, as they sit in the packet
+/// (network order). Read field by field: copies of whole headers took
+/// hundreds of instructions, and on a live path, where the caches are cold
+/// between packets, a run costs what its code's size costs.
+#[derive(Clone, Copy)]
+struct IpHead {
+    /// Total length.
+    len: u16,
+    id: u16,
+    /// Flags and fragment offset.
+    frag: u16,
+    /// TTL and protocol (one checksum word).
+    ttl_proto: u16,
+    src: u32,
+    dst: u32,
+}
+
+impl IpHead {
+    fn proto(&self) -> u8 {
+        self.ttl_proto.to_ne_bytes()[1]
+    }
+
+    fn total_len(&self) -> u16 {
+        u16::from_be(self.len)
+    }
+}
+
+/// The TCP header's fixed fields, as they sit in the packet.
+#[derive(Clone, Copy)]
+struct TcpHead {
+    sport: u16,
+    dport: u16,
+    seq: u32,
+    ack: u32,
+    /// Data offset and flags (one checksum word).
+    off_flags: u16,
+    window: u16,
+}
+
+impl TcpHead {
+    fn flags(&self) -> u8 {
+        self.off_flags.to_ne_bytes()[1]
+    }
+
+    /// The header's length in 32-bit words.
+    fn words(&self) -> u8 {
+        self.off_flags.to_ne_bytes()[0] >> 4
+    }
+}
+
+/// The packet's IPv4 header, if it is plain IPv4 (no IP options).
+#[inline(always)]
+fn ipv4(ctx: &TcContext) -> Option<IpHead> {
+    let data = linear(ctx, L4)?;
+    // SAFETY: `linear` checked the packet holds its first L4 bytes.
+    unsafe {
+        if get::<u16>(data, 12) != u16::from_ne_bytes([0x08, 0]) || get::<u8>(data, IP) != 0x45 {
+            return None;
+        }
+        Some(IpHead {
+            len: get(data, AT_IP_LEN),
+            id: get(data, AT_IP_ID),
+            frag: get(data, AT_IP_FRAG),
+            ttl_proto: get(data, AT_IP_TTL),
+            src: get(data, IP + 12),
+            dst: get(data, IP + 16),
+        })
+    }
+}
+
+/// The TCP header after an IPv4 header without options.
+#[inline(always)]
+fn tcp_head(ctx: &TcContext) -> Option<TcpHead> {
+    let data = linear(ctx, AT_TCP_OPTS)?;
+    // SAFETY: `linear` checked the packet holds the TCP header's fixed part.
+    unsafe {
+        Some(TcpHead {
+            sport: get(data, L4),
+            dport: get(data, L4 + 2),
+            seq: get(data, AT_TCP_SEQ),
+            ack: get(data, AT_TCP_ACK),
+            off_flags: get(data, AT_TCP_DOFF),
+            window: get(data, AT_TCP_WIN),
+        })
+    }
+}
+
+/// Linux's timestamps option as it starts a segment's options: NOP NOP TS.
+const NOP_NOP_TS: u32 = u32::from_ne_bytes([1, 1, 8, 10]);
 
 /// The decky's personality, for a packet from (`outgoing`) or to it.
 // Inlined: as a call, its frame and ingress's together pass the 512-byte stack.
 #[inline(always)]
 fn personality(ip: &IpHead, outgoing: bool) -> Option<&'static Personality> {
-    let decky = raw32(ip, if outgoing { IP + 12 } else { IP + 16 });
+    let decky = if outgoing { ip.src } else { ip.dst };
     // SAFETY: entries are only replaced whole by the loader.
     unsafe { PERSONALITIES.get(&decky) }
 }
@@ -166,14 +295,14 @@ fn personality(ip: &IpHead, outgoing: bool) -> Option<&'static Personality> {
 /// SYN or RST): its connection then holds all its rewrites need, and nothing
 /// else applies to it (nmap's probes and the closed-port RSTs differ).
 fn established(tcp: &TcpHead) -> bool {
-    tcp[13] & (TCP_SYN | TCP_RST | TCP_ACK) == TCP_ACK
+    tcp.flags() & (TCP_SYN | TCP_RST | TCP_ACK) == TCP_ACK
 }
 
 fn flow(ip: &IpHead, tcp: &TcpHead, outgoing: bool) -> FlowKey {
-    let src = raw32(ip, IP + 12);
-    let dst = raw32(ip, IP + 16);
-    let sport = u16::from_ne_bytes([tcp[0], tcp[1]]);
-    let dport = u16::from_ne_bytes([tcp[2], tcp[3]]);
+    let src = ip.src;
+    let dst = ip.dst;
+    let sport = tcp.sport;
+    let dport = tcp.dport;
     if outgoing {
         FlowKey {
             local: src,
@@ -193,34 +322,50 @@ fn flow(ip: &IpHead, tcp: &TcpHead, outgoing: bool) -> FlowKey {
 
 // ---------------------------------------------------------------- egress
 
+/// Rewrites a segment of a connection the programs know (its handshake
+/// done), if that is what the packet is.
+#[inline(never)]
+fn established_egress_segment(ctx: &TcContext) -> bool {
+    let Some((ip, tcp)) = established_headers(ctx) else {
+        return false;
+    };
+    // One lookup, not two: the connection's copy of the persona's settings
+    // stands in for the personality.
+    let key = flow(&ip, &tcp, true);
+    let Some(conn) = CONNECTIONS.get_ptr_mut(&key) else {
+        return false;
+    };
+    // SAFETY: a map value; only this connection's segments write it (its two
+    // directions may race: a lost bit of `closing` leaves the entry to the
+    // LRU map).
+    let conn = unsafe { &mut *conn };
+    let _ = established_egress(ctx, conn, &ip, &tcp);
+    set_df(ctx, &ip, conn.tcp_df);
+    set_ip_id(ctx, &ip, conn.slot as u32, conn.ip_id, IPID_TCP);
+    if conn.closing & CLOSED == CLOSED {
+        closed(&key, conn);
+    }
+    true
+}
+
+/// The headers of a segment of an established connection.
+#[inline(always)]
+fn established_headers(ctx: &TcContext) -> Option<(IpHead, TcpHead)> {
+    let ip = ipv4(ctx)?;
+    if ip.proto() != 6 {
+        return None;
+    }
+    let tcp = tcp_head(ctx)?;
+    established(&tcp).then_some((ip, tcp))
+}
+
 fn try_egress(ctx: &TcContext) -> Option<i32> {
     let ip = ipv4(ctx)?;
-    if ip[IP + 9] == 6 {
-        let tcp: TcpHead = read(ctx, L4)?;
-        // The common case with one lookup, not two: the connection's copy of
-        // the persona's settings stands in for the personality.
-        let key = flow(&ip, &tcp, true);
-        if established(&tcp)
-            && let Some(conn) = CONNECTIONS.get_ptr_mut(&key)
-        {
-            // SAFETY: a map value; only this connection's segments write it
-            // (its two directions may race: a lost bit of `closing` leaves
-            // the entry to the LRU map).
-            let conn = unsafe { &mut *conn };
-            let _ = established_egress(ctx, conn, &ip, &tcp);
-            set_df(ctx, &ip, conn.tcp_df);
-            set_ip_id(ctx, &ip, conn.slot as u32, conn.ip_id, IPID_TCP);
-            if conn.closing & CLOSED == CLOSED {
-                closed(&key, conn);
-            }
-            return None;
-        }
-    }
     let p = personality(&ip, true)?;
-    let class = match ip[IP + 9] {
+    let class = match ip.proto() {
         6 => {
-            let tcp: TcpHead = read(ctx, L4)?;
-            let flags = tcp[13];
+            let tcp = tcp_head(ctx)?;
+            let flags = tcp.flags();
             let df = match tcp_egress(ctx, p, &ip, &tcp) {
                 Some(Egress::Drop) => return Some(TC_ACT_SHOT),
                 Some(Egress::Df(df)) if df != DF_KERNEL => df,
@@ -244,8 +389,8 @@ fn try_egress(ctx: &TcContext) -> Option<i32> {
 
 fn set_ttl(ctx: &TcContext, ip: &IpHead, ttl: u8) -> Option<()> {
     // The TTL shares a 16-bit checksum word with the protocol.
-    let old = u16::from_ne_bytes([ip[AT_IP_TTL], ip[AT_IP_TTL + 1]]);
-    let new = u16::from_ne_bytes([ttl, ip[AT_IP_TTL + 1]]);
+    let old = ip.ttl_proto;
+    let new = u16::from_ne_bytes([ttl, ip.proto()]);
     if new != old {
         ctx.store(AT_IP_TTL, &new, 0).ok()?;
         ctx.l3_csum_replace(AT_IP_CSUM, old as u64, new as u64, 2).ok()?;
@@ -258,7 +403,7 @@ fn set_df(ctx: &TcContext, ip: &IpHead, policy: u8) -> Option<()> {
     if policy == DF_KERNEL {
         return Some(());
     }
-    let old = u16::from_ne_bytes([ip[AT_IP_FRAG], ip[AT_IP_FRAG + 1]]);
+    let old = ip.frag;
     let df = 0x4000u16.to_be();
     let new = if policy == DF_SET { old | df } else { old & !df };
     if new != old {
@@ -268,6 +413,7 @@ fn set_df(ctx: &TcContext, ip: &IpHead, policy: u8) -> Option<()> {
     Some(())
 }
 
+#[inline(always)]
 fn set_ip_id(ctx: &TcContext, ip: &IpHead, slot: u32, policy: u8, class: usize) -> Option<()> {
     let new = match policy {
         IPID_ZERO => 0,
@@ -305,7 +451,7 @@ fn set_ip_id(ctx: &TcContext, ip: &IpHead, slot: u32, policy: u8, class: usize) 
         }
         _ => return None,
     };
-    let old = u16::from_ne_bytes([ip[AT_IP_ID], ip[AT_IP_ID + 1]]);
+    let old = ip.id;
     let new = new.to_be();
     if old != new {
         // The header checksum is never left to offload: updated here, in
@@ -328,29 +474,28 @@ enum Egress {
 #[inline(always)]
 fn tcp_egress(ctx: &TcContext, p: &Personality, ip: &IpHead, tcp: &TcpHead) -> Option<Egress> {
     let key = flow(ip, tcp, true);
-    let flags = tcp[13];
+    let flags = tcp.flags();
     if flags & (TCP_SYN | TCP_ACK) == TCP_SYN | TCP_ACK {
         syn_ack(ctx, p, ip, tcp)?;
         return None;
     }
     let Some(conn) = CONNECTIONS.get_ptr_mut(&key) else {
-        if let Some(tw) = TIME_WAITS.get_ptr_mut(&key) {
+        if let Some(mut conn) = time_wait(&key) {
             // The kernel answering from TIME_WAIT.
-            // SAFETY: a map value, as a connection's.
-            established_egress(ctx, unsafe { &mut *tw }, ip, tcp)?;
+            established_egress(ctx, &mut conn, ip, tcp)?;
             return None;
         }
         if flags & (TCP_RST | TCP_ACK) == TCP_RST && p.flags & F_NO_BARE_RST != 0 {
             return Some(Egress::Drop);
         }
-        if flags & (TCP_RST | TCP_ACK) == TCP_RST | TCP_ACK && raw32(tcp, 4) == 0 {
+        if flags & (TCP_RST | TCP_ACK) == TCP_RST | TCP_ACK && tcp.seq == 0 {
             // The kernel's answer to a segment without ACK at a closed port.
             return closed_port_rst(ctx, p, key, tcp).map(Egress::Df);
         }
         if flags & (TCP_RST | TCP_ACK) == TCP_RST && p.flags & F_RST_ACK_OTHER != 0 {
             // Linux leaves a bare RST's acknowledgement at zero; Windows does not.
             let new = unsafe { bpf_get_prandom_u32() } | 1;
-            write_known(ctx, AT_TCP_ACK, raw32(tcp, 8), new)?;
+            write_known(ctx, AT_TCP_ACK, tcp.ack, new)?;
         }
         return None;
     };
@@ -367,10 +512,10 @@ fn tcp_egress(ctx: &TcContext, p: &Personality, ip: &IpHead, tcp: &TcpHead) -> O
 /// into the packet, and the checksum updated once.
 #[inline(always)]
 fn established_egress(ctx: &TcContext, conn: &mut Connection, ip: &IpHead, tcp: &TcpHead) -> Option<()> {
-    let flags = tcp[13];
-    let seq = u32::from_be(raw32(tcp, 4)).wrapping_add(conn.isn_delta);
+    let flags = tcp.flags();
+    let seq = u32::from_be(tcp.seq).wrapping_add(conn.isn_delta);
     if flags & TCP_ACK != 0 {
-        let ack = u32::from_be(raw32(tcp, 8));
+        let ack = u32::from_be(tcp.ack);
         // The peer's FIN is taken when the decky's acknowledgement moves
         // onto it, not when a duplicate ACK already stands there.
         if conn.closing & CLOSE_FIN_IN != 0 && ack == conn.fin_in && conn.last_ack != ack {
@@ -387,21 +532,20 @@ fn established_egress(ctx: &TcContext, conn: &mut Connection, ip: &IpHead, tcp: 
     }
     let mut delta = Delta::default();
     if conn.isn_delta != 0 {
-        delta.write32(ctx, AT_TCP_SEQ, raw32(tcp, 4), seq.to_be())?;
+        delta.write32(ctx, AT_TCP_SEQ, tcp.seq, seq.to_be())?;
     }
     if flags & TCP_SYN == 0 && conn.kernel_wscale != conn.persona_wscale {
         // The kernel advertises windows in its own scale; the peer reads them
         // in the persona's.
-        let old = u16::from_ne_bytes([tcp[14], tcp[15]]);
+        let old = tcp.window;
         let bytes = (u16::from_be(old) as u32) << (conn.kernel_wscale & 15);
         let new = ((bytes >> (conn.persona_wscale & 15)).min(0xffff) as u16).to_be();
         delta.write16(ctx, AT_TCP_WIN, old, new)?;
     }
     // Linux puts NOP NOP TS first in every segment that carries it.
-    if conn.timestamps != 0 && tcp[12] >> 4 >= 8 {
-        let head: [u8; 8] = read(ctx, AT_TCP_OPTS)?;
-        if head[..4] == [1, 1, 8, 10] {
-            let old = raw32(&head, 4);
+    if conn.timestamps != 0 && tcp.words() >= 8 {
+        if read::<u32>(ctx, AT_TCP_OPTS)? == NOP_NOP_TS {
+            let old: u32 = read(ctx, AT_TCP_OPTS + 4)?;
             let new = persona_ts(conn, u32::from_be(old)).to_be();
             delta.write32(ctx, AT_TCP_OPTS + 4, old, new)?;
         }
@@ -429,20 +573,20 @@ fn closed_port_rst(ctx: &TcContext, p: &Personality, key: FlowKey, tcp: &TcpHead
         return None;
     }
     if rule.seq == NUM_ECHO {
-        write_known(ctx, AT_TCP_SEQ, raw32(tcp, 4), probe.ack)?;
+        write_known(ctx, AT_TCP_SEQ, tcp.seq, probe.ack)?;
     }
     let seq = u32::from_be(probe.seq);
     let ack = match rule.ack {
         NUM_ECHO => seq,
         _ => seq.wrapping_add(1),
     };
-    write_known(ctx, AT_TCP_ACK, raw32(tcp, 8), ack.to_be())?;
+    write_known(ctx, AT_TCP_ACK, tcp.ack, ack.to_be())?;
     Some(rule.df)
 }
 
 /// The decky's timestamp clock now, in its own ticks.
-fn clock_now(p: &Personality) -> u32 {
-    let ms = unsafe { bpf_ktime_get_ns() } / 1_000_000;
+fn clock_now(p: &Personality, now_ns: u64) -> u32 {
+    let ms = now_ns / 1_000_000;
     let ticks = ms * p.ts_hz as u64 / 1000;
     let skew = ticks * p.ts_skew_ppm as u64 / 1_000_000;
     let ticks = if p.ts_skew_slow != 0 {
@@ -451,6 +595,18 @@ fn clock_now(p: &Personality) -> u32 {
         ticks + skew
     };
     (ticks as u32).wrapping_add(p.ts_offset)
+}
+
+/// A new connection's first timestamp in the persona's clock.
+#[inline(always)]
+fn persona_ts_start(p: &Personality, conn: &Connection, now_ns: u64) -> u32 {
+    if p.flags & F_TS_PER_CONNECTION != 0 {
+        // The ISN is the connection's own random point (the kernel's), or
+        // steps nmap reads as steady (the persona's clock).
+        conn.isn_kernel.wrapping_add(conn.isn_delta).wrapping_add(p.ts_offset)
+    } else {
+        clock_now(p, now_ns)
+    }
 }
 
 fn persona_ts(conn: &Connection, kernel: u32) -> u32 {
@@ -468,8 +624,7 @@ fn kernel_ts(conn: &Connection, persona: u32) -> u32 {
 /// The persona's next ISN: a per-decky clock at the persona's rate, each
 /// step scaled by the probe class's fixed factor or a random one (nmap's
 /// ISR and SP).
-fn next_isn(p: &Personality, class: usize) -> Option<u32> {
-    let now = unsafe { bpf_ktime_get_ns() };
+fn next_isn(p: &Personality, class: usize, now: u64) -> Option<u32> {
     // SAFETY: a map value; concurrent SYN-ACKs at worst share a step.
     let clock = unsafe { &mut *ISN_CLOCKS.get_ptr_mut(p.slot as u32)? };
     if clock.last_ns == 0 {
@@ -518,7 +673,18 @@ fn syn_ack(ctx: &TcContext, p: &Personality, ip: &IpHead, tcp: &TcpHead) -> Opti
 #[inline(always)]
 fn rewrite_syn_ack(ctx: &TcContext, p: &Personality, ip: &IpHead, tcp: &TcpHead, delta: &mut Delta) -> Option<()> {
     let key = flow(ip, tcp, true);
-    let class = match unsafe { PROBES.get(&key) }.copied() {
+    let now = unsafe { bpf_ktime_get_ns() };
+    // Most SYN-ACKs answer no probe: the map is searched only for a decky
+    // that kept one lately.
+    let probed = PROBED_AT
+        .get(p.slot as u32)
+        .is_some_and(|&at| now.wrapping_sub(at) < PROBE_WINDOW_NS);
+    let kept = if probed {
+        unsafe { PROBES.get(&key) }.copied()
+    } else {
+        None
+    };
+    let class = match kept {
         Some(class) => {
             let _ = PROBES.remove(&key);
             if p.t5.active != 0 {
@@ -535,11 +701,11 @@ fn rewrite_syn_ack(ctx: &TcContext, p: &Personality, ip: &IpHead, tcp: &TcpHead,
     let mss = p.mss[class];
     let window = p.windows[class];
     if window != 0 {
-        let old = u16::from_ne_bytes([tcp[14], tcp[15]]);
+        let old = tcp.window;
         let new = window.to_be();
         delta.write16(ctx, AT_TCP_WIN, old, new)?;
     }
-    let mut words = ((tcp[12] >> 4) as usize).saturating_sub(5);
+    let mut words = ((tcp.words()) as usize).saturating_sub(5);
     if !(1..=10).contains(&words) {
         return Some(());
     }
@@ -560,7 +726,7 @@ fn rewrite_syn_ack(ctx: &TcContext, p: &Personality, ip: &IpHead, tcp: &TcpHead,
     } else {
         (0, 0)
     };
-    let kernel_isn = u32::from_be(raw32(tcp, 4));
+    let kernel_isn = u32::from_be(tcp.seq);
     let mut conn = Connection {
         isn_kernel: kernel_isn,
         isn_delta: 0,
@@ -576,19 +742,33 @@ fn rewrite_syn_ack(ctx: &TcContext, p: &Personality, ip: &IpHead, tcp: &TcpHead,
         ts_hz: p.ts_hz,
         fin_out: 0,
         fin_in: 0,
-        last_ack: u32::from_be(raw32(tcp, 8)),
+        last_ack: u32::from_be(tcp.ack),
     };
     if has_ws && p.wscale != 0xff {
         conn.persona_wscale = p.wscale;
     }
     if p.isn_per_ms != 0 || p.isn_gcd != 0 {
-        // A retransmitted SYN-ACK keeps the ISN the peer may have seen.
-        // Looked up only here: an Option copied earlier leaves registers the
-        // verifier sees uninitialised on the path without it.
-        conn.isn_delta = match unsafe { CONNECTIONS.get(&key) } {
-            Some(prev) if prev.isn_kernel == kernel_isn => prev.isn_delta,
-            _ => next_isn(p, class)?.wrapping_sub(kernel_isn),
-        };
+        conn.isn_delta = next_isn(p, class, now)?.wrapping_sub(kernel_isn);
+    }
+    let stamps = p.flags & F_TIMESTAMPS != 0 && has_ts;
+    if stamps {
+        conn.ts_persona = persona_ts_start(p, &conn, now);
+    }
+    // One map operation for a new connection: the insert fails only for a
+    // retransmitted SYN-ACK, which keeps the ISN the peer may have seen, or
+    // for a new connection of a recycled address and port pair.
+    if CONNECTIONS.insert(&key, &conn, BPF_NOEXIST).is_err() {
+        if let Some(prev) = unsafe { CONNECTIONS.get(&key) }
+            && prev.isn_kernel == kernel_isn
+        {
+            conn.isn_delta = prev.isn_delta;
+            if stamps {
+                conn.ts_persona = persona_ts_start(p, &conn, now);
+            }
+        }
+        let _ = CONNECTIONS.insert(&key, &conn, 0);
+    }
+    if conn.isn_delta != 0 {
         delta.write32(
             ctx,
             AT_TCP_SEQ,
@@ -596,16 +776,6 @@ fn rewrite_syn_ack(ctx: &TcContext, p: &Personality, ip: &IpHead, tcp: &TcpHead,
             kernel_isn.wrapping_add(conn.isn_delta).to_be(),
         )?;
     }
-    if p.flags & F_TIMESTAMPS != 0 && has_ts {
-        conn.ts_persona = if p.flags & F_TS_PER_CONNECTION != 0 {
-            // The ISN is the connection's own random point (the kernel's),
-            // or steps nmap reads as steady (the persona's clock).
-            kernel_isn.wrapping_add(conn.isn_delta).wrapping_add(p.ts_offset)
-        } else {
-            clock_now(p)
-        };
-    }
-    let _ = CONNECTIONS.insert(&key, &conn, 0);
 
     let index = present & 7;
     let want = p.options_len[index] as usize;
@@ -642,8 +812,7 @@ fn rewrite_syn_ack(ctx: &TcContext, p: &Personality, ip: &IpHead, tcp: &TcpHead,
     let ts_at = p.ts_at[index] as usize;
     if has_ts && ts_at + 10 <= 40 {
         let at = AT_TCP_OPTS + ts_at + 2;
-        delta.put32_at(ctx, at, conn.ts_persona.to_be())?;
-        delta.put32_at(ctx, at + 4, ts_ecr)?;
+        delta.put64_at(ctx, at, [conn.ts_persona.to_be(), ts_ecr])?;
     }
     // The image holds the ordinary SYN's MSS; a probe class may want another.
     let mss_at = p.mss_at[index] as usize;
@@ -659,7 +828,7 @@ fn rewrite_syn_ack(ctx: &TcContext, p: &Personality, ip: &IpHead, tcp: &TcpHead,
 /// lengths (IP total, TCP data offset, the pseudo header's) follow.
 #[inline(always)]
 fn grow_options(ctx: &TcContext, ip: &IpHead, tcp: &TcpHead, words: usize, want: usize) -> Option<()> {
-    let total = be16(ip, AT_IP_LEN) as usize;
+    let total = ip.total_len() as usize;
     if total != 40 + words * 4 || ctx.len() as usize != ETH_LEN + total {
         return None;
     }
@@ -675,8 +844,8 @@ fn grow_options(ctx: &TcContext, ip: &IpHead, tcp: &TcpHead, words: usize, want:
     let new_l4 = ((total - 20 + extra) as u16).to_be();
     ctx.l4_csum_replace(AT_TCP_CSUM, old_l4 as u64, new_l4 as u64, BPF_F_PSEUDO_HDR as u64 | 2)
         .ok()?;
-    let old = u16::from_ne_bytes([tcp[12], tcp[13]]);
-    let new = u16::from_ne_bytes([((5 + want / 4) as u8) << 4, tcp[13]]);
+    let old = tcp.off_flags;
+    let new = u16::from_ne_bytes([((5 + want / 4) as u8) << 4, tcp.flags()]);
     ctx.store(AT_TCP_DOFF, &new, 0).ok()?;
     ctx.l4_csum_replace(AT_TCP_CSUM, old as u64, new as u64, 2).ok()
 }
@@ -723,6 +892,18 @@ impl Delta {
         if old != new {
             ctx.store(at, &new, 0).ok()?;
             self.add32(old, new);
+        }
+        Some(())
+    }
+
+    /// Two words at a computed offset, with one load and one store.
+    #[inline(always)]
+    fn put64_at(&mut self, ctx: &TcContext, at: usize, new: [u32; 2]) -> Option<()> {
+        let old: [u32; 2] = ctx.load(at).ok()?;
+        if old != new {
+            ctx.store(at, &new, 0).ok()?;
+            self.add32(old[0], new[0]);
+            self.add32(old[1], new[1]);
         }
         Some(())
     }
@@ -787,7 +968,7 @@ fn icmp_egress(ctx: &TcContext, p: &Personality, ip: &IpHead) -> Option<()> {
     let df = match p.echo_df {
         DF_SAME => {
             let key = EchoKey {
-                remote: raw32(ip, IP + 16),
+                remote: ip.dst,
                 id_seq: ctx.load(L4 + 4).ok()?,
             };
             let had = unsafe { ECHOES.get(&key) }.copied()?;
@@ -803,7 +984,7 @@ fn icmp_egress(ctx: &TcContext, p: &Personality, ip: &IpHead) -> Option<()> {
 /// (nmap's U1 IPL), zeroes a quoted UDP checksum if asked (U1 RUCK=0), and
 /// sums its checksum again.
 fn shorten_quote(ctx: &TcContext, ip: &IpHead, quote: usize, zero_udp_csum: bool) -> Option<()> {
-    let total = be16(ip, AT_IP_LEN) as usize;
+    let total = ip.total_len() as usize;
     let want = 28 + quote;
     if ctx.len() as usize != ETH_LEN + total {
         return Some(());
@@ -858,24 +1039,30 @@ const MAX_ICMP_WORDS: usize = 34;
 
 // --------------------------------------------------------------- ingress
 
+/// Translates an incoming segment of an established connection (ACK
+/// without SYN or RST), if that is what the packet is: one lookup, the
+/// connection's copy of the persona's settings. One the programs do not
+/// know passes as it is.
+#[inline(never)]
+fn established_ingress_segment(ctx: &TcContext) -> bool {
+    let Some((ip, tcp)) = established_headers(ctx) else {
+        return false;
+    };
+    let _ = established_ingress(ctx, flow(&ip, &tcp, false), &ip, &tcp);
+    true
+}
+
 fn try_ingress(ctx: &TcContext) -> Option<i32> {
     let ip = ipv4(ctx)?;
-    if ip[IP + 9] == 6 {
-        let tcp: TcpHead = read(ctx, L4)?;
-        if established(&tcp) {
-            // One lookup: the connection's copy of the persona's settings.
-            return established_ingress(ctx, flow(&ip, &tcp, false), &ip, &tcp);
-        }
-    }
     let p = personality(&ip, false)?;
-    if ip[IP + 9] == 1 {
+    if ip.proto() == 1 {
         return echo_request(ctx, p, &ip);
     }
-    if ip[IP + 9] != 6 {
+    if ip.proto() != 6 {
         return None;
     }
-    let tcp: TcpHead = read(ctx, L4)?;
-    let flags = tcp[13];
+    let tcp = tcp_head(ctx)?;
+    let flags = tcp.flags();
     let key = flow(&ip, &tcp, false);
     if flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN) == TCP_FIN && p.t7.silent != 0 {
         return Some(TC_ACT_SHOT);
@@ -884,10 +1071,10 @@ fn try_ingress(ctx: &TcContext) -> Option<i32> {
         // Kept for the RST a closed port answers with (T5, T7); an ordinary
         // client's SYN has a zero acknowledgement number and is not kept.
         let rule = if flags & TCP_SYN != 0 { &p.t5 } else { &p.t7 };
-        if rule.active != 0 && (flags & TCP_SYN == 0 || raw32(&tcp, 8) != 0) {
+        if rule.active != 0 && (flags & TCP_SYN == 0 || tcp.ack != 0) {
             let probe = RstProbe {
-                seq: raw32(&tcp, 4),
-                ack: raw32(&tcp, 8),
+                seq: tcp.seq,
+                ack: tcp.ack,
                 flags: flags as u32,
             };
             let _ = RST_PROBES.insert(&key, &probe, 0);
@@ -896,6 +1083,10 @@ fn try_ingress(ctx: &TcContext) -> Option<i32> {
     if flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN) == TCP_SYN {
         let class = classify(ctx, &tcp)?;
         if class != CLASS_ORDINARY {
+            if let Some(at) = PROBED_AT.get_ptr_mut(p.slot as u32) {
+                // SAFETY: a map value; racing writers write the same instant, near enough.
+                unsafe { *at = bpf_ktime_get_ns() };
+            }
             let _ = PROBES.insert(&key, &class, 0);
         }
         return None;
@@ -910,7 +1101,7 @@ fn try_ingress(ctx: &TcContext) -> Option<i32> {
         // Only an RST the kernel takes (RFC 5961: at exactly rcv_nxt) ends
         // the connection; another gets a challenge ACK, still translated.
         if let Some(conn) = unsafe { CONNECTIONS.get(&key) }
-            && u32::from_be(raw32(&tcp, 4)) == conn.last_ack
+            && u32::from_be(tcp.seq) == conn.last_ack
         {
             let _ = CONNECTIONS.remove(&key);
         }
@@ -930,32 +1121,37 @@ fn established_ingress(ctx: &TcContext, key: FlowKey, ip: &IpHead, tcp: &TcpHead
     let conn = unsafe { &mut *CONNECTIONS.get_ptr_mut(&key)? };
     // The peer's latest FIN until the decky acknowledges one (an old or
     // stray FIN is not; the one the kernel takes is).
-    if tcp[13] & TCP_FIN != 0 && conn.closing & CLOSE_IN_ACKED == 0 {
-        conn.fin_in = u32::from_be(raw32(tcp, 4))
-            .wrapping_add(payload(ip, tcp))
-            .wrapping_add(1);
+    if tcp.flags() & TCP_FIN != 0 && conn.closing & CLOSE_IN_ACKED == 0 {
+        conn.fin_in = u32::from_be(tcp.seq).wrapping_add(payload(ip, tcp)).wrapping_add(1);
         conn.closing |= CLOSE_FIN_IN;
     }
     // Exactly the decky's FIN: an acknowledgement beyond it is one the
     // kernel refuses.
-    if conn.closing & CLOSE_FIN_OUT != 0 && u32::from_be(raw32(tcp, 8)) == conn.fin_out {
+    if conn.closing & CLOSE_FIN_OUT != 0 && u32::from_be(tcp.ack) == conn.fin_out {
         conn.closing |= CLOSE_OUT_ACKED;
     }
     let mut delta = Delta::default();
     if conn.isn_delta != 0 {
-        let old = raw32(tcp, 8);
+        let old = tcp.ack;
         let new = u32::from_be(old).wrapping_sub(conn.isn_delta).to_be();
         delta.write32(ctx, AT_TCP_ACK, old, new)?;
     }
     // The timestamps option of an incoming segment: first in the options,
     // alone or after two NOPs, as common stacks send it (RFC 7323, appendix
     // A), at an even offset as a 16-bit checksum update needs.
-    if conn.timestamps != 0 && tcp[12] >> 4 >= 8 {
-        let head: [u8; 12] = read(ctx, AT_TCP_OPTS)?;
-        let found = match head {
-            [1, 1, 8, 10, ..] => Some((AT_TCP_OPTS + 8, raw32(&head, 8))),
-            [8, 10, ..] => Some((AT_TCP_OPTS + 6, raw32(&head, 6))),
-            _ => None,
+    if conn.timestamps != 0 && tcp.words() >= 8 {
+        let head: u32 = read(ctx, AT_TCP_OPTS)?;
+        let at = if head == NOP_NOP_TS {
+            AT_TCP_OPTS + 8
+        } else if head.to_ne_bytes()[..2] == [8, 10] {
+            AT_TCP_OPTS + 6
+        } else {
+            0
+        };
+        let found = if at != 0 {
+            Some((at, read::<u32>(ctx, at)?))
+        } else {
+            None
         };
         if let Some((at, old)) = found
             && old != 0
@@ -975,15 +1171,36 @@ fn established_ingress(ctx: &TcContext, key: FlowKey, ip: &IpHead, tcp: &TcpHead
 /// the decky closed first, its socket answers from TIME_WAIT a while yet.
 #[inline(always)]
 fn closed(key: &FlowKey, conn: &Connection) {
-    if conn.closing & CLOSE_OURS_FIRST != 0 {
-        let _ = TIME_WAITS.insert(key, conn, 0);
+    if conn.closing & CLOSE_OURS_FIRST != 0
+        && let Some(slot) = TIME_WAITS.get_ptr_mut(TimeWait::slot(key))
+    {
+        let mut tw = TimeWait {
+            key: *key,
+            conn: *conn,
+            closed_ns: unsafe { bpf_ktime_get_ns() },
+            seal: 0,
+            _pad: 0,
+        };
+        tw.seal = tw.seal();
+        // SAFETY: a map value; a racing close into the same slot leaves an
+        // entry that fails its seal.
+        unsafe { *slot = tw };
     }
     let _ = CONNECTIONS.remove(key);
 }
 
+/// The connection `key` names, if the decky closed it first less than
+/// TIME_WAIT ago (a copy: what its rewrites note goes nowhere).
+#[inline(always)]
+fn time_wait(key: &FlowKey) -> Option<Connection> {
+    let tw = TIME_WAITS.get(TimeWait::slot(key))?;
+    let fresh = unsafe { bpf_ktime_get_ns() }.wrapping_sub(tw.closed_ns) < TIME_WAIT_NS;
+    (tw.key == *key && tw.closed_ns != 0 && fresh && tw.seal == tw.seal()).then_some(tw.conn)
+}
+
 /// A TCP segment's payload length, from the IP header's total length.
 fn payload(ip: &IpHead, tcp: &TcpHead) -> u32 {
-    (be16(ip, AT_IP_LEN) as u32).wrapping_sub(20 + ((tcp[12] >> 4) as u32) * 4)
+    (ip.total_len() as u32).wrapping_sub(20 + ((tcp.words()) as u32) * 4)
 }
 
 /// Remembers whether an echo request had DF, for a persona whose replies
@@ -993,22 +1210,22 @@ fn echo_request(ctx: &TcContext, p: &Personality, ip: &IpHead) -> Option<i32> {
         return None;
     }
     let key = EchoKey {
-        remote: raw32(ip, IP + 12),
+        remote: ip.src,
         id_seq: ctx.load(L4 + 4).ok()?,
     };
-    let _ = ECHOES.insert(&key, &((ip[AT_IP_FRAG] & 0x40 != 0) as u8), 0);
+    let _ = ECHOES.insert(&key, &((ip.frag.to_ne_bytes()[0] & 0x40 != 0) as u8), 0);
     None
 }
 
 /// nmap's SYN probes, told apart by window and first option the way its
 /// OS detection sends them (nmap book, "TCP/IP Fingerprinting Methods").
 fn classify(ctx: &TcContext, tcp: &TcpHead) -> Option<u8> {
-    let flags = tcp[13];
-    let window = be16(tcp, 14);
+    let flags = tcp.flags();
+    let window = u16::from_be(tcp.window);
     if flags & (TCP_ECE | TCP_CWR) == TCP_ECE | TCP_CWR {
         return Some(if window == 3 { CLASS_ECN } else { CLASS_ORDINARY });
     }
-    let first: u8 = ctx.load(AT_TCP_OPTS).ok()?;
+    let first: u8 = read(ctx, AT_TCP_OPTS)?;
     Some(match (window, first) {
         (1, 3) => 1,
         (63, 2) => 2,
@@ -1025,13 +1242,10 @@ fn classify(ctx: &TcContext, tcp: &TcpHead) -> Option<u8> {
 /// scale, SACK and timestamps).
 #[inline(always)]
 fn reply(ctx: &TcContext, ip: &IpHead, tcp: &TcpHead, r: &Reply, p: &Personality) -> Option<i32> {
-    let macs = &ip[0..12];
-    let src = &ip[IP + 12..IP + 16];
-    let dst = &ip[IP + 16..IP + 20];
-    let ports = &tcp[0..4];
-    let seq = u32::from_be(raw32(tcp, 4));
-    let ack = u32::from_be(raw32(tcp, 8));
-    let flags = tcp[13];
+    let macs: [u8; 12] = read(ctx, 0)?;
+    let seq = u32::from_be(tcp.seq);
+    let ack = u32::from_be(tcp.ack);
+    let flags = tcp.flags();
     let syn_fin = (flags & TCP_SYN != 0) as u32 + (flags & TCP_FIN != 0) as u32;
     let out_seq = match r.seq {
         NUM_ECHO => ack,
@@ -1065,13 +1279,13 @@ fn reply(ctx: &TcContext, ip: &IpHead, tcp: &TcpHead, r: &Reply, p: &Personality
     }
     pkt[22] = p.ttl;
     pkt[23] = 6;
-    pkt[26..30].copy_from_slice(dst);
-    pkt[30..34].copy_from_slice(src);
+    pkt[26..30].copy_from_slice(&ip.dst.to_ne_bytes());
+    pkt[30..34].copy_from_slice(&ip.src.to_ne_bytes());
     let ip_sum = fold(sum16(&pkt[14..34]));
     pkt[24..26].copy_from_slice(&(!ip_sum).to_be_bytes());
 
-    pkt[34..36].copy_from_slice(&ports[2..4]);
-    pkt[36..38].copy_from_slice(&ports[0..2]);
+    pkt[34..36].copy_from_slice(&tcp.dport.to_ne_bytes());
+    pkt[36..38].copy_from_slice(&tcp.sport.to_ne_bytes());
     pkt[38..42].copy_from_slice(&out_seq.to_be_bytes());
     pkt[42..46].copy_from_slice(&out_ack.to_be_bytes());
     pkt[46] = ((5 + olen / 4) as u8) << 4;
@@ -1088,7 +1302,7 @@ fn reply(ctx: &TcContext, ip: &IpHead, tcp: &TcpHead, r: &Reply, p: &Personality
         let val = if p.flags & F_TS_PER_CONNECTION != 0 {
             unsafe { bpf_get_prandom_u32() }
         } else {
-            clock_now(p)
+            clock_now(p, unsafe { bpf_ktime_get_ns() })
         }
         .max(1);
         Some((val, probe_ts(ctx, tcp).unwrap_or(0)))
@@ -1135,7 +1349,7 @@ const BARE_REPLY: usize = 54;
 /// The timestamp value of a probe whose options start with it, alone or
 /// after two NOPs, or carry it after window scale, NOP and MSS (nmap's T2-T7).
 fn probe_ts(ctx: &TcContext, tcp: &TcpHead) -> Option<u32> {
-    if tcp[12] >> 4 < 9 {
+    if tcp.words() < 9 {
         return None;
     }
     let head: [u8; 16] = ctx.load(AT_TCP_OPTS).ok()?;
@@ -1145,7 +1359,7 @@ fn probe_ts(ctx: &TcContext, tcp: &TcpHead) -> Option<u32> {
         [_, _, _, _, _, _, _, _, 8, 10, ..] => 10,
         _ => return None,
     };
-    Some(u32::from_be(raw32(&head, at)))
+    Some(u32::from_be_bytes([head[at], head[at + 1], head[at + 2], head[at + 3]]))
 }
 
 fn sum16(bytes: &[u8]) -> u32 {
