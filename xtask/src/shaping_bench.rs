@@ -24,7 +24,7 @@ use crate::bench::Instance;
 const PORT: u16 = 8080;
 // Many short rounds, interleaved: the machine's load drifts over seconds,
 // and a round's pair of runs shares most of it.
-const ROUNDS: usize = 41;
+const ROUNDS: usize = 101;
 /// Runs of the shaped decky alone, with the kernel's BPF statistics on.
 const STATS_ROUNDS: usize = 5;
 const CONCURRENCY: usize = 8;

@@ -269,9 +269,10 @@ pub struct TimeWait {
     pub _pad: u32,
 }
 
-/// How many slots `TIME_WAITS` has (a power of two).
+/// How many slots `TIME_WAITS` has (a power of two): as many as the newest
+/// closes worth keeping, and few enough (288 KiB) to stay in cache.
 pub const TIME_WAIT_SLOTS: u32 = 1 << TIME_WAIT_BITS;
-pub const TIME_WAIT_BITS: u32 = 14;
+pub const TIME_WAIT_BITS: u32 = 12;
 
 impl TimeWait {
     /// The slot of a connection: a multiplicative hash of its addresses and

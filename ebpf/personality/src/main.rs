@@ -521,7 +521,11 @@ fn established_egress(ctx: &TcContext, conn: &mut Connection, ip: &IpHead, tcp: 
         if conn.closing & CLOSE_FIN_IN != 0 && ack == conn.fin_in && conn.last_ack != ack {
             conn.closing |= CLOSE_IN_ACKED;
         }
-        conn.last_ack = ack;
+        // Written only when it moves: the entry's cache line is shared with
+        // the ingress program, often on the other CPU.
+        if conn.last_ack != ack {
+            conn.last_ack = ack;
+        }
     }
     if flags & TCP_FIN != 0 && conn.closing & CLOSE_FIN_OUT == 0 {
         conn.fin_out = seq.wrapping_add(payload(ip, tcp)).wrapping_add(1);
