@@ -1146,22 +1146,18 @@ fn established_ingress(ctx: &TcContext, key: FlowKey, ip: &IpHead, tcp: &TcpHead
     if conn.timestamps != 0 && tcp.words() >= 8 {
         let head: u32 = read(ctx, AT_TCP_OPTS)?;
         let at = if head == NOP_NOP_TS {
-            AT_TCP_OPTS + 8
+            Some(AT_TCP_OPTS + 8)
         } else if head.to_ne_bytes()[..2] == [8, 10] {
-            AT_TCP_OPTS + 6
-        } else {
-            0
-        };
-        let found = if at != 0 {
-            Some((at, read::<u32>(ctx, at)?))
+            Some(AT_TCP_OPTS + 6)
         } else {
             None
         };
-        if let Some((at, old)) = found
-            && old != 0
-        {
-            let new = kernel_ts(conn, u32::from_be(old)).to_be();
-            delta.write32(ctx, at, old, new)?;
+        if let Some(at) = at {
+            let old: u32 = read(ctx, at)?;
+            if old != 0 {
+                let new = kernel_ts(conn, u32::from_be(old)).to_be();
+                delta.write32(ctx, at, old, new)?;
+            }
         }
     }
     delta.apply(ctx);
