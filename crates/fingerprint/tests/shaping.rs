@@ -762,12 +762,6 @@ fn segment(
     with_full_checksum(&b)
 }
 
-fn entries(programs: &Programs, map: &str) -> usize {
-    let map: aya::maps::HashMap<_, decnet_ebpf_common::FlowKey, decnet_ebpf_common::Connection> =
-        aya::maps::HashMap::try_from(programs.ebpf.map(map).unwrap()).unwrap();
-    map.keys().count()
-}
-
 /// The TIME_WAIT slots in use (their seals sound).
 fn time_waits(programs: &Programs) -> usize {
     let map: aya::maps::Array<_, decnet_ebpf_common::TimeWait> =
@@ -778,8 +772,14 @@ fn time_waits(programs: &Programs) -> usize {
         .count()
 }
 
+/// The open connections' slots in use.
 fn connections(programs: &Programs) -> usize {
-    entries(programs, "CONNECTIONS")
+    let map: aya::maps::Array<_, decnet_ebpf_common::ConnSlot> =
+        aya::maps::Array::try_from(programs.ebpf.map("CONNECTIONS").unwrap()).unwrap();
+    map.iter()
+        .map(Result::unwrap)
+        .filter(|slot| slot.state != decnet_ebpf_common::SLOT_FREE)
+        .count()
 }
 
 /// A connection's translation (the persona's ISN on the way out, the

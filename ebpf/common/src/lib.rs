@@ -243,6 +243,50 @@ pub const CLOSE_FIN_IN: u8 = 4;
 pub const CLOSE_IN_ACKED: u8 = 8;
 pub const CLOSED: u8 = 15;
 pub const CLOSE_OURS_FIRST: u8 = 16;
+/// Not a close: the peer acknowledged the SYN-ACK (the connection is no
+/// longer half-open).
+pub const ANSWERED: u8 = 32;
+
+/// One slot of the table of open connections (`CONNECTIONS`): 64 bytes, a
+/// cache line (the map's values start page-aligned), so that a segment's
+/// lookup touches one line, where a hash map's bucket, element header and
+/// value took three.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConnSlot {
+    /// `SLOT_FREE`, `SLOT_CLAIMED` (being written) or `SLOT_LIVE`; claimed
+    /// by compare-and-swap, so two SYN-ACKs never take one slot.
+    pub state: u64,
+    pub key: FlowKey,
+    pub conn: Connection,
+    /// When the SYN-ACK made it (`bpf_ktime_get_ns` >> 30: about seconds).
+    pub born: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<ConnSlot>() == 64);
+
+pub const SLOT_FREE: u64 = 0;
+pub const SLOT_LIVE: u64 = 1;
+pub const SLOT_CLAIMED: u64 = 2;
+
+/// The table is set-associative: a connection lives in one of the
+/// `CONN_WAYS` slots of the set its 4-tuple hashes to (2^15 sets: 8 MiB).
+pub const CONN_SET_BITS: u32 = 15;
+pub const CONN_WAYS: u32 = 4;
+pub const CONN_SLOTS: u32 = CONN_WAYS << CONN_SET_BITS;
+
+impl ConnSlot {
+    /// The first slot of `key`'s set.
+    pub fn set(key: &FlowKey) -> u32 {
+        (hash(key) >> (32 - CONN_SET_BITS)) * CONN_WAYS
+    }
+}
+
+/// A multiplicative hash of a connection's addresses and ports.
+fn hash(key: &FlowKey) -> u32 {
+    let ports = (key.local_port as u32) << 16 | key.remote_port as u32;
+    (key.local ^ key.remote.rotate_left(16) ^ ports).wrapping_mul(0x9e37_79b1)
+}
 
 /// A segment without ACK to the decky, kept until the kernel's RST answers
 /// it: sequence and acknowledgement numbers (network order) and flags.
@@ -278,8 +322,7 @@ impl TimeWait {
     /// The slot of a connection: a multiplicative hash of its addresses and
     /// ports.
     pub fn slot(key: &FlowKey) -> u32 {
-        let ports = (key.local_port as u32) << 16 | key.remote_port as u32;
-        (key.local ^ key.remote.rotate_left(16) ^ ports).wrapping_mul(0x9e37_79b1) >> (32 - TIME_WAIT_BITS)
+        hash(key) >> (32 - TIME_WAIT_BITS)
     }
 
     /// A hash (FNV-1a over words) of the fields a translation uses.
@@ -322,4 +365,5 @@ mod user {
     unsafe impl aya::Pod for super::Connection {}
     unsafe impl aya::Pod for super::IsnClock {}
     unsafe impl aya::Pod for super::TimeWait {}
+    unsafe impl aya::Pod for super::ConnSlot {}
 }

@@ -13,6 +13,9 @@
 //! A packet the programs do not understand passes unchanged.
 
 #![no_std]
+// Compare-and-swap on a map value (the BPF target's core has no atomic types).
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
 #![no_main]
 
 use aya_ebpf::bindings::{BPF_F_PSEUDO_HDR, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT};
@@ -22,11 +25,14 @@ use aya_ebpf::helpers::generated::{
 use aya_ebpf::macros::{classifier, map};
 use aya_ebpf::maps::{Array, HashMap, LruHashMap};
 use aya_ebpf::programs::TcContext;
+use core::intrinsics::AtomicOrdering::{Acquire, Relaxed};
+use core::intrinsics::atomic_cxchg;
+use core::ptr::write_volatile;
 use decnet_ebpf_common::*;
 
 const BPF_F_NO_PREALLOC: u32 = 1;
 const BPF_F_RECOMPUTE_CSUM: u64 = 1;
-const BPF_NOEXIST: u64 = 1;
+const BPF_F_MMAPABLE: u32 = 1 << 10;
 
 const ETH_LEN: usize = 14;
 const IP: usize = ETH_LEN;
@@ -62,7 +68,72 @@ static FAR_IDS: Array<[u16; 4]> = Array::with_max_entries(SLOTS, 0);
 
 /// Connections whose timestamps or window scale are translated.
 #[map]
-static CONNECTIONS: LruHashMap<FlowKey, Connection> = LruHashMap::with_max_entries(65536, 0);
+static CONNECTIONS: Array<ConnSlot> = Array::with_max_entries(CONN_SLOTS, BPF_F_MMAPABLE);
+
+/// The connection `key` names, if the table holds it.
+#[inline(always)]
+fn connection(key: &FlowKey) -> Option<*mut ConnSlot> {
+    let set = ConnSlot::set(key);
+    for way in 0..CONN_WAYS {
+        let slot = CONNECTIONS.get_ptr_mut(set + way)?;
+        // SAFETY: a map value; a slot being written is not yet `SLOT_LIVE`.
+        if unsafe { (*slot).state == SLOT_LIVE && (*slot).key == *key } {
+            return Some(slot);
+        }
+    }
+    None
+}
+
+/// Adds a connection the table does not hold, in a free slot of its set, or
+/// a stale one: a SYN-ACK unanswered for longer than the kernel retransmits
+/// it, or a connection a day old (one that ended unseen: its peer gone, a
+/// close bit lost to a race). Fails if the set has none: the connection then
+/// keeps the kernel's numbers (an LRU map, full, would evict a live
+/// connection's translation instead, and a SYN flood could then break every
+/// open connection).
+#[inline(always)]
+fn add_connection(key: &FlowKey, conn: &Connection, now_s: u32) -> Option<()> {
+    let set = ConnSlot::set(key);
+    for way in 0..CONN_WAYS {
+        let slot = CONNECTIONS.get_ptr_mut(set + way)?;
+        // SAFETY: a map value; the compare-and-swap gives it to one writer.
+        unsafe {
+            let state = &raw mut (*slot).state;
+            let old = *state;
+            let age = now_s.wrapping_sub((*slot).born);
+            let stale =
+                old == SLOT_LIVE && (age > STALE_S || (*slot).conn.closing & ANSWERED == 0 && age > HALF_OPEN_S);
+            if old != SLOT_FREE && !stale {
+                continue;
+            }
+            if !atomic_cxchg::<u64, { Acquire }, { Relaxed }>(state, old, SLOT_CLAIMED).1 {
+                continue;
+            }
+            // Volatile: written in this order, the state last.
+            write_volatile(&raw mut (*slot).key, *key);
+            write_volatile(&raw mut (*slot).conn, *conn);
+            write_volatile(&raw mut (*slot).born, now_s);
+            write_volatile(state, SLOT_LIVE);
+        }
+        return Some(());
+    }
+    None
+}
+
+/// A connection's SYN-ACK retransmissions end after about a minute (Linux's
+/// five: 63 s); its slot may go to another after this many seconds (`born`
+/// counts units of 2^30 ns, near enough seconds).
+const HALF_OPEN_S: u32 = 75;
+const STALE_S: u32 = 86_400;
+
+/// Frees a connection's slot.
+#[inline(always)]
+fn remove_connection(key: &FlowKey) {
+    if let Some(slot) = connection(key) {
+        // SAFETY: a map value.
+        unsafe { write_volatile(&raw mut (*slot).state, SLOT_FREE) };
+    }
+}
 
 /// Connections closed by the decky first, while its socket may still answer
 /// from TIME_WAIT (60 s): the kernel's ACKs and RSTs from there are
@@ -332,13 +403,13 @@ fn established_egress_segment(ctx: &TcContext) -> bool {
     // One lookup, not two: the connection's copy of the persona's settings
     // stands in for the personality.
     let key = flow(&ip, &tcp, true);
-    let Some(conn) = CONNECTIONS.get_ptr_mut(&key) else {
+    let Some(conn) = connection(&key) else {
         return false;
     };
     // SAFETY: a map value; only this connection's segments write it (its two
-    // directions may race: a lost bit of `closing` leaves the entry to the
-    // LRU map).
-    let conn = unsafe { &mut *conn };
+    // directions may race: a lost bit of `closing` leaves the slot taken
+    // until it is a day old and its set full).
+    let conn = unsafe { &mut (*conn).conn };
     let _ = established_egress(ctx, conn, &ip, &tcp);
     set_df(ctx, &ip, conn.tcp_df);
     set_ip_id(ctx, &ip, conn.slot as u32, conn.ip_id, IPID_TCP);
@@ -479,7 +550,7 @@ fn tcp_egress(ctx: &TcContext, p: &Personality, ip: &IpHead, tcp: &TcpHead) -> O
         syn_ack(ctx, p, ip, tcp)?;
         return None;
     }
-    let Some(conn) = CONNECTIONS.get_ptr_mut(&key) else {
+    let Some(conn) = connection(&key) else {
         if let Some(mut conn) = time_wait(&key) {
             // The kernel answering from TIME_WAIT.
             established_egress(ctx, &mut conn, ip, tcp)?;
@@ -500,10 +571,10 @@ fn tcp_egress(ctx: &TcContext, p: &Personality, ip: &IpHead, tcp: &TcpHead) -> O
         return None;
     };
     // SAFETY: a map value, only this connection's segments write it.
-    established_egress(ctx, unsafe { &mut *conn }, ip, tcp)?;
+    established_egress(ctx, unsafe { &mut (*conn).conn }, ip, tcp)?;
     if flags & TCP_RST != 0 {
         // The decky aborts the connection: nothing of it follows.
-        let _ = CONNECTIONS.remove(&key);
+        remove_connection(&key);
     }
     None
 }
@@ -758,19 +829,22 @@ fn rewrite_syn_ack(ctx: &TcContext, p: &Personality, ip: &IpHead, tcp: &TcpHead,
     if stamps {
         conn.ts_persona = persona_ts_start(p, &conn, now);
     }
-    // One map operation for a new connection: the insert fails only for a
-    // retransmitted SYN-ACK, which keeps the ISN the peer may have seen, or
-    // for a new connection of a recycled address and port pair.
-    if CONNECTIONS.insert(&key, &conn, BPF_NOEXIST).is_err() {
-        if let Some(prev) = unsafe { CONNECTIONS.get(&key) }
-            && prev.isn_kernel == kernel_isn
-        {
+    // A connection the table holds already: a retransmitted SYN-ACK, which
+    // keeps the ISN the peer may have seen, or a new connection of a
+    // recycled address and port pair.
+    if let Some(slot) = connection(&key) {
+        // SAFETY: a map value, only this connection's segments write it.
+        let prev = unsafe { &mut (*slot).conn };
+        if prev.isn_kernel == kernel_isn {
             conn.isn_delta = prev.isn_delta;
             if stamps {
                 conn.ts_persona = persona_ts_start(p, &conn, now);
             }
         }
-        let _ = CONNECTIONS.insert(&key, &conn, 0);
+        *prev = conn;
+    } else if add_connection(&key, &conn, (now >> 30) as u32).is_none() {
+        // No slot: the kernel's numbers and options, which need no translation.
+        return Some(());
     }
     if conn.isn_delta != 0 {
         delta.write32(
@@ -1104,10 +1178,10 @@ fn try_ingress(ctx: &TcContext) -> Option<i32> {
     if flags & TCP_RST != 0 {
         // Only an RST the kernel takes (RFC 5961: at exactly rcv_nxt) ends
         // the connection; another gets a challenge ACK, still translated.
-        if let Some(conn) = unsafe { CONNECTIONS.get(&key) }
+        if let Some(conn) = connection(&key).map(|slot| unsafe { &(*slot).conn })
             && u32::from_be(tcp.seq) == conn.last_ack
         {
-            let _ = CONNECTIONS.remove(&key);
+            remove_connection(&key);
         }
         return None;
     }
@@ -1122,7 +1196,11 @@ fn try_ingress(ctx: &TcContext) -> Option<i32> {
 #[inline(always)]
 fn established_ingress(ctx: &TcContext, key: FlowKey, ip: &IpHead, tcp: &TcpHead) -> Option<i32> {
     // SAFETY: a map value, only this connection's segments write it.
-    let conn = unsafe { &mut *CONNECTIONS.get_ptr_mut(&key)? };
+    let conn = unsafe { &mut (*connection(&key)?).conn };
+    if conn.closing & ANSWERED == 0 {
+        // The handshake's last ACK (or a later segment): no longer half-open.
+        conn.closing |= ANSWERED;
+    }
     // The peer's latest FIN until the decky acknowledges one (an old or
     // stray FIN is not; the one the kernel takes is).
     if tcp.flags() & TCP_FIN != 0 && conn.closing & CLOSE_IN_ACKED == 0 {
@@ -1186,7 +1264,7 @@ fn closed(key: &FlowKey, conn: &Connection) {
         // entry that fails its seal.
         unsafe { *slot = tw };
     }
-    let _ = CONNECTIONS.remove(key);
+    remove_connection(key);
 }
 
 /// The connection `key` names, if the decky closed it first less than
