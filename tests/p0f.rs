@@ -68,12 +68,15 @@ fn p0f_names_the_personality_nmap_does() {
         .collect();
 
     // tcpdump writes the file's header once it listens: wait for it, talk,
-    // then stop it with SIGINT so that it flushes.
+    // then stop it with SIGINT so that it flushes. Immediate mode: otherwise
+    // the kernel hands packets over in blocks, retired once a second, and
+    // SIGINT loses the last block (on a loaded machine, the last decky's
+    // connections).
     let pcap = lab.path("ordinary.pcap");
     let script = lab.write("traffic.py", TRAFFIC);
     let ips: Vec<&str> = by_ip.keys().map(String::as_str).collect();
     let shell = format!(
-        "tcpdump -i any -U -n -w {pcap} tcp 2>{log} & t=$!; \
+        "tcpdump -i any --immediate-mode -U -n -w {pcap} tcp 2>{log} & t=$!; \
          for i in $(seq 100); do [ -s {pcap} ] && break; sleep 0.05; done; \
          python3 {script} {ips}; s=$?; sleep 0.3; kill -INT $t; wait $t; exit $s",
         pcap = pcap.display(),
