@@ -842,6 +842,9 @@ fn rewrite_syn_ack(ctx: &TcContext, p: &Personality, ip: &IpHead, tcp: &TcpHead,
             }
         }
         *prev = conn;
+        // A recycled pair's connection is as young as its SYN-ACK.
+        // SAFETY: a map value.
+        unsafe { (*slot).born = (now >> 30) as u32 };
     } else if add_connection(&key, &conn, (now >> 30) as u32).is_none() {
         // No slot: the kernel's numbers and options, which need no translation.
         return Some(());
