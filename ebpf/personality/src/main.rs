@@ -1321,6 +1321,10 @@ fn classify(ctx: &TcContext, tcp: &TcpHead) -> Option<u8> {
 /// Turns the probe into the persona's answer and sends it back out: a bare
 /// segment, or one with the persona's SYN-ACK options (its image for window
 /// scale, SACK and timestamps).
+/// A reply's frame, two bytes in (see `reply`).
+#[repr(C, align(4))]
+struct Frame([u8; 2 + BARE_REPLY + 40]);
+
 #[inline(always)]
 fn reply(ctx: &TcContext, ip: &IpHead, tcp: &TcpHead, r: &Reply, p: &Personality) -> Option<i32> {
     let macs: [u8; 12] = read(ctx, 0)?;
@@ -1349,7 +1353,10 @@ fn reply(ctx: &TcContext, ip: &IpHead, tcp: &TcpHead, r: &Reply, p: &Personality
     };
     let n = BARE_REPLY + olen;
 
-    let mut pkt = [0u8; BARE_REPLY + 40];
+    // Built two bytes into a 4-aligned buffer, so that the IP header's
+    // words are aligned: the verifier refuses misaligned stack access.
+    let mut frame = Frame([0; 2 + BARE_REPLY + 40]);
+    let pkt = &mut frame.0[2..];
     pkt[0..6].copy_from_slice(&macs[6..12]);
     pkt[6..12].copy_from_slice(&macs[0..6]);
     pkt[12] = 0x08;
@@ -1440,7 +1447,9 @@ fn probe_ts(ctx: &TcContext, tcp: &TcpHead) -> Option<u32> {
         [_, _, _, _, _, _, _, _, 8, 10, ..] => 10,
         _ => return None,
     };
-    Some(u32::from_be_bytes([head[at], head[at + 1], head[at + 2], head[at + 3]]))
+    // From the packet: a word at 2 or 10 of the copy would be a misaligned
+    // stack access, which the verifier refuses.
+    ctx.load::<u32>(AT_TCP_OPTS + at).ok().map(u32::from_be)
 }
 
 fn sum16(bytes: &[u8]) -> u32 {
