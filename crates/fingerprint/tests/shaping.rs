@@ -772,14 +772,85 @@ fn time_waits(programs: &Programs) -> usize {
         .count()
 }
 
-/// The open connections' slots in use.
+/// The open connections' slots in use (in both tables).
 fn connections(programs: &Programs) -> usize {
-    let map: aya::maps::Array<_, decnet_ebpf_common::ConnSlot> =
-        aya::maps::Array::try_from(programs.ebpf.map("CONNECTIONS").unwrap()).unwrap();
-    map.iter()
-        .map(Result::unwrap)
-        .filter(|slot| slot.state != decnet_ebpf_common::SLOT_FREE)
-        .count()
+    ["HOT_CONNECTIONS", "CONNECTIONS"]
+        .into_iter()
+        .map(|name| {
+            let map: aya::maps::Array<_, decnet_ebpf_common::ConnSlot> =
+                aya::maps::Array::try_from(programs.ebpf.map(name).unwrap()).unwrap();
+            map.iter()
+                .map(Result::unwrap)
+                .filter(|slot| slot.state != decnet_ebpf_common::SLOT_FREE)
+                .count()
+        })
+        .sum()
+}
+
+/// The connections of a set the small table has no room left in go to the
+/// large table, are translated the same, and leave it (and its count) with
+/// their RST.
+#[test]
+fn a_full_set_overflows_into_the_large_table() {
+    if !is_root() {
+        return;
+    }
+    use decnet_ebpf_common::{CONN_WAYS, ConnSlot, FlowKey, HOT_SET_BITS};
+    let programs = Programs::load(&decky("windows-10"));
+    let peer = Ipv4Addr::new(10, 213, 0, 100);
+    let key = |port: u16| FlowKey {
+        local: u32::from_ne_bytes(DECKY.octets()),
+        remote: u32::from_ne_bytes(peer.octets()),
+        local_port: 80u16.to_be(),
+        remote_port: port.to_be(),
+    };
+    // Six peer ports whose connections share a set of the small table.
+    let set = ConnSlot::set(&key(40_000), HOT_SET_BITS);
+    let ports: Vec<u16> = (40_000..)
+        .filter(|p| ConnSlot::set(&key(*p), HOT_SET_BITS) == set)
+        .take(6)
+        .collect();
+    let overflows = || {
+        let map: aya::maps::Array<_, u32> =
+            aya::maps::Array::try_from(programs.ebpf.map("OVERFLOWS").unwrap()).unwrap();
+        map.get(&(set / CONN_WAYS), 0).unwrap()
+    };
+    let (kernel_isn, peer_isn) = (1_000_000u32, 5_000u32);
+    // MSS, SACK permitted + timestamps, NOP + window scale: Linux's SYN-ACK.
+    let linux = [2, 4, 5, 180, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 7, 1, 3, 3, 7];
+    let mut persona_isns = Vec::new();
+    for &port in &ports {
+        let syn_ack = segment(DECKY, peer, (80, port), kernel_isn, peer_isn + 1, 0x12, &linux, &[]);
+        let (_, syn_ack) = programs.run("egress", &syn_ack);
+        assert_ne!(syn_ack.seq(), kernel_isn, "translated");
+        persona_isns.push(syn_ack.seq());
+    }
+    assert_eq!(connections(&programs), 6);
+    assert_eq!(overflows(), 2, "four in the small table's set, two in the large table");
+    for (&port, &persona_isn) in ports.iter().zip(&persona_isns) {
+        let ack = segment(
+            peer,
+            DECKY,
+            (port, 80),
+            peer_isn + 1,
+            persona_isn.wrapping_add(1),
+            0x10,
+            &[],
+            &[],
+        );
+        let (_, got) = programs.run("ingress", &ack);
+        assert_eq!(
+            got.ack(),
+            kernel_isn + 1,
+            "port {port}: the kernel's own numbers come back"
+        );
+    }
+    for &port in &ports {
+        let rst = segment(DECKY, peer, (80, port), kernel_isn + 1, peer_isn + 1, 0x14, &[], &[]);
+        programs.run("egress", &rst);
+    }
+    assert_eq!(connections(&programs), 0);
+    assert_eq!(overflows(), 0);
 }
 
 /// A connection's translation (the persona's ISN on the way out, the

@@ -269,16 +269,21 @@ pub const SLOT_FREE: u64 = 0;
 pub const SLOT_LIVE: u64 = 1;
 pub const SLOT_CLAIMED: u64 = 2;
 
-/// The table is set-associative: a connection lives in one of the
-/// `CONN_WAYS` slots of the set its 4-tuple hashes to (2^15 sets: 8 MiB).
+/// The tables are set-associative: a connection lives in one of the
+/// `CONN_WAYS` slots of the set its 4-tuple hashes to, in the small table
+/// (`HOT_SET_BITS`: 2^10 sets, 256 KiB) while it has room, else in the large
+/// one (2^15 sets, 8 MiB). A new connection's slot in the large table is
+/// nearly always a cache and TLB miss; the small one stays warm.
 pub const CONN_SET_BITS: u32 = 15;
+pub const HOT_SET_BITS: u32 = 10;
 pub const CONN_WAYS: u32 = 4;
 pub const CONN_SLOTS: u32 = CONN_WAYS << CONN_SET_BITS;
+pub const HOT_SLOTS: u32 = CONN_WAYS << HOT_SET_BITS;
 
 impl ConnSlot {
-    /// The first slot of `key`'s set.
-    pub fn set(key: &FlowKey) -> u32 {
-        (hash(key) >> (32 - CONN_SET_BITS)) * CONN_WAYS
+    /// The first slot of `key`'s set in a table of 2^`bits` sets.
+    pub fn set(key: &FlowKey, bits: u32) -> u32 {
+        (hash(key) >> (32 - bits)) * CONN_WAYS
     }
 }
 

@@ -26,7 +26,7 @@ use aya_ebpf::macros::{classifier, map};
 use aya_ebpf::maps::{Array, HashMap, LruHashMap};
 use aya_ebpf::programs::TcContext;
 use core::intrinsics::AtomicOrdering::{Acquire, Relaxed};
-use core::intrinsics::atomic_cxchg;
+use core::intrinsics::{atomic_cxchg, atomic_xadd};
 use core::ptr::write_volatile;
 use decnet_ebpf_common::*;
 
@@ -66,16 +66,43 @@ static IP_IDS: Array<u64> = Array::with_max_entries(SLOTS, 0);
 #[map]
 static FAR_IDS: Array<[u16; 4]> = Array::with_max_entries(SLOTS, 0);
 
-/// Connections whose timestamps or window scale are translated.
+/// Connections whose timestamps or window scale are translated: the small
+/// table first, the large one when its set is full (see `HOT_SET_BITS`).
+#[map]
+static HOT_CONNECTIONS: Array<ConnSlot> = Array::with_max_entries(HOT_SLOTS, BPF_F_MMAPABLE);
 #[map]
 static CONNECTIONS: Array<ConnSlot> = Array::with_max_entries(CONN_SLOTS, BPF_F_MMAPABLE);
 
-/// The connection `key` names, if the table holds it.
+/// Per set of the small table, how many of its connections the large one
+/// holds: a lookup that misses the small table (a new connection's SYN-ACK)
+/// reads the large one only when some are there (4 KiB, warm, where a large
+/// table's line is nearly always a cache and TLB miss).
+#[map]
+static OVERFLOWS: Array<u32> = Array::with_max_entries(1 << HOT_SET_BITS, 0);
+
+/// The connection `key` names, if a table holds it, and whether in the
+/// large one.
 #[inline(always)]
 fn connection(key: &FlowKey) -> Option<*mut ConnSlot> {
-    let set = ConnSlot::set(key);
+    locate(key).map(|(slot, _)| slot)
+}
+
+#[inline(always)]
+fn locate(key: &FlowKey) -> Option<(*mut ConnSlot, bool)> {
+    let hot = ConnSlot::set(key, HOT_SET_BITS);
+    if let Some(slot) = find(&HOT_CONNECTIONS, hot, key) {
+        return Some((slot, false));
+    }
+    if *OVERFLOWS.get(hot / CONN_WAYS)? == 0 {
+        return None;
+    }
+    find(&CONNECTIONS, ConnSlot::set(key, CONN_SET_BITS), key).map(|slot| (slot, true))
+}
+
+#[inline(always)]
+fn find(table: &Array<ConnSlot>, set: u32, key: &FlowKey) -> Option<*mut ConnSlot> {
     for way in 0..CONN_WAYS {
-        let slot = CONNECTIONS.get_ptr_mut(set + way)?;
+        let slot = table.get_ptr_mut(set + way)?;
         // SAFETY: a map value; a slot being written is not yet `SLOT_LIVE`.
         if unsafe { (*slot).state == SLOT_LIVE && (*slot).key == *key } {
             return Some(slot);
@@ -84,18 +111,41 @@ fn connection(key: &FlowKey) -> Option<*mut ConnSlot> {
     None
 }
 
-/// Adds a connection the table does not hold, in a free slot of its set, or
+/// Counts a connection of `key`'s small-table set into (`by` 1) or out of
+/// (`by` u32::MAX, a wrapping -1) the large table.
+#[inline(always)]
+fn overflow(key: &FlowKey, by: u32) {
+    if let Some(count) = OVERFLOWS.get_ptr_mut(ConnSlot::set(key, HOT_SET_BITS) / CONN_WAYS) {
+        // SAFETY: a map value, updated atomically.
+        unsafe { atomic_xadd::<u32, u32, { Relaxed }>(count, by) };
+    }
+}
+
+/// Adds a connection the tables do not hold, in a free slot of its set, or
 /// a stale one: a SYN-ACK unanswered for longer than the kernel retransmits
 /// it, or a connection a day old (one that ended unseen: its peer gone, a
-/// close bit lost to a race). Fails if the set has none: the connection then
-/// keeps the kernel's numbers (an LRU map, full, would evict a live
+/// close bit lost to a race). Fails if both sets have none: the connection
+/// then keeps the kernel's numbers (an LRU map, full, would evict a live
 /// connection's translation instead, and a SYN flood could then break every
 /// open connection).
 #[inline(always)]
 fn add_connection(key: &FlowKey, conn: &Connection, now_s: u32) -> Option<()> {
-    let set = ConnSlot::set(key);
+    if claim(&HOT_CONNECTIONS, ConnSlot::set(key, HOT_SET_BITS), key, conn, now_s).is_some() {
+        return Some(());
+    }
+    let replaced = claim(&CONNECTIONS, ConnSlot::set(key, CONN_SET_BITS), key, conn, now_s)?;
+    overflow(key, 1);
+    if let Some(old) = replaced {
+        overflow(&old, u32::MAX);
+    }
+    Some(())
+}
+
+/// Takes a free or stale slot of a set; returns the stale connection's key.
+#[inline(always)]
+fn claim(table: &Array<ConnSlot>, set: u32, key: &FlowKey, conn: &Connection, now_s: u32) -> Option<Option<FlowKey>> {
     for way in 0..CONN_WAYS {
-        let slot = CONNECTIONS.get_ptr_mut(set + way)?;
+        let slot = table.get_ptr_mut(set + way)?;
         // SAFETY: a map value; the compare-and-swap gives it to one writer.
         unsafe {
             let state = &raw mut (*slot).state;
@@ -109,13 +159,14 @@ fn add_connection(key: &FlowKey, conn: &Connection, now_s: u32) -> Option<()> {
             if !atomic_cxchg::<u64, { Acquire }, { Relaxed }>(state, old, SLOT_CLAIMED).1 {
                 continue;
             }
+            let replaced = stale.then(|| (*slot).key);
             // Volatile: written in this order, the state last.
             write_volatile(&raw mut (*slot).key, *key);
             write_volatile(&raw mut (*slot).conn, *conn);
             write_volatile(&raw mut (*slot).born, now_s);
             write_volatile(state, SLOT_LIVE);
+            return Some(replaced);
         }
-        return Some(());
     }
     None
 }
@@ -129,9 +180,12 @@ const STALE_S: u32 = 86_400;
 /// Frees a connection's slot.
 #[inline(always)]
 fn remove_connection(key: &FlowKey) {
-    if let Some(slot) = connection(key) {
+    if let Some((slot, large)) = locate(key) {
         // SAFETY: a map value.
         unsafe { write_volatile(&raw mut (*slot).state, SLOT_FREE) };
+        if large {
+            overflow(key, u32::MAX);
+        }
     }
 }
 
