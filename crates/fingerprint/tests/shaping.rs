@@ -762,6 +762,9 @@ fn segment(
     with_full_checksum(&b)
 }
 
+/// MSS, SACK permitted + timestamps, NOP + window scale: Linux's SYN-ACK.
+const LINUX_SYN_ACK_OPTIONS: [u8; 20] = [2, 4, 5, 180, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 7, 1, 3, 3, 7];
+
 /// The TIME_WAIT slots in use (their seals sound).
 fn time_waits(programs: &Programs) -> usize {
     let map: aya::maps::Array<_, decnet_ebpf_common::TimeWait> =
@@ -816,11 +819,18 @@ fn a_full_set_overflows_into_the_large_table() {
         map.get(&(set / CONN_WAYS), 0).unwrap()
     };
     let (kernel_isn, peer_isn) = (1_000_000u32, 5_000u32);
-    // MSS, SACK permitted + timestamps, NOP + window scale: Linux's SYN-ACK.
-    let linux = [2, 4, 5, 180, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 7, 1, 3, 3, 7];
     let mut persona_isns = Vec::new();
     for &port in &ports {
-        let syn_ack = segment(DECKY, peer, (80, port), kernel_isn, peer_isn + 1, 0x12, &linux, &[]);
+        let syn_ack = segment(
+            DECKY,
+            peer,
+            (80, port),
+            kernel_isn,
+            peer_isn + 1,
+            0x12,
+            &LINUX_SYN_ACK_OPTIONS,
+            &[],
+        );
         let (_, syn_ack) = programs.run("egress", &syn_ack);
         assert_ne!(syn_ack.seq(), kernel_isn, "translated");
         persona_isns.push(syn_ack.seq());
@@ -869,8 +879,6 @@ fn a_closed_connection_leaves_no_state() {
     let peer = Ipv4Addr::new(10, 213, 0, 100);
     const ACK: u8 = 0x10;
     const FIN_ACK: u8 = 0x11;
-    // MSS, SACK permitted + timestamps, NOP + window scale: Linux's SYN-ACK.
-    let syn_ack_options = [2, 4, 5, 180, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 7, 1, 3, 3, 7];
     #[derive(Debug, Clone, Copy)]
     enum Close {
         DeckyFirst,
@@ -909,7 +917,7 @@ fn a_closed_connection_leaves_no_state() {
             kernel_isn,
             peer_isn + 1,
             0x12,
-            &syn_ack_options,
+            &LINUX_SYN_ACK_OPTIONS,
             &[],
         );
         let (_, syn_ack) = programs.run("egress", &syn_ack);

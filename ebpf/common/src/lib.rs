@@ -247,7 +247,8 @@ pub const CLOSE_OURS_FIRST: u8 = 16;
 /// longer half-open).
 pub const ANSWERED: u8 = 32;
 
-/// One slot of the table of open connections (`CONNECTIONS`): 64 bytes, a
+/// One slot of the tables of open connections (`HOT_CONNECTIONS`,
+/// `CONNECTIONS`): 64 bytes, a
 /// cache line (the map's values start page-aligned), so that a segment's
 /// lookup touches one line, where a hash map's bucket, element header and
 /// value took three.

@@ -80,13 +80,13 @@ static CONNECTIONS: Array<ConnSlot> = Array::with_max_entries(CONN_SLOTS, BPF_F_
 #[map]
 static OVERFLOWS: Array<u32> = Array::with_max_entries(1 << HOT_SET_BITS, 0);
 
-/// The connection `key` names, if a table holds it, and whether in the
-/// large one.
+/// The connection `key` names, if a table holds it.
 #[inline(always)]
 fn connection(key: &FlowKey) -> Option<*mut ConnSlot> {
     locate(key).map(|(slot, _)| slot)
 }
 
+/// The same, and whether the large table holds it.
 #[inline(always)]
 fn locate(key: &FlowKey) -> Option<(*mut ConnSlot, bool)> {
     let hot = ConnSlot::set(key, HOT_SET_BITS);
@@ -1372,13 +1372,13 @@ fn classify(ctx: &TcContext, tcp: &TcpHead) -> Option<u8> {
     })
 }
 
-/// Turns the probe into the persona's answer and sends it back out: a bare
-/// segment, or one with the persona's SYN-ACK options (its image for window
-/// scale, SACK and timestamps).
 /// A reply's frame, two bytes in (see `reply`).
 #[repr(C, align(4))]
 struct Frame([u8; 2 + BARE_REPLY + 40]);
 
+/// Turns the probe into the persona's answer and sends it back out: a bare
+/// segment, or one with the persona's SYN-ACK options (its image for window
+/// scale, SACK and timestamps).
 #[inline(always)]
 fn reply(ctx: &TcContext, ip: &IpHead, tcp: &TcpHead, r: &Reply, p: &Personality) -> Option<i32> {
     let macs: [u8; 12] = read(ctx, 0)?;
