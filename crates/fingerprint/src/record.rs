@@ -32,7 +32,8 @@ pub fn record(spec: &DeckySpec) -> ebpf::Personality {
 /// Whether the programs would change any packet of a decky with this
 /// record: a personality that is the kernel's own stack needs none attached.
 pub fn shapes_anything(r: &ebpf::Personality) -> bool {
-    let untouched = r.flags == 0
+    // (F_STATELESS says how, not what.)
+    let untouched = r.flags & !ebpf::F_STATELESS == 0
         && r.wscale == 0xff
         && r.mss == [0; ebpf::CLASSES]
         && r.icmp_ttl == 0
@@ -77,6 +78,9 @@ fn shaping_record(s: &Shaping, ttl: u8, tcp_df: bool, clock: Clock) -> ebpf::Per
     }
     if s.icmp.zero_quoted_udp_checksum {
         flags |= ebpf::F_QUOTE_UDP_CSUM_ZERO;
+    }
+    if tcp.stateless() {
+        flags |= ebpf::F_STATELESS;
     }
     let per_class = |default: Option<u16>, overrides: &std::collections::BTreeMap<String, u16>| {
         let mut values = [default.unwrap_or(0); ebpf::CLASSES];
@@ -128,10 +132,13 @@ fn shaping_record(s: &Shaping, ttl: u8, tcp_df: bool, clock: Clock) -> ebpf::Per
         // The loader's to give.
         slot: 0,
         windows,
-        ts_hz: tcp.timestamp_hz.unwrap_or(0),
-        ts_offset: clock.offset,
-        ts_skew_ppm: clock.skew_ppm,
-        ts_skew_slow: clock.slow,
+        clock: ebpf::Clock {
+            hz: tcp.timestamp_hz.unwrap_or(0),
+            offset: clock.offset,
+            // Parts per million as a fraction of 2^32 (the programs multiply).
+            skew: ((u64::from(clock.skew_ppm) << 32) / 1_000_000) as u32,
+            slow: clock.slow,
+        },
         options,
         options_len,
         ts_at,
@@ -346,7 +353,7 @@ mod tests {
         assert_eq!((r.t3.seq, r.t3.ack), (ebpf::NUM_ZERO, ebpf::NUM_OTHER));
         assert_eq!(r.flags & ebpf::F_RST_ACK_OTHER, ebpf::F_RST_ACK_OTHER);
         assert_eq!(r.flags & ebpf::F_ECHO_CODE, ebpf::F_ECHO_CODE);
-        assert_eq!(r.ts_hz, 1000);
+        assert_eq!(r.clock.hz, 1000);
         assert!(shapes_anything(&r));
     }
 
@@ -407,7 +414,7 @@ mod tests {
             slow: 0,
         };
         let r = shaping_record(&Shaping::default(), 64, true, clock);
-        assert_eq!(r.flags, 0);
+        assert_eq!(r.flags, ebpf::F_STATELESS, "no ISN counter, no clock: nothing to keep");
         assert_eq!(r.wscale, 0xff);
         assert_eq!(r.mss, [0; 8]);
         assert_eq!(r.windows, [0; 8]);

@@ -418,7 +418,7 @@ fn exchange_as(p: &Personality, spec: &DeckySpec) {
     let mut last_id: Option<u16> = None;
     // The last IP ID of each class (TCP, RST, ICMP) under `random_far`.
     let mut last_far: [Option<u16>; 3] = [None; 3];
-    let ts_offset = decnet_fingerprint::record(spec).ts_offset;
+    let ts_offset = decnet_fingerprint::record(spec).clock.offset;
     let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
     for frame in frames(FIXTURE) {
         let packet = Packet::parse(frame);
@@ -630,7 +630,12 @@ fn exchange_as(p: &Personality, spec: &DeckySpec) {
                     assert_ne!(Some(step), last_step.replace(step), "{slug}: steps alternate");
                 }
             }
-            if tcp.isn.is_some() {
+            // An ordinary connection of a stateless personality, its window
+            // scale the kernel's, keeps the kernel's ISN (it is not tracked).
+            let untracked = class == "ordinary"
+                && tcp.stateless()
+                && (kernel.ws.is_none() || tcp.window_scale.is_none_or(|ws| Some(ws) == kernel.ws));
+            if tcp.isn.is_some() && !untracked {
                 assert_ne!(out.seq(), packet.seq(), "{slug}: {class}: the decky's own ISN");
             } else {
                 assert_eq!(out.seq(), packet.seq(), "{slug}: {class}: the kernel's ISN");
@@ -1016,4 +1021,206 @@ fn a_closed_connection_leaves_no_state() {
         }
         assert_eq!(connections(&programs), 0, "closed ({close:?})");
     }
+}
+
+/// The kernel's clock as its TCP timestamps read it at `tcp_timestamps` 2:
+/// milliseconds since boot, truncated.
+fn kernel_ms() -> u32 {
+    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).unwrap();
+    (now.tv_sec() as u64 * 1000 + now.tv_nsec() as u64 / 1_000_000) as u32
+}
+
+/// The timestamp value and echo of a segment whose options start NOP NOP TS.
+fn timestamps(p: &Packet) -> (u32, u32) {
+    let o = p.tcp_options();
+    assert_eq!(o[..4], [1, 1, 8, 10], "NOP NOP TS first");
+    (
+        u32::from_be_bytes(o[4..8].try_into().unwrap()),
+        u32::from_be_bytes(o[8..12].try_into().unwrap()),
+    )
+}
+
+fn nop_nop_ts(val: u32, ecr: u32) -> Vec<u8> {
+    let mut o = vec![1, 1, 8, 10];
+    o.extend(val.to_be_bytes());
+    o.extend(ecr.to_be_bytes());
+    o
+}
+
+/// How many connections the tables hold for `decky` (its `TRACKED` count).
+fn tracked(programs: &Programs, decky: Ipv4Addr) -> u64 {
+    let map: aya::maps::Array<_, decnet_ebpf_common::Tracked> =
+        aya::maps::Array::try_from(programs.ebpf.map("TRACKED").unwrap()).unwrap();
+    let index = decnet_ebpf_common::tracked_index(u32::from_ne_bytes(decky.octets()));
+    map.get(&index, 0).unwrap().count
+}
+
+/// An ordinary connection of a stateless personality (`windows-10`, its
+/// window scale the kernel's) takes no slot: it keeps the kernel's ISN, and
+/// each segment's timestamp is put on the decky's clock going out and back
+/// on the kernel's coming in, exactly, whether the decky's settings come
+/// from `DECKIES` or its whole personality. One of nmap's probes is still
+/// tracked (the persona's ISN), counted in and out of `TRACKED`.
+#[test]
+fn an_ordinary_connection_keeps_no_state() {
+    if !is_root() {
+        return;
+    }
+    use decnet_ebpf_common::{Decky, F_STATELESS, tracked_index};
+    let spec = decky("windows-10");
+    let mut programs = Programs::load(&spec);
+    let record = decnet_fingerprint::record(&spec);
+    assert_ne!(record.flags & F_STATELESS, 0, "windows-10 is stateless");
+    let peer = Ipv4Addr::new(10, 213, 0, 100);
+    for (round, from_deckies) in [(0u16, false), (1, true)] {
+        if from_deckies {
+            let key = u32::from_ne_bytes(DECKY.octets());
+            let mut map: aya::maps::Array<_, Decky> =
+                aya::maps::Array::try_from(programs.ebpf.map_mut("DECKIES").unwrap()).unwrap();
+            map.set(tracked_index(key), Decky::of(key, &record), 0).unwrap();
+        }
+        let ports = (80, 41_000 + round);
+        let (kernel_isn, peer_isn, peer_ts) = (1_000_000u32, 5_000u32, 77_000u32);
+        let k = kernel_ms();
+        // Linux's SYN-ACK, window scale 8 (Windows', from the family's tcp_rmem).
+        let mut options = vec![2, 4, 5, 180, 4, 2, 8, 10];
+        options.extend(k.to_be_bytes());
+        options.extend(peer_ts.to_be_bytes());
+        options.extend([1, 3, 3, 8]);
+        let syn_ack = segment(DECKY, peer, ports, kernel_isn, peer_isn + 1, 0x12, &options, &[]);
+        let (_, syn_ack) = programs.run("egress", &syn_ack);
+        assert_eq!(syn_ack.seq(), kernel_isn, "the kernel's ISN");
+        assert!(syn_ack.checksums_hold());
+        let o = syn_ack.tcp_options();
+        assert_eq!(o[..4], [2, 4, 5, 180], "Windows' layout: MSS, NOP, WS 8, NOP, NOP, TS");
+        assert_eq!(o[4..8], [1, 3, 3, 8]);
+        let ts_at = o.windows(2).position(|w| w == [8, 10]).unwrap() + 2;
+        let v0 = u32::from_be_bytes(o[ts_at..ts_at + 4].try_into().unwrap());
+        assert_ne!(v0, k, "the decky's own clock");
+        assert_eq!(connections(&programs), 0, "no slot");
+        // What the peer sends (acknowledging `ack`) and what the decky sends
+        // (from `seq`), each with NOP NOP TS (value, echo).
+        let to_decky = |flags, ack, ts: (u32, u32)| {
+            let frame = segment(
+                peer,
+                DECKY,
+                (ports.1, ports.0),
+                peer_isn + 1,
+                ack,
+                flags,
+                &nop_nop_ts(ts.0, ts.1),
+                &[],
+            );
+            programs.run("ingress", &frame).1
+        };
+        let from_decky = |flags, seq, ts: (u32, u32), data: &[u8]| {
+            let frame = segment(
+                DECKY,
+                peer,
+                ports,
+                seq,
+                peer_isn + 1,
+                flags,
+                &nop_nop_ts(ts.0, ts.1),
+                data,
+            );
+            programs.run("egress", &frame).1
+        };
+        // The peer's ACK echoes the persona's timestamp; the kernel gets its own.
+        let got = to_decky(0x10, kernel_isn + 1, (peer_ts + 1, v0));
+        assert_eq!(
+            timestamps(&got),
+            (peer_ts + 1, k),
+            "the kernel's timestamp back, exactly"
+        );
+        assert_eq!(got.ack(), kernel_isn + 1);
+        assert!(got.checksums_hold());
+        // Data 7 ms on: the decky's clock moves as far (a tick more or less
+        // where its skew adds or drops one).
+        let out = from_decky(0x18, kernel_isn + 1, (k + 7, peer_ts + 1), b"hello");
+        let (v1, ecr) = timestamps(&out);
+        assert_eq!(ecr, peer_ts + 1);
+        assert!((6..=8).contains(&v1.wrapping_sub(v0)), "{v0} then {v1}");
+        assert_eq!(out.seq(), kernel_isn + 1);
+        assert!(out.checksums_hold());
+        let got = to_decky(0x10, kernel_isn + 6, (peer_ts + 2, v1));
+        assert_eq!(timestamps(&got).1, k + 7);
+        // Closed by the decky first: nothing kept, not even TIME_WAIT.
+        from_decky(0x11, kernel_isn + 6, (k + 8, peer_ts + 2), &[]);
+        to_decky(0x11, kernel_isn + 7, (peer_ts + 3, v1));
+        from_decky(0x10, kernel_isn + 7, (k + 9, peer_ts + 3), &[]);
+        assert_eq!((connections(&programs), time_waits(&programs)), (0, 0));
+    }
+    // nmap's first SEQ probe (window 1, window scale first) to an open port:
+    // its connection gets the persona's ISN, and a slot.
+    let ports = (80, 42_000);
+    let mut syn = segment(
+        peer,
+        DECKY,
+        (ports.1, ports.0),
+        9_000,
+        0,
+        0x02,
+        &[3, 3, 10, 1, 2, 4, 5, 180],
+        &[],
+    );
+    syn[48..50].copy_from_slice(&1u16.to_be_bytes());
+    let syn = with_full_checksum(&syn);
+    programs.run("ingress", &syn);
+    let syn_ack = segment(
+        DECKY,
+        peer,
+        ports,
+        2_000_000,
+        9_001,
+        0x12,
+        &[2, 4, 5, 180, 1, 3, 3, 8],
+        &[],
+    );
+    let (_, syn_ack) = programs.run("egress", &syn_ack);
+    assert_ne!(syn_ack.seq(), 2_000_000, "a probe's connection: the persona's ISN");
+    assert_eq!((connections(&programs), tracked(&programs, DECKY)), (1, 1));
+    programs.run("egress", &segment(DECKY, peer, ports, 2_000_001, 9_001, 0x14, &[], &[]));
+    assert_eq!(
+        (connections(&programs), tracked(&programs, DECKY)),
+        (0, 0),
+        "counted out with its RST"
+    );
+}
+
+/// A flood of ordinary SYNs (a SYN flood, a scan) leaves the persona whole:
+/// every SYN-ACK is shaped, and none takes a slot. (Each took one while its
+/// handshake lasted, up to 75 s: a flood of 2,000 SYNs a second filled the
+/// tables, and the SYN-ACKs after that went out with Linux's options.)
+#[test]
+fn a_syn_flood_takes_no_slot() {
+    if !is_root() {
+        return;
+    }
+    let programs = Programs::load(&decky("windows-10"));
+    let linux_ws8 = {
+        let mut o = LINUX_SYN_ACK_OPTIONS;
+        o[19] = 8;
+        o
+    };
+    let mut shaped = 0;
+    for peer in 0..3u8 {
+        for port in 1024..=u16::MAX {
+            let frame = segment(
+                DECKY,
+                Ipv4Addr::new(10, 213, 1, peer),
+                (80, port),
+                port as u32 * 7919,
+                1,
+                0x12,
+                &linux_ws8,
+                &[],
+            );
+            let (_, out) = programs.run("egress", &frame);
+            // Windows' layout: MSS, NOP, window scale.
+            shaped += usize::from(out.tcp_options()[4..8] == [1, 3, 3, 8]);
+        }
+    }
+    assert_eq!(shaped, 3 * (65_536 - 1024), "every SYN-ACK in the persona's layout");
+    assert_eq!(connections(&programs), 0);
 }

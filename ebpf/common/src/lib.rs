@@ -1,7 +1,7 @@
 //! The records shared by the personality eBPF programs (`ebpf/personality`)
 //! and their loader (`crates/fingerprint`). Plain `repr(C)` data: the loader
 //! writes one [`Personality`] per decky into a map keyed by the decky's
-//! `eth0` ifindex, and one object serves every decky.
+//! IPv4 address, and one object serves every decky.
 
 #![no_std]
 
@@ -63,6 +63,14 @@ pub const F_NO_BARE_RST: u32 = 1 << 3;
 pub const F_TS_PER_CONNECTION: u32 = 1 << 4;
 /// Port unreachables quote the UDP datagram with its checksum zeroed (U1 RUCK=0).
 pub const F_QUOTE_UDP_CSUM_ZERO: u32 = 1 << 5;
+/// Ordinary connections need no state of their own: they keep the kernel's
+/// ISN (the persona's ISN clock is for nmap's probes, which alone can tell
+/// it from Linux's random ISNs) and their timestamps are the decky's clock
+/// read at the kernel's (`tcp_timestamps` 2: milliseconds since boot, no
+/// offset), so each segment is rewritten alone, both ways. Set for
+/// personalities without an ISN counter (nmap GCD) whose timestamps, if
+/// any, tick at 1000 Hz from one clock per decky.
+pub const F_STATELESS: u32 = 1 << 6;
 
 /// TCP flag bits.
 pub const TCP_FIN: u8 = 0x01;
@@ -135,12 +143,8 @@ pub struct Personality {
     pub mss: [u16; CLASSES],
     /// SYN-ACK window per probe class; 0: the kernel's.
     pub windows: [u16; CLASSES],
-    /// Timestamp clock (with `F_TIMESTAMPS`): rate, offset, skew.
-    pub ts_hz: u32,
-    pub ts_offset: u32,
-    /// Skew in parts per million, and whether the clock runs slow.
-    pub ts_skew_ppm: u32,
-    pub ts_skew_slow: u32,
+    /// Timestamp clock (with `F_TIMESTAMPS`).
+    pub clock: Clock,
     /// SYN-ACK options, as bytes, indexed by the options the kernel put in
     /// (bit 2: window scale, bit 1: SACK permitted, bit 0: timestamps);
     /// length 0 keeps the kernel's. The timestamps option's value fields
@@ -166,6 +170,50 @@ pub struct Personality {
     /// nmap's six SEQ probes then measure the persona's ISR and SP whatever
     /// the jitter's luck.
     pub isn_scale: [u32; CLASSES],
+}
+
+/// A decky's timestamp clock: `hz` ticks a second from `offset`, each tick
+/// `skew` / 2^32 of a tick more, or (`slow`) less.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Clock {
+    pub hz: u32,
+    pub offset: u32,
+    pub skew: u32,
+    pub slow: u32,
+}
+
+/// What a segment of a connection the programs do not track needs of its
+/// decky's personality, in `DECKIES` at the decky's [`tracked_index`] (a
+/// hash lookup of the whole [`Personality`] cost such a segment more than
+/// its rewrite). 32 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Decky {
+    /// The decky's address as in a packet; 0: a free entry. A decky whose
+    /// entry another holds has its personality looked up instead.
+    pub ip: u32,
+    pub flags: u32,
+    pub clock: Clock,
+    pub slot: u16,
+    /// TCP's IP ID policy ([`Personality::ip_id`]) and DF policy.
+    pub ip_id: u8,
+    pub tcp_df: u8,
+    pub _pad: u32,
+}
+
+impl Decky {
+    pub fn of(ip: u32, p: &Personality) -> Decky {
+        Decky {
+            ip,
+            flags: p.flags,
+            clock: p.clock,
+            slot: p.slot,
+            ip_id: p.ip_id[IPID_TCP],
+            tcp_df: p.tcp_df,
+            _pad: 0,
+        }
+    }
 }
 
 /// Deckies the programs' per-decky arrays hold.
@@ -294,6 +342,27 @@ fn hash(key: &FlowKey) -> u32 {
     (key.local ^ key.remote.rotate_left(16) ^ ports).wrapping_mul(0x9e37_79b1)
 }
 
+/// Per decky (by [`tracked_index`]), how many of its connections the tables
+/// hold, and when it last closed one first (its socket then answers from
+/// TIME_WAIT a while): while both are nil, a segment needs no table lookup.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tracked {
+    pub count: u64,
+    /// `bpf_ktime_get_ns` >> 30 of that close; 0: none within TIME_WAIT.
+    /// 64 bits, as the BPF target's compare-and-swap.
+    pub closed: u64,
+}
+
+pub const TRACKED_BITS: u32 = 12;
+
+/// A decky's entry in `TRACKED`: its address's last 12 bits (deckies of one
+/// LAN differ there). Deckies that share one are counted together: a count
+/// may only be too high, which costs a lookup, never too low.
+pub fn tracked_index(decky: u32) -> u32 {
+    u32::from_be(decky) & ((1 << TRACKED_BITS) - 1)
+}
+
 /// A segment without ACK to the decky, kept until the kernel's RST answers
 /// it: sequence and acknowledgement numbers (network order) and flags.
 #[repr(C)]
@@ -372,4 +441,6 @@ mod user {
     unsafe impl aya::Pod for super::IsnClock {}
     unsafe impl aya::Pod for super::TimeWait {}
     unsafe impl aya::Pod for super::ConnSlot {}
+    unsafe impl aya::Pod for super::Tracked {}
+    unsafe impl aya::Pod for super::Decky {}
 }

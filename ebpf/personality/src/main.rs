@@ -130,13 +130,19 @@ fn overflow(key: &FlowKey, by: u32) {
 /// open connection).
 #[inline(always)]
 fn add_connection(key: &FlowKey, conn: &Connection, now_s: u32) -> Option<()> {
-    if claim(&HOT_CONNECTIONS, ConnSlot::set(key, HOT_SET_BITS), key, conn, now_s).is_some() {
+    if let Some(replaced) = claim(&HOT_CONNECTIONS, ConnSlot::set(key, HOT_SET_BITS), key, conn, now_s) {
+        track(key.local, 1);
+        if let Some(old) = replaced {
+            track(old.local, u64::MAX);
+        }
         return Some(());
     }
     let replaced = claim(&CONNECTIONS, ConnSlot::set(key, CONN_SET_BITS), key, conn, now_s)?;
     overflow(key, 1);
+    track(key.local, 1);
     if let Some(old) = replaced {
         overflow(&old, u32::MAX);
+        track(old.local, u64::MAX);
     }
     Some(())
 }
@@ -181,13 +187,79 @@ const STALE_S: u32 = 86_400;
 #[inline(always)]
 fn remove_connection(key: &FlowKey) {
     if let Some((slot, large)) = locate(key) {
-        // SAFETY: a map value.
-        unsafe { write_volatile(&raw mut (*slot).state, SLOT_FREE) };
-        if large {
-            overflow(key, u32::MAX);
+        // SAFETY: a map value. Compare-and-swap: of two removals racing (the
+        // connection's two directions), one counts it out.
+        let freed =
+            unsafe { atomic_cxchg::<u64, { Acquire }, { Relaxed }>(&raw mut (*slot).state, SLOT_LIVE, SLOT_FREE).1 };
+        if freed {
+            if large {
+                overflow(key, u32::MAX);
+            }
+            track(key.local, u64::MAX);
         }
     }
 }
+
+/// How many connections of each decky the tables hold, and its last close
+/// into TIME_WAIT (see `Tracked`).
+#[map]
+static TRACKED: Array<Tracked> = Array::with_max_entries(1 << TRACKED_BITS, 0);
+
+/// Counts a connection of `decky` into (`by` 1) or out of (`by` u64::MAX,
+/// a wrapping -1) the tables.
+#[inline(always)]
+fn track(decky: u32, by: u64) {
+    if let Some(t) = TRACKED.get_ptr_mut(tracked_index(decky)) {
+        // SAFETY: a map value, updated atomically.
+        unsafe { atomic_xadd::<u64, u64, { Relaxed }>(&raw mut (*t).count, by) };
+    }
+}
+
+/// Whether a segment of `decky` may be one of a connection the tables or
+/// TIME_WAITS hold: if not, it takes no lookup there.
+#[inline(always)]
+fn may_be_tracked(decky: u32) -> bool {
+    let Some(t) = TRACKED.get_ptr_mut(tracked_index(decky)) else {
+        return true;
+    };
+    // SAFETY: a map value; the close time is cleared by compare-and-swap, so
+    // that a newer close racing with it stands.
+    unsafe {
+        if (*t).count != 0 {
+            return true;
+        }
+        let closed = (*t).closed;
+        if closed == 0 {
+            return false;
+        }
+        if (bpf_ktime_get_ns() >> 30).wrapping_sub(closed) <= TIME_WAIT_UNITS {
+            return true;
+        }
+        // Past TIME_WAIT: cleared, so that later segments need not read the clock.
+        atomic_cxchg::<u64, { Relaxed }, { Relaxed }>(&raw mut (*t).closed, closed, 0);
+        false
+    }
+}
+
+/// Each decky's `Decky`, at its `tracked_index` (see `Decky`).
+#[map]
+static DECKIES: Array<Decky> = Array::with_max_entries(1 << TRACKED_BITS, 0);
+
+/// What an untracked segment of `decky`'s needs of its personality.
+#[inline(always)]
+fn decky_of(decky: u32) -> Option<Decky> {
+    if let Some(d) = DECKIES.get(tracked_index(decky))
+        && d.ip == decky
+    {
+        return Some(*d);
+    }
+    // SAFETY: entries are only replaced whole by the loader.
+    unsafe { PERSONALITIES.get(&decky) }.map(|p| Decky::of(decky, p))
+}
+
+/// TIME_WAIT in units of 2^30 ns, rounded up, and one more for the units'
+/// truncation.
+const TIME_WAIT_UNITS: u64 = (TIME_WAIT_NS >> 30) + 2;
 
 /// Connections closed by the decky first, while its socket may still answer
 /// from TIME_WAIT (60 s): the kernel's ACKs and RSTs from there are
@@ -454,6 +526,9 @@ fn established_egress_segment(ctx: &TcContext) -> bool {
     let Some((ip, tcp)) = established_headers(ctx) else {
         return false;
     };
+    if !may_be_tracked(ip.src) {
+        return untracked_egress(ctx, &ip, &tcp);
+    }
     // One lookup, not two: the connection's copy of the persona's settings
     // stands in for the personality.
     let key = flow(&ip, &tcp, true);
@@ -471,6 +546,47 @@ fn established_egress_segment(ctx: &TcContext) -> bool {
         closed(&key, conn);
     }
     true
+}
+
+/// A segment of a connection the tables do not hold, from a decky none of
+/// whose connections they hold: its persona's settings, no lookup there.
+#[inline(always)]
+fn untracked_egress(ctx: &TcContext, ip: &IpHead, tcp: &TcpHead) -> bool {
+    let Some(d) = decky_of(ip.src) else {
+        return true;
+    };
+    let _ = stateless_egress(ctx, &d, tcp);
+    set_df(ctx, ip, d.tcp_df);
+    set_ip_id(ctx, ip, d.slot as u32, d.ip_id, IPID_TCP);
+    true
+}
+
+/// Puts an untracked segment's timestamp on the decky's clock (`F_STATELESS`).
+#[inline(always)]
+fn stateless_egress(ctx: &TcContext, d: &Decky, tcp: &TcpHead) -> Option<()> {
+    if d.flags & (F_STATELESS | F_TIMESTAMPS) != F_STATELESS | F_TIMESTAMPS || tcp.words() < 8 {
+        return Some(());
+    }
+    // Linux puts NOP NOP TS first in a segment's options, and after its MSS
+    // (and SACK permitted or two NOPs) in a SYN's.
+    if read::<u32>(ctx, AT_TCP_OPTS)? == NOP_NOP_TS {
+        restamp(ctx, &d.clock, AT_TCP_OPTS + 4)
+    } else if tcp.flags() & TCP_SYN != 0 && read::<[u8; 4]>(ctx, AT_TCP_OPTS + 4)?[2..] == [8, 10] {
+        restamp(ctx, &d.clock, AT_TCP_OPTS + 8)
+    } else {
+        Some(())
+    }
+}
+
+/// Rewrites the kernel's timestamp value at `at` as the decky's clock read then.
+#[inline(always)]
+fn restamp(ctx: &TcContext, c: &Clock, at: usize) -> Option<()> {
+    let old: u32 = read(ctx, at)?;
+    let new = clock_at_kernel(c, u32::from_be(old), unsafe { bpf_ktime_get_ns() }).to_be();
+    let mut delta = Delta::default();
+    delta.write32(ctx, at, old, new)?;
+    delta.apply(ctx);
+    Some(())
 }
 
 /// The headers of a segment of an established connection.
@@ -610,6 +726,7 @@ fn tcp_egress(ctx: &TcContext, p: &Personality, ip: &IpHead, tcp: &TcpHead) -> O
             established_egress(ctx, &mut conn, ip, tcp)?;
             return None;
         }
+        stateless_egress(ctx, &Decky::of(ip.src, p), tcp)?;
         if flags & (TCP_RST | TCP_ACK) == TCP_RST && p.flags & F_NO_BARE_RST != 0 {
             return Some(Egress::Drop);
         }
@@ -715,15 +832,54 @@ fn closed_port_rst(ctx: &TcContext, p: &Personality, key: FlowKey, tcp: &TcpHead
 
 /// The decky's timestamp clock now, in its own ticks.
 fn clock_now(p: &Personality, now_ns: u64) -> u32 {
-    let ms = now_ns / 1_000_000;
-    let ticks = ms * p.ts_hz as u64 / 1000;
-    let skew = ticks * p.ts_skew_ppm as u64 / 1_000_000;
-    let ticks = if p.ts_skew_slow != 0 {
-        ticks - skew
+    clock_at_ms(&p.clock, now_ns / 1_000_000)
+}
+
+/// A clock at `ms` milliseconds since boot. No division at 1000 Hz (the
+/// stateless rewrites read it for every segment, both ways).
+fn clock_at_ms(c: &Clock, ms: u64) -> u32 {
+    let ticks = if c.hz == 1000 {
+        ms
     } else {
-        ticks + skew
+        ms.wrapping_mul(c.hz as u64) / 1000
     };
-    (ticks as u32).wrapping_add(p.ts_offset)
+    let skew = ticks.wrapping_mul(c.skew as u64) >> 32;
+    let ticks = if c.slow != 0 {
+        ticks.wrapping_sub(skew)
+    } else {
+        ticks.wrapping_add(skew)
+    };
+    (ticks as u32).wrapping_add(c.offset)
+}
+
+/// Milliseconds since boot, to within minutes a year (the 2^32 that the
+/// kernel's 32-bit timestamps wrap at, without a division): 68719 / 2^16
+/// is 2^20 / 10^6 less 7 ppm.
+fn about_ms(now_ns: u64) -> u64 {
+    ((now_ns >> 20) * 68_719) >> 16
+}
+
+/// The decky's clock at the kernel's timestamp `kernel`, for a personality
+/// of `F_STATELESS` (the kernel's are milliseconds since boot, truncated:
+/// `tcp_timestamps` 2), whole: it runs on where the kernel's wraps.
+fn clock_at_kernel(c: &Clock, kernel: u32, now_ns: u64) -> u32 {
+    let now = about_ms(now_ns);
+    // Stamped a moment ago (or, by the kernel's cached clock, a moment on).
+    let ago = (now as u32).wrapping_sub(kernel) as i32 as i64;
+    clock_at_ms(c, (now as i64).wrapping_sub(ago) as u64)
+}
+
+/// The kernel's timestamp that a clock read as `ticks` (the inverse of
+/// `clock_at_kernel`; exact, but where a slow clock repeats a tick and
+/// either millisecond would do).
+fn kernel_at_clock(c: &Clock, ticks: u32, now_ns: u64) -> u32 {
+    let mut ms = about_ms(now_ns) as i64;
+    // A tick is a millisecond, give or take the skew (one in 8,000 or
+    // more): the first step lands within a few ticks, the others on it.
+    for _ in 0..3 {
+        ms = ms.wrapping_sub(clock_at_ms(c, ms as u64).wrapping_sub(ticks) as i32 as i64);
+    }
+    ms as u32
 }
 
 /// A new connection's first timestamp in the persona's clock.
@@ -732,7 +888,9 @@ fn persona_ts_start(p: &Personality, conn: &Connection, now_ns: u64) -> u32 {
     if p.flags & F_TS_PER_CONNECTION != 0 {
         // The ISN is the connection's own random point (the kernel's), or
         // steps nmap reads as steady (the persona's clock).
-        conn.isn_kernel.wrapping_add(conn.isn_delta).wrapping_add(p.ts_offset)
+        conn.isn_kernel
+            .wrapping_add(conn.isn_delta)
+            .wrapping_add(p.clock.offset)
     } else {
         clock_now(p, now_ns)
     }
@@ -868,7 +1026,7 @@ fn rewrite_syn_ack(ctx: &TcContext, p: &Personality, ip: &IpHead, tcp: &TcpHead,
         ip_id: p.ip_id[IPID_TCP],
         closing: 0,
         slot: p.slot,
-        ts_hz: p.ts_hz,
+        ts_hz: p.clock.hz,
         fin_out: 0,
         fin_in: 0,
         last_ack: u32::from_be(tcp.ack),
@@ -876,32 +1034,35 @@ fn rewrite_syn_ack(ctx: &TcContext, p: &Personality, ip: &IpHead, tcp: &TcpHead,
     if has_ws && p.wscale != 0xff {
         conn.persona_wscale = p.wscale;
     }
-    if p.isn_per_ms != 0 || p.isn_gcd != 0 {
-        conn.isn_delta = next_isn(p, class, now)?.wrapping_sub(kernel_isn);
-    }
     let stamps = p.flags & F_TIMESTAMPS != 0 && has_ts;
-    if stamps {
-        conn.ts_persona = persona_ts_start(p, &conn, now);
-    }
-    // A connection the table holds already: a retransmitted SYN-ACK, which
-    // keeps the ISN the peer may have seen, or a new connection of a
-    // recycled address and port pair.
-    if let Some(slot) = connection(&key) {
-        // SAFETY: a map value, only this connection's segments write it.
-        let prev = unsafe { &mut (*slot).conn };
-        if prev.isn_kernel == kernel_isn {
-            conn.isn_delta = prev.isn_delta;
-            if stamps {
-                conn.ts_persona = persona_ts_start(p, &conn, now);
-            }
+    let stateless = p.flags & F_STATELESS != 0;
+    let tracked = if stateless && class == CLASS_ORDINARY as usize && conn.kernel_wscale == conn.persona_wscale {
+        // An ordinary connection that needs no state: no slot.
+        if may_be_tracked(key.local) {
+            forget(&key);
         }
-        *prev = conn;
-        // A recycled pair's connection is as young as its SYN-ACK.
-        // SAFETY: a map value.
-        unsafe { (*slot).born = (now >> 30) as u32 };
-    } else if add_connection(&key, &conn, (now >> 30) as u32).is_none() {
-        // No slot: the kernel's numbers and options, which need no translation.
-        return Some(());
+        false
+    } else {
+        track_syn_ack(p, &key, &mut conn, class, now, stamps)?
+    };
+    if !tracked {
+        if !stateless {
+            // No slot: the kernel's numbers and options, which need no translation.
+            return Some(());
+        }
+        conn.isn_delta = 0;
+        if stamps {
+            conn.ts_persona = clock_at_kernel(&p.clock, ts_val, now);
+        }
+        if conn.kernel_wscale != conn.persona_wscale {
+            // No slot for a connection whose windows the persona would
+            // rescale: the kernel's options, but on the decky's clock (in
+            // Linux's SYN-ACK, the timestamp value is 8 bytes in).
+            if stamps {
+                delta.put32(ctx, AT_TCP_OPTS + 8, conn.ts_persona.to_be())?;
+            }
+            return Some(());
+        }
     }
     if conn.isn_delta != 0 {
         delta.write32(
@@ -956,6 +1117,60 @@ fn rewrite_syn_ack(ctx: &TcContext, p: &Personality, ip: &IpHead, tcp: &TcpHead,
         delta.put32_at(ctx, AT_TCP_OPTS + mss_at, u32::from_ne_bytes([2, 4, m[0], m[1]]))?;
     }
     Some(())
+}
+
+/// Gives a SYN-ACK's connection the persona's ISN and timestamp clock, and a
+/// slot, or the slot it has; false if its sets have none free.
+#[inline(always)]
+fn track_syn_ack(
+    p: &Personality,
+    key: &FlowKey,
+    conn: &mut Connection,
+    class: usize,
+    now: u64,
+    stamps: bool,
+) -> Option<bool> {
+    let kernel_isn = conn.isn_kernel;
+    if p.isn_per_ms != 0 || p.isn_gcd != 0 {
+        conn.isn_delta = next_isn(p, class, now)?.wrapping_sub(kernel_isn);
+    }
+    if stamps {
+        conn.ts_persona = persona_ts_start(p, conn, now);
+    }
+    // A connection the table holds already: a retransmitted SYN-ACK, which
+    // keeps the ISN the peer may have seen, or a new connection of a
+    // recycled address and port pair.
+    if let Some(slot) = connection(key) {
+        // SAFETY: a map value, only this connection's segments write it.
+        let prev = unsafe { &mut (*slot).conn };
+        if prev.isn_kernel == kernel_isn {
+            conn.isn_delta = prev.isn_delta;
+            if stamps {
+                conn.ts_persona = persona_ts_start(p, conn, now);
+            }
+        }
+        *prev = *conn;
+        // A recycled pair's connection is as young as its SYN-ACK.
+        // SAFETY: a map value.
+        unsafe { (*slot).born = (now >> 30) as u32 };
+        return Some(true);
+    }
+    Some(add_connection(key, conn, (now >> 30) as u32).is_some())
+}
+
+/// Forgets an earlier connection of `key`'s addresses and ports, open or in
+/// TIME_WAIT: a new one, untracked, has them now.
+#[inline(always)]
+fn forget(key: &FlowKey) {
+    remove_connection(key);
+    if let Some(tw) = TIME_WAITS.get_ptr_mut(TimeWait::slot(key)) {
+        // SAFETY: a map value; an empty slot's close time is 0.
+        unsafe {
+            if (*tw).key == *key {
+                (*tw).closed_ns = 0;
+            }
+        }
+    }
 }
 
 /// Makes room for `want` bytes of options in a SYN-ACK that has `words`
@@ -1183,7 +1398,11 @@ fn established_ingress_segment(ctx: &TcContext) -> bool {
     let Some((ip, tcp)) = established_headers(ctx) else {
         return false;
     };
-    let _ = established_ingress(ctx, flow(&ip, &tcp, false), &ip, &tcp);
+    if may_be_tracked(ip.dst) {
+        let _ = established_ingress(ctx, flow(&ip, &tcp, false), &ip, &tcp);
+    } else {
+        let _ = untracked_ingress(ctx, &ip, &tcp);
+    }
     true
 }
 
@@ -1252,8 +1471,11 @@ fn try_ingress(ctx: &TcContext) -> Option<i32> {
 /// kernel's numbers, written straight into the packet, the checksum updated once.
 #[inline(always)]
 fn established_ingress(ctx: &TcContext, key: FlowKey, ip: &IpHead, tcp: &TcpHead) -> Option<i32> {
+    let Some(conn) = connection(&key) else {
+        return untracked_ingress(ctx, ip, tcp);
+    };
     // SAFETY: a map value, only this connection's segments write it.
-    let conn = unsafe { &mut (*connection(&key)?).conn };
+    let conn = unsafe { &mut (*conn).conn };
     if conn.closing & ANSWERED == 0 {
         // The handshake's last ACK (or a later segment): no longer half-open.
         conn.closing |= ANSWERED;
@@ -1302,6 +1524,45 @@ fn established_ingress(ctx: &TcContext, key: FlowKey, ip: &IpHead, tcp: &TcpHead
     None
 }
 
+/// Puts the timestamp an untracked segment echoes back on the kernel's
+/// clock (`F_STATELESS`): wherever common stacks put it in a segment (see
+/// `established_ingress`) or a SYN-ACK (after the MSS).
+#[inline(always)]
+fn untracked_ingress(ctx: &TcContext, ip: &IpHead, tcp: &TcpHead) -> Option<i32> {
+    // The options first: most segments carry timestamps, but a decky whose
+    // personality has no stateless clock need not be looked up for the rest.
+    if tcp.words() < 8 {
+        return None;
+    }
+    let d = decky_of(ip.dst)?;
+    if d.flags & (F_STATELESS | F_TIMESTAMPS) != F_STATELESS | F_TIMESTAMPS {
+        return None;
+    }
+    let head: u32 = read(ctx, AT_TCP_OPTS)?;
+    if head == NOP_NOP_TS {
+        unstamp(ctx, &d.clock, AT_TCP_OPTS + 8);
+    } else if head.to_ne_bytes()[..2] == [8, 10] {
+        unstamp(ctx, &d.clock, AT_TCP_OPTS + 6);
+    } else if tcp.flags() & TCP_SYN != 0 && tcp.words() >= 9 && read::<[u8; 4]>(ctx, AT_TCP_OPTS + 4)?[2..] == [8, 10] {
+        unstamp(ctx, &d.clock, AT_TCP_OPTS + 12);
+    }
+    None
+}
+
+/// Rewrites the echoed timestamp at `at` as the kernel's value it stands for.
+#[inline(always)]
+fn unstamp(ctx: &TcContext, c: &Clock, at: usize) -> Option<()> {
+    let old: u32 = read(ctx, at)?;
+    if old == 0 {
+        return Some(());
+    }
+    let new = kernel_at_clock(c, u32::from_be(old), unsafe { bpf_ktime_get_ns() }).to_be();
+    let mut delta = Delta::default();
+    delta.write32(ctx, at, old, new)?;
+    delta.apply(ctx);
+    Some(())
+}
+
 /// A connection whose close is complete leaves the map of open ones; if
 /// the decky closed first, its socket answers from TIME_WAIT a while yet.
 #[inline(always)]
@@ -1320,6 +1581,10 @@ fn closed(key: &FlowKey, conn: &Connection) {
         // SAFETY: a map value; a racing close into the same slot leaves an
         // entry that fails its seal.
         unsafe { *slot = tw };
+        if let Some(t) = TRACKED.get_ptr_mut(tracked_index(key.local)) {
+            // SAFETY: a map value; racing closes write about the same time.
+            unsafe { (*t).closed = (tw.closed_ns >> 30).max(1) };
+        }
     }
     remove_connection(key);
 }

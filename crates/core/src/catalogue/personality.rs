@@ -119,6 +119,31 @@ pub struct ClosedReply {
 }
 
 impl Tcp {
+    /// Whether the shaper rewrites an ordinary connection's segments each on
+    /// its own, keeping no state for the connection: its ISN stays the
+    /// kernel's (random, as the persona's clock looks outside nmap's probes,
+    /// which alone get it; a counter's steps, nmap's GCD, would show), and its
+    /// timestamps, if rewritten, are one 1000 Hz clock per decky read at
+    /// the kernel's.
+    pub fn stateless(&self) -> bool {
+        self.isn.is_none_or(|i| i.gcd.is_none())
+            && self
+                .timestamp_hz
+                .is_none_or(|hz| hz == 1000 && !self.timestamp_per_connection)
+    }
+
+    /// The `net.ipv4.tcp_timestamps` the shaper needs over `sysctl` (the
+    /// family's or personality's, absent: the kernel's 1): a stateless clock
+    /// reads the kernel's timestamps as milliseconds since boot, which they
+    /// are at 2 (1 adds an offset per pair of addresses).
+    pub fn timestamps_sysctl<'a>(&self, sysctl: Option<&'a str>) -> Option<&'a str> {
+        if self.timestamp_hz.is_some() && self.stateless() && sysctl.is_none_or(|v| v == "1") {
+            Some("2")
+        } else {
+            sysctl
+        }
+    }
+
     fn is_empty(&self) -> bool {
         *self == Self::default()
     }

@@ -490,6 +490,14 @@ impl<'a> Context<'a> {
         };
         let mut sysctls = family.sysctls.clone();
         sysctls.extend(personality.sysctls.iter().map(|(k, v)| (k.clone(), v.clone())));
+        const TIMESTAMPS: &str = "net.ipv4.tcp_timestamps";
+        if let Some(v) = personality
+            .shaping
+            .tcp
+            .timestamps_sysctl(sysctls.get(TIMESTAMPS).map(String::as_str))
+        {
+            sysctls.insert(TIMESTAMPS.into(), v.to_string());
+        }
         let distro = self.pick_distro(request, draft, index, archetype, &seed);
         let services = self.pick_services(request, draft, archetype, &seed, warnings)?;
 
