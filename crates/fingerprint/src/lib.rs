@@ -3,6 +3,7 @@
 //! and the [`Shaper`] attaches those programs inside each decky's namespace.
 
 pub mod check;
+mod decky_lines;
 mod record;
 mod shaper;
 

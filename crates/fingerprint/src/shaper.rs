@@ -8,7 +8,9 @@ use aya::maps::{Array, HashMap, MapData};
 use aya::programs::tc::SchedClassifierLink;
 use aya::programs::{SchedClassifier, TcAttachType};
 use aya::{Ebpf, include_bytes_aligned};
-use decnet_ebpf_common::{Decky, IsnClock, Personality, SLOTS, tracked_index};
+use decnet_ebpf_common::{Decky, IsnClock, Personality, SLOTS};
+
+use crate::decky_lines::DeckyLines;
 
 /// Built by `cargo xtask build-ebpf` from `ebpf/personality` and committed,
 /// so that building DECNET needs no nightly toolchain.
@@ -36,8 +38,8 @@ struct Inner {
     far_ids: Array<MapData, [u16; 4]>,
     isn_clocks: Array<MapData, IsnClock>,
     probed_at: Array<MapData, u64>,
-    /// What untracked segments need of each decky's personality (see `Decky`).
-    deckies: Array<MapData, Decky>,
+    /// What untracked segments need of each decky's personality (see `DeckyLine`).
+    deckies: DeckyLines,
     /// Each decky's slot (`Personality::slot`), kept while it is attached.
     slots: BTreeMap<Ipv4Addr, u16>,
     attached: BTreeMap<Ipv4Addr, [SchedClassifierLink; 2]>,
@@ -65,7 +67,7 @@ impl Shaper {
         let far_ids = Array::try_from(take("FAR_IDS")?).map_err(|e| load(&e))?;
         let isn_clocks = Array::try_from(take("ISN_CLOCKS")?).map_err(|e| load(&e))?;
         let probed_at = Array::try_from(take("PROBED_AT")?).map_err(|e| load(&e))?;
-        let deckies = Array::try_from(take("DECKIES")?).map_err(|e| load(&e))?;
+        let deckies = DeckyLines::map(take("DECKIES")?).map_err(|e| load(&e))?;
         Ok(Self {
             inner: Mutex::new(Inner {
                 ebpf,
@@ -114,15 +116,8 @@ impl Shaper {
             .personalities
             .insert(key(ip), personality, 0)
             .map_err(|e| fail(e.to_string()))?;
-        // Its entry in DECKIES, unless another decky holds that one.
-        let index = tracked_index(key(ip));
-        let held = inner.deckies.get(&index, 0).map_err(|e| fail(e.to_string()))?.ip;
-        if held == 0 || held == key(ip) {
-            inner
-                .deckies
-                .set(index, Decky::of(key(ip), &personality), 0)
-                .map_err(|e| fail(e.to_string()))?;
-        }
+        // Its line in DECKIES, unless another decky holds that one.
+        inner.deckies.hold(Decky::of(key(ip), &personality));
         let mut links = Vec::with_capacity(2);
         for (name, direction) in [("ingress", TcAttachType::Ingress), ("egress", TcAttachType::Egress)] {
             let program: &mut SchedClassifier = inner
@@ -146,10 +141,7 @@ impl Shaper {
         // Dropping the links detaches them (if the interface still exists).
         inner.attached.remove(&ip);
         let _ = inner.personalities.remove(&key(ip));
-        let index = tracked_index(key(ip));
-        if inner.deckies.get(&index, 0).is_ok_and(|d| d.ip == key(ip)) {
-            let _ = inner.deckies.set(index, Decky::default(), 0);
-        }
+        inner.deckies.release(key(ip));
         inner.slots.remove(&ip);
     }
 }

@@ -1047,12 +1047,12 @@ fn nop_nop_ts(val: u32, ecr: u32) -> Vec<u8> {
     o
 }
 
-/// How many connections the tables hold for `decky` (its `TRACKED` count).
+/// How many connections the tables hold for `decky` (its line's count).
 fn tracked(programs: &Programs, decky: Ipv4Addr) -> u64 {
-    let map: aya::maps::Array<_, decnet_ebpf_common::Tracked> =
-        aya::maps::Array::try_from(programs.ebpf.map("TRACKED").unwrap()).unwrap();
+    let map: aya::maps::Array<_, decnet_ebpf_common::DeckyLine> =
+        aya::maps::Array::try_from(programs.ebpf.map("DECKIES").unwrap()).unwrap();
     let index = decnet_ebpf_common::tracked_index(u32::from_ne_bytes(decky.octets()));
-    map.get(&index, 0).unwrap().count
+    map.get(&index, 0).unwrap().tracked
 }
 
 /// An ordinary connection of a stateless personality (`windows-10`, its
@@ -1060,13 +1060,13 @@ fn tracked(programs: &Programs, decky: Ipv4Addr) -> u64 {
 /// each segment's timestamp is put on the decky's clock going out and back
 /// on the kernel's coming in, exactly, whether the decky's settings come
 /// from `DECKIES` or its whole personality. One of nmap's probes is still
-/// tracked (the persona's ISN), counted in and out of `TRACKED`.
+/// tracked (the persona's ISN), counted in and out of its decky's line.
 #[test]
 fn an_ordinary_connection_keeps_no_state() {
     if !is_root() {
         return;
     }
-    use decnet_ebpf_common::{Decky, F_STATELESS, tracked_index};
+    use decnet_ebpf_common::{Decky, DeckyLine, F_STATELESS, tracked_index};
     let spec = decky("windows-10");
     let mut programs = Programs::load(&spec);
     let record = decnet_fingerprint::record(&spec);
@@ -1075,9 +1075,13 @@ fn an_ordinary_connection_keeps_no_state() {
     for (round, from_deckies) in [(0u16, false), (1, true)] {
         if from_deckies {
             let key = u32::from_ne_bytes(DECKY.octets());
-            let mut map: aya::maps::Array<_, Decky> =
+            let mut map: aya::maps::Array<_, DeckyLine> =
                 aya::maps::Array::try_from(programs.ebpf.map_mut("DECKIES").unwrap()).unwrap();
-            map.set(tracked_index(key), Decky::of(key, &record), 0).unwrap();
+            let line = DeckyLine {
+                decky: Decky::of(key, &record),
+                ..DeckyLine::default()
+            };
+            map.set(tracked_index(key), line, 0).unwrap();
         }
         let ports = (80, 41_000 + round);
         let (kernel_isn, peer_isn, peer_ts) = (1_000_000u32, 5_000u32, 77_000u32);

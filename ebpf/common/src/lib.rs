@@ -183,15 +183,37 @@ pub struct Clock {
     pub slow: u32,
 }
 
-/// What a segment of a connection the programs do not track needs of its
-/// decky's personality, in `DECKIES` at the decky's [`tracked_index`] (a
-/// hash lookup of the whole [`Personality`] cost such a segment more than
-/// its rewrite). 32 bytes.
+/// One line of `DECKIES`, at a decky's [`tracked_index`]: what a segment of
+/// a connection the programs do not track needs (a hash lookup of the whole
+/// [`Personality`] cost such a segment more than its rewrite), and whether
+/// the tables may hold one of the decky's connections. 64 bytes, a cache
+/// line: such a segment reads one line of its decky's, not two.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DeckyLine {
+    /// Written by the loader, through a mapping of the map's memory, so
+    /// that it never overwrites the counts below.
+    pub decky: Decky,
+    /// Written by the programs: how many connections of the deckies of this
+    /// line's index the tables hold (deckies that share the index are
+    /// counted together: a count may only be too high, which costs a lookup,
+    /// never too low), and when one of them last closed a connection first
+    /// (`bpf_ktime_get_ns` >> 30; its socket then answers from TIME_WAIT a
+    /// while; 0: none within TIME_WAIT). 64 bits, as the BPF target's
+    /// compare-and-swap. While both are nil, a segment needs no table lookup.
+    pub tracked: u64,
+    pub closed: u64,
+    pub _pad: [u64; 2],
+}
+
+const _: () = assert!(core::mem::size_of::<DeckyLine>() == 64);
+
+/// The loader's part of a [`DeckyLine`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Decky {
-    /// The decky's address as in a packet; 0: a free entry. A decky whose
-    /// entry another holds has its personality looked up instead.
+    /// The decky's address as in a packet; 0: a free line. A decky whose
+    /// line another holds has its personality looked up instead.
     pub ip: u32,
     pub flags: u32,
     pub clock: Clock,
@@ -342,23 +364,10 @@ fn hash(key: &FlowKey) -> u32 {
     (key.local ^ key.remote.rotate_left(16) ^ ports).wrapping_mul(0x9e37_79b1)
 }
 
-/// Per decky (by [`tracked_index`]), how many of its connections the tables
-/// hold, and when it last closed one first (its socket then answers from
-/// TIME_WAIT a while): while both are nil, a segment needs no table lookup.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Tracked {
-    pub count: u64,
-    /// `bpf_ktime_get_ns` >> 30 of that close; 0: none within TIME_WAIT.
-    /// 64 bits, as the BPF target's compare-and-swap.
-    pub closed: u64,
-}
-
 pub const TRACKED_BITS: u32 = 12;
 
-/// A decky's entry in `TRACKED`: its address's last 12 bits (deckies of one
-/// LAN differ there). Deckies that share one are counted together: a count
-/// may only be too high, which costs a lookup, never too low.
+/// A decky's line in `DECKIES`: its address's last 12 bits (deckies of one
+/// LAN differ there).
 pub fn tracked_index(decky: u32) -> u32 {
     u32::from_be(decky) & ((1 << TRACKED_BITS) - 1)
 }
@@ -441,6 +450,5 @@ mod user {
     unsafe impl aya::Pod for super::IsnClock {}
     unsafe impl aya::Pod for super::TimeWait {}
     unsafe impl aya::Pod for super::ConnSlot {}
-    unsafe impl aya::Pod for super::Tracked {}
-    unsafe impl aya::Pod for super::Decky {}
+    unsafe impl aya::Pod for super::DeckyLine {}
 }

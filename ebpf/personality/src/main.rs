@@ -200,18 +200,13 @@ fn remove_connection(key: &FlowKey) {
     }
 }
 
-/// How many connections of each decky the tables hold, and its last close
-/// into TIME_WAIT (see `Tracked`).
-#[map]
-static TRACKED: Array<Tracked> = Array::with_max_entries(1 << TRACKED_BITS, 0);
-
 /// Counts a connection of `decky` into (`by` 1) or out of (`by` u64::MAX,
 /// a wrapping -1) the tables.
 #[inline(always)]
 fn track(decky: u32, by: u64) {
-    if let Some(t) = TRACKED.get_ptr_mut(tracked_index(decky)) {
+    if let Some(t) = DECKIES.get_ptr_mut(tracked_index(decky)) {
         // SAFETY: a map value, updated atomically.
-        unsafe { atomic_xadd::<u64, u64, { Relaxed }>(&raw mut (*t).count, by) };
+        unsafe { atomic_xadd::<u64, u64, { Relaxed }>(&raw mut (*t).tracked, by) };
     }
 }
 
@@ -219,13 +214,13 @@ fn track(decky: u32, by: u64) {
 /// TIME_WAITS hold: if not, it takes no lookup there.
 #[inline(always)]
 fn may_be_tracked(decky: u32) -> bool {
-    let Some(t) = TRACKED.get_ptr_mut(tracked_index(decky)) else {
+    let Some(t) = DECKIES.get_ptr_mut(tracked_index(decky)) else {
         return true;
     };
     // SAFETY: a map value; the close time is cleared by compare-and-swap, so
     // that a newer close racing with it stands.
     unsafe {
-        if (*t).count != 0 {
+        if (*t).tracked != 0 {
             return true;
         }
         let closed = (*t).closed;
@@ -241,17 +236,18 @@ fn may_be_tracked(decky: u32) -> bool {
     }
 }
 
-/// Each decky's `Decky`, at its `tracked_index` (see `Decky`).
+/// Each decky's line, at its `tracked_index` (see `DeckyLine`): mappable, as
+/// the loader writes its part through a mapping.
 #[map]
-static DECKIES: Array<Decky> = Array::with_max_entries(1 << TRACKED_BITS, 0);
+static DECKIES: Array<DeckyLine> = Array::with_max_entries(1 << TRACKED_BITS, BPF_F_MMAPABLE);
 
 /// What an untracked segment of `decky`'s needs of its personality.
 #[inline(always)]
 fn decky_of(decky: u32) -> Option<Decky> {
-    if let Some(d) = DECKIES.get(tracked_index(decky))
-        && d.ip == decky
+    if let Some(line) = DECKIES.get(tracked_index(decky))
+        && line.decky.ip == decky
     {
-        return Some(*d);
+        return Some(line.decky);
     }
     // SAFETY: entries are only replaced whole by the loader.
     unsafe { PERSONALITIES.get(&decky) }.map(|p| Decky::of(decky, p))
@@ -1581,7 +1577,7 @@ fn closed(key: &FlowKey, conn: &Connection) {
         // SAFETY: a map value; a racing close into the same slot leaves an
         // entry that fails its seal.
         unsafe { *slot = tw };
-        if let Some(t) = TRACKED.get_ptr_mut(tracked_index(key.local)) {
+        if let Some(t) = DECKIES.get_ptr_mut(tracked_index(key.local)) {
             // SAFETY: a map value; racing closes write about the same time.
             unsafe { (*t).closed = (tw.closed_ns >> 30).max(1) };
         }
