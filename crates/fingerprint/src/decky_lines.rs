@@ -9,7 +9,7 @@ use std::ptr::NonNull;
 use std::sync::atomic::{Ordering, fence};
 
 use aya::maps::{Map, MapData};
-use decnet_ebpf_common::{Decky, DeckyLine, TRACKED_BITS, tracked_index};
+use decnet_ebpf_common::{DECKY_LINE_BITS, Decky, DeckyLine, decky_line};
 use nix::sys::mman::{MapFlags, ProtFlags, mmap, munmap};
 
 /// `DECKIES`, mapped into this process: the loader writes each line's
@@ -26,7 +26,7 @@ pub(crate) struct DeckyLines {
 // written by the programs only with atomic operations, on other fields.
 unsafe impl Send for DeckyLines {}
 
-const DECKY_LINES: usize = 1 << TRACKED_BITS;
+const DECKY_LINES: usize = 1 << DECKY_LINE_BITS;
 
 impl DeckyLines {
     pub(crate) fn map(map: Map) -> Result<Self, String> {
@@ -55,7 +55,7 @@ impl DeckyLines {
     }
 
     fn decky(&self, ip: u32) -> *mut Decky {
-        let index = tracked_index(ip) as usize % DECKY_LINES;
+        let index = decky_line(ip) as usize % DECKY_LINES;
         // SAFETY: within the mapping.
         unsafe { &raw mut (*self.lines.as_ptr().add(index)).decky }
     }

@@ -770,6 +770,23 @@ fn segment(
 /// MSS, SACK permitted + timestamps, NOP + window scale: Linux's SYN-ACK.
 const LINUX_SYN_ACK_OPTIONS: [u8; 20] = [2, 4, 5, 180, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 7, 1, 3, 3, 7];
 
+/// The kernel's SYN-ACK from the decky to `peer` at `ports`, through
+/// `egress`. Its window scale, 7, is not windows-10's 8: the connection's
+/// windows are rescaled, so it takes a slot (and the persona's ISN).
+fn tracked_syn_ack(programs: &Programs, peer: Ipv4Addr, ports: (u16, u16), kernel_isn: u32, peer_isn: u32) -> Packet {
+    let frame = segment(
+        DECKY,
+        peer,
+        ports,
+        kernel_isn,
+        peer_isn + 1,
+        0x12,
+        &LINUX_SYN_ACK_OPTIONS,
+        &[],
+    );
+    programs.run("egress", &frame).1
+}
+
 /// The TIME_WAIT slots in use (their seals sound).
 fn time_waits(programs: &Programs) -> usize {
     let map: aya::maps::Array<_, decnet_ebpf_common::TimeWait> =
@@ -826,17 +843,7 @@ fn a_full_set_overflows_into_the_large_table() {
     let (kernel_isn, peer_isn) = (1_000_000u32, 5_000u32);
     let mut persona_isns = Vec::new();
     for &port in &ports {
-        let syn_ack = segment(
-            DECKY,
-            peer,
-            (80, port),
-            kernel_isn,
-            peer_isn + 1,
-            0x12,
-            &LINUX_SYN_ACK_OPTIONS,
-            &[],
-        );
-        let (_, syn_ack) = programs.run("egress", &syn_ack);
+        let syn_ack = tracked_syn_ack(&programs, peer, (80, port), kernel_isn, peer_isn);
         assert_ne!(syn_ack.seq(), kernel_isn, "translated");
         persona_isns.push(syn_ack.seq());
     }
@@ -915,18 +922,7 @@ fn a_closed_connection_leaves_no_state() {
             assert!(out.checksums_hold(), "egress checksums");
             out
         };
-        let syn_ack = segment(
-            DECKY,
-            peer,
-            ports,
-            kernel_isn,
-            peer_isn + 1,
-            0x12,
-            &LINUX_SYN_ACK_OPTIONS,
-            &[],
-        );
-        let (_, syn_ack) = programs.run("egress", &syn_ack);
-        let persona_isn = syn_ack.seq();
+        let persona_isn = tracked_syn_ack(&programs, peer, ports, kernel_isn, peer_isn).seq();
         assert_ne!(persona_isn, kernel_isn, "windows-10 has an ISN clock of its own");
         assert_eq!(connections(&programs), 1);
         // What the peer sends, in the persona's numbers; what reaches the kernel.
@@ -1051,7 +1047,7 @@ fn nop_nop_ts(val: u32, ecr: u32) -> Vec<u8> {
 fn tracked(programs: &Programs, decky: Ipv4Addr) -> u64 {
     let map: aya::maps::Array<_, decnet_ebpf_common::DeckyLine> =
         aya::maps::Array::try_from(programs.ebpf.map("DECKIES").unwrap()).unwrap();
-    let index = decnet_ebpf_common::tracked_index(u32::from_ne_bytes(decky.octets()));
+    let index = decnet_ebpf_common::decky_line(u32::from_ne_bytes(decky.octets()));
     map.get(&index, 0).unwrap().tracked
 }
 
@@ -1066,7 +1062,7 @@ fn an_ordinary_connection_keeps_no_state() {
     if !is_root() {
         return;
     }
-    use decnet_ebpf_common::{Decky, DeckyLine, F_STATELESS, tracked_index};
+    use decnet_ebpf_common::{Decky, DeckyLine, F_STATELESS, decky_line};
     let spec = decky("windows-10");
     let mut programs = Programs::load(&spec);
     let record = decnet_fingerprint::record(&spec);
@@ -1081,7 +1077,7 @@ fn an_ordinary_connection_keeps_no_state() {
                 decky: Decky::of(key, &record),
                 ..DeckyLine::default()
             };
-            map.set(tracked_index(key), line, 0).unwrap();
+            map.set(decky_line(key), line, 0).unwrap();
         }
         let ports = (80, 41_000 + round);
         let (kernel_isn, peer_isn, peer_ts) = (1_000_000u32, 5_000u32, 77_000u32);

@@ -183,7 +183,7 @@ pub struct Clock {
     pub slow: u32,
 }
 
-/// One line of `DECKIES`, at a decky's [`tracked_index`]: what a segment of
+/// One line of `DECKIES`, at a decky's [`decky_line`]: what a segment of
 /// a connection the programs do not track needs (a hash lookup of the whole
 /// [`Personality`] cost such a segment more than its rewrite), and whether
 /// the tables may hold one of the decky's connections. 64 bytes, a cache
@@ -364,12 +364,12 @@ fn hash(key: &FlowKey) -> u32 {
     (key.local ^ key.remote.rotate_left(16) ^ ports).wrapping_mul(0x9e37_79b1)
 }
 
-pub const TRACKED_BITS: u32 = 12;
+pub const DECKY_LINE_BITS: u32 = 12;
 
 /// A decky's line in `DECKIES`: its address's last 12 bits (deckies of one
 /// LAN differ there).
-pub fn tracked_index(decky: u32) -> u32 {
-    u32::from_be(decky) & ((1 << TRACKED_BITS) - 1)
+pub fn decky_line(decky: u32) -> u32 {
+    u32::from_be(decky) & ((1 << DECKY_LINE_BITS) - 1)
 }
 
 /// A segment without ACK to the decky, kept until the kernel's RST answers

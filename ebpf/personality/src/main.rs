@@ -204,7 +204,7 @@ fn remove_connection(key: &FlowKey) {
 /// a wrapping -1) the tables.
 #[inline(always)]
 fn track(decky: u32, by: u64) {
-    if let Some(t) = DECKIES.get_ptr_mut(tracked_index(decky)) {
+    if let Some(t) = DECKIES.get_ptr_mut(decky_line(decky)) {
         // SAFETY: a map value, updated atomically.
         unsafe { atomic_xadd::<u64, u64, { Relaxed }>(&raw mut (*t).tracked, by) };
     }
@@ -214,7 +214,7 @@ fn track(decky: u32, by: u64) {
 /// TIME_WAITS hold: if not, it takes no lookup there.
 #[inline(always)]
 fn may_be_tracked(decky: u32) -> bool {
-    let Some(t) = DECKIES.get_ptr_mut(tracked_index(decky)) else {
+    let Some(t) = DECKIES.get_ptr_mut(decky_line(decky)) else {
         return true;
     };
     // SAFETY: a map value; the close time is cleared by compare-and-swap, so
@@ -236,15 +236,15 @@ fn may_be_tracked(decky: u32) -> bool {
     }
 }
 
-/// Each decky's line, at its `tracked_index` (see `DeckyLine`): mappable, as
+/// Each decky's line, at its `decky_line` (see `DeckyLine`): mappable, as
 /// the loader writes its part through a mapping.
 #[map]
-static DECKIES: Array<DeckyLine> = Array::with_max_entries(1 << TRACKED_BITS, BPF_F_MMAPABLE);
+static DECKIES: Array<DeckyLine> = Array::with_max_entries(1 << DECKY_LINE_BITS, BPF_F_MMAPABLE);
 
 /// What an untracked segment of `decky`'s needs of its personality.
 #[inline(always)]
 fn decky_of(decky: u32) -> Option<Decky> {
-    if let Some(line) = DECKIES.get(tracked_index(decky))
+    if let Some(line) = DECKIES.get(decky_line(decky))
         && line.decky.ip == decky
     {
         return Some(line.decky);
@@ -577,8 +577,17 @@ fn stateless_egress(ctx: &TcContext, d: &Decky, tcp: &TcpHead) -> Option<()> {
 /// Rewrites the kernel's timestamp value at `at` as the decky's clock read then.
 #[inline(always)]
 fn restamp(ctx: &TcContext, c: &Clock, at: usize) -> Option<()> {
+    retime(ctx, at, |kernel| {
+        Some(clock_at_kernel(c, kernel, unsafe { bpf_ktime_get_ns() }))
+    })
+}
+
+/// Rewrites the timestamp field at `at` as `to` maps it (None: leaves it),
+/// and the checksum.
+#[inline(always)]
+fn retime(ctx: &TcContext, at: usize, to: impl FnOnce(u32) -> Option<u32>) -> Option<()> {
     let old: u32 = read(ctx, at)?;
-    let new = clock_at_kernel(c, u32::from_be(old), unsafe { bpf_ktime_get_ns() }).to_be();
+    let new = to(u32::from_be(old))?.to_be();
     let mut delta = Delta::default();
     delta.write32(ctx, at, old, new)?;
     delta.apply(ctx);
@@ -1525,8 +1534,7 @@ fn established_ingress(ctx: &TcContext, key: FlowKey, ip: &IpHead, tcp: &TcpHead
 /// `established_ingress`) or a SYN-ACK (after the MSS).
 #[inline(always)]
 fn untracked_ingress(ctx: &TcContext, ip: &IpHead, tcp: &TcpHead) -> Option<i32> {
-    // The options first: most segments carry timestamps, but a decky whose
-    // personality has no stateless clock need not be looked up for the rest.
+    // No room for timestamps: nothing to look up.
     if tcp.words() < 8 {
         return None;
     }
@@ -1545,18 +1553,13 @@ fn untracked_ingress(ctx: &TcContext, ip: &IpHead, tcp: &TcpHead) -> Option<i32>
     None
 }
 
-/// Rewrites the echoed timestamp at `at` as the kernel's value it stands for.
+/// Rewrites the echoed timestamp at `at` (0: none) as the kernel's value it
+/// stands for.
 #[inline(always)]
 fn unstamp(ctx: &TcContext, c: &Clock, at: usize) -> Option<()> {
-    let old: u32 = read(ctx, at)?;
-    if old == 0 {
-        return Some(());
-    }
-    let new = kernel_at_clock(c, u32::from_be(old), unsafe { bpf_ktime_get_ns() }).to_be();
-    let mut delta = Delta::default();
-    delta.write32(ctx, at, old, new)?;
-    delta.apply(ctx);
-    Some(())
+    retime(ctx, at, |echo| {
+        (echo != 0).then(|| kernel_at_clock(c, echo, unsafe { bpf_ktime_get_ns() }))
+    })
 }
 
 /// A connection whose close is complete leaves the map of open ones; if
@@ -1577,7 +1580,7 @@ fn closed(key: &FlowKey, conn: &Connection) {
         // SAFETY: a map value; a racing close into the same slot leaves an
         // entry that fails its seal.
         unsafe { *slot = tw };
-        if let Some(t) = DECKIES.get_ptr_mut(tracked_index(key.local)) {
+        if let Some(t) = DECKIES.get_ptr_mut(decky_line(key.local)) {
             // SAFETY: a map value; racing closes write about the same time.
             unsafe { (*t).closed = (tw.closed_ns >> 30).max(1) };
         }
