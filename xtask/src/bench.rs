@@ -34,9 +34,15 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
             deploy(deckies)
         }
         Some("events") => events(),
-        Some("shaping") => crate::shaping_bench::shaping(),
+        Some("shaping") => {
+            let rounds = match args.get(1..3) {
+                Some([flag, n]) if flag == "--rounds" => n.parse().context("--rounds takes a number")?,
+                _ => crate::shaping_bench::ROUNDS,
+            };
+            crate::shaping_bench::shaping(rounds)
+        }
         Some("ssh") => crate::ssh_bench::ssh(),
-        _ => bail!("usage: cargo xtask bench deploy [--deckies N] | events | shaping | ssh"),
+        _ => bail!("usage: cargo xtask bench deploy [--deckies N] | events | shaping [--rounds N] | ssh"),
     }
 }
 

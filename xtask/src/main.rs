@@ -31,7 +31,7 @@ fn main() -> ExitCode {
         Some("build-ebpf") => ebpf::build(&workspace_root()),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci | test [cargo test args] | bench deploy [--deckies N] | bench events | bench shaping | bench ssh | build-ebpf>"
+                "usage: cargo xtask <ci | test [cargo test args] | bench deploy [--deckies N] | bench events | bench shaping [--rounds N] | bench ssh | build-ebpf>"
             );
             return ExitCode::from(2);
         }

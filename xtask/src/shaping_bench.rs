@@ -24,7 +24,7 @@ use crate::bench::Instance;
 const PORT: u16 = 8080;
 // Many short rounds, interleaved: the machine's load drifts over seconds,
 // and a round's pair of runs shares most of it.
-const ROUNDS: usize = 101;
+pub(crate) const ROUNDS: usize = 101;
 /// Runs of the shaped decky alone, with the kernel's BPF statistics on.
 const STATS_ROUNDS: usize = 5;
 const CONCURRENCY: usize = 8;
@@ -41,7 +41,8 @@ exact = false\n";
 
 const BODY: &str = "<html><body>It works!</body></html>\n";
 
-pub(crate) fn shaping() -> anyhow::Result<()> {
+pub(crate) fn shaping(rounds: usize) -> anyhow::Result<()> {
+    ensure!(rounds >= 9, "--rounds: at least 9, for the quartiles and the interval");
     ensure!(
         nix::unistd::geteuid().is_root(),
         "the shaping benchmark builds namespaces: run it as root"
@@ -110,7 +111,7 @@ pub(crate) fn shaping() -> anyhow::Result<()> {
         .trim()
         .to_string();
     println!(
-        "shaping benchmark: ab -c {CONCURRENCY}, {ROUNDS} rounds, the two deckies in turn (medians of the rounds)"
+        "shaping benchmark: ab -c {CONCURRENCY}, {rounds} rounds, the two deckies in turn (medians of the rounds)"
     );
     // Keep-alive runs longer per round: a short run is mostly ab's start.
     for (mode, keep_alive, requests) in [
@@ -122,7 +123,7 @@ pub(crate) fn shaping() -> anyhow::Result<()> {
             ab(&instance, *ip, keep_alive, 500)?;
         }
         let mut runs: Vec<Vec<Run>> = vec![Vec::new(), Vec::new()];
-        for round in 0..ROUNDS {
+        for round in 0..rounds {
             // Alternate who goes first.
             let order: [usize; 2] = if round % 2 == 0 { [0, 1] } else { [1, 0] };
             for i in order {
@@ -159,7 +160,7 @@ pub(crate) fn shaping() -> anyhow::Result<()> {
         let throughput = Ratios::of(&runs, |r| r.per_s);
         let mean = Ratios::of(&runs, |r| r.mean_ms);
         let p99 = Ratios::of(&runs, |r| r.p99_ms);
-        let cpu_us = |r: &Run| r.cpu_ticks as f64 * 1e4 / (ROUNDS * requests) as f64;
+        let cpu_us = |r: &Run| r.cpu_ticks as f64 * 1e4 / (rounds * requests) as f64;
         println!(
             "    machine CPU per request: shaped {:.1} µs, unshaped {:.1} µs ({:+.2} µs, {:.3}×)",
             cpu_us(&shaped),
@@ -167,18 +168,34 @@ pub(crate) fn shaping() -> anyhow::Result<()> {
             cpu_us(&shaped) - cpu_us(&plain),
             cpu_us(&shaped) / cpu_us(&plain)
         );
-        println!("    shaped/unshaped, median of the rounds' ratios (interquartile range):");
+        println!(
+            "    shaped/unshaped, median of the rounds' ratios (interquartile range) [95% confidence interval of the median]:"
+        );
         println!("      throughput   {throughput}");
         println!("      mean latency {mean}");
         println!("      p99 latency  {p99}");
-        let slower = (1.0 - throughput.median).max(mean.median - 1.0);
+        // Slower: the throughput lost or the mean latency gained, whichever
+        // is larger; at the median, and at either end of the intervals.
+        let slower = |throughput: f64, latency: f64| (1.0 - throughput).max(latency - 1.0);
+        let verdict = slower(throughput.median, mean.median);
+        let (best, worst) = (
+            slower(throughput.ci_high, mean.ci_low),
+            slower(throughput.ci_low, mean.ci_high),
+        );
         println!(
-            "    shaped is {:+.1}% slower (throughput {:+.1}%, mean latency {:+.1}%)  target ≤ {:.0}%  {}",
-            slower * 100.0,
+            "    shaped is {:+.1}% slower (throughput {:+.1}%, mean latency {:+.1}%; 95% interval {:+.1}…{:+.1}%)  target ≤ {:.0}%  {} ({})",
+            verdict * 100.0,
             (1.0 - throughput.median) * 100.0,
             (mean.median - 1.0) * 100.0,
+            best * 100.0,
+            worst * 100.0,
             TARGET_SLOWDOWN * 100.0,
-            if slower <= TARGET_SLOWDOWN { "met" } else { "MISSED" }
+            if verdict <= TARGET_SLOWDOWN { "met" } else { "MISSED" },
+            if worst <= TARGET_SLOWDOWN || best > TARGET_SLOWDOWN {
+                "settled: the interval is on one side of the target"
+            } else {
+                "not settled at this noise: the interval spans the target; more --rounds narrow it"
+            }
         );
         let requests = (STATS_ROUNDS * requests) as f64;
         let per_request_us = prog_ns as f64 / requests / 1000.0;
@@ -286,11 +303,14 @@ struct Run {
     cpu_ticks: u64,
 }
 
-/// One figure's shaped/unshaped ratios over the rounds: median and quartiles.
+/// One figure's shaped/unshaped ratios over the rounds: median, quartiles,
+/// and a 95% confidence interval of the median.
 struct Ratios {
     median: f64,
     low: f64,
     high: f64,
+    ci_low: f64,
+    ci_high: f64,
 }
 
 impl Ratios {
@@ -301,17 +321,44 @@ impl Ratios {
             .map(|(s, p)| figure(s) / figure(p))
             .collect();
         v.sort_by(f64::total_cmp);
+        let (lo, hi) = median_interval(v.len());
         Ratios {
             median: v[v.len() / 2],
             low: v[v.len() / 4],
             high: v[v.len() * 3 / 4],
+            ci_low: v[lo],
+            ci_high: v[hi],
         }
     }
 }
 
+/// The ranks (0-based) of the sorted sample that bound a 95% confidence
+/// interval of the median of `n` independent rounds. The count of rounds
+/// below the median is binomial (n, ½): the interval [v[lo], v[n-1-lo]]
+/// misses the median with the chance of lo or fewer below it, or as few
+/// above, so `lo` is the largest rank whose tail is at most 2.5%.
+fn median_interval(n: usize) -> (usize, usize) {
+    let ln_fact = |k: usize| (1..=k).map(|i| (i as f64).ln()).sum::<f64>();
+    let pmf = |k: usize| (ln_fact(n) - ln_fact(k) - ln_fact(n - k) - n as f64 * 2f64.ln()).exp();
+    let mut tail = 0.0;
+    let mut lo = 0;
+    for k in 0..n / 2 {
+        tail += pmf(k);
+        if tail > 0.025 {
+            break;
+        }
+        lo = k;
+    }
+    (lo, n - 1 - lo)
+}
+
 impl std::fmt::Display for Ratios {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:.3}× ({:.3}…{:.3})", self.median, self.low, self.high)
+        write!(
+            f,
+            "{:.3}× ({:.3}…{:.3}) [{:.3}…{:.3}]",
+            self.median, self.low, self.high, self.ci_low, self.ci_high
+        )
     }
 }
 
@@ -457,6 +504,45 @@ fn handle(stream: TcpStream) -> anyhow::Result<()> {
         writer.write_all(response.as_bytes())?;
         if !keep_alive {
             return Ok(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median_interval;
+
+    /// The chance that the interval holds the median: the count of rounds
+    /// below it is binomial (n, ½), and the interval [v[lo], v[hi]] holds
+    /// the median when lo < count ≤ hi. Summed term by term here, apart
+    /// from the tail the function accumulates.
+    fn coverage(n: usize) -> f64 {
+        let (lo, hi) = median_interval(n);
+        let mut pmf = 0.5f64.powi(n as i32);
+        let mut inside = 0.0;
+        for k in 0..=hi {
+            if k > lo {
+                inside += pmf;
+            }
+            pmf *= (n - k) as f64 / (k + 1) as f64;
+        }
+        inside
+    }
+
+    fn binomial(n: usize, k: usize) -> f64 {
+        (0..k).fold(1.0, |c, i| c * (n - i) as f64 / (i + 1) as f64)
+    }
+
+    #[test]
+    fn the_median_interval_covers_95_percent() {
+        for n in 9..=1001 {
+            let c = coverage(n);
+            assert!(c >= 0.95, "{n} rounds: {c}");
+            // And no wider than it need be: one rank in would miss.
+            let (lo, _) = median_interval(n);
+            let tail = (1.0 - c) / 2.0;
+            let next = tail + (0.5f64.powi(n as i32) * binomial(n, lo + 1));
+            assert!(1.0 - 2.0 * next < 0.95, "{n} rounds: rank {} would do", lo + 1);
         }
     }
 }

@@ -20,7 +20,8 @@
 
 use aya_ebpf::bindings::{BPF_F_PSEUDO_HDR, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT};
 use aya_ebpf::helpers::generated::{
-    bpf_get_prandom_u32, bpf_ktime_get_ns, bpf_redirect, bpf_skb_change_tail, bpf_skb_pull_data, bpf_skb_store_bytes,
+    bpf_get_prandom_u32, bpf_jiffies64, bpf_ktime_get_ns, bpf_redirect, bpf_skb_change_tail, bpf_skb_pull_data,
+    bpf_skb_store_bytes,
 };
 use aya_ebpf::macros::{classifier, map};
 use aya_ebpf::maps::{Array, HashMap, LruHashMap};
@@ -312,20 +313,32 @@ macro_rules! each_word {
 
 // Nearly every packet is a segment of an established connection, and on a
 // live path (caches cold between packets) a run costs about what the code
-// it goes through costs: that case has compact functions of its own, laid
-// out apart from the rarer paths.
+// it goes through costs. The commonest, one of a connection the tables do
+// not hold, runs in the entry itself, its code in one piece and without a
+// call (on CPUs with return-thunk mitigations each return mispredicts);
+// the tables' segments have functions of their own, laid out apart from
+// the rarer paths.
 
 #[classifier]
 pub fn egress(ctx: TcContext) -> i32 {
-    if established_egress_segment(&ctx) {
-        return TC_ACT_OK;
+    if let Some((ip, tcp)) = established_headers(&ctx) {
+        if !may_be_tracked(ip.src) {
+            untracked_egress(&ctx, &ip, &tcp);
+            return TC_ACT_OK;
+        }
+        if tracked_egress_segment(&ctx, &ip, &tcp) {
+            return TC_ACT_OK;
+        }
     }
     other_egress(&ctx)
 }
 
 #[classifier]
 pub fn ingress(ctx: TcContext) -> i32 {
-    if established_ingress_segment(&ctx) {
+    if let Some((ip, tcp)) = established_headers(&ctx) {
+        if !may_be_tracked(ip.dst) || !tracked_ingress_segment(&ctx, &ip, &tcp) {
+            let _ = untracked_ingress(&ctx, &ip, &tcp);
+        }
         return TC_ACT_OK;
     }
     other_ingress(&ctx)
@@ -389,7 +402,11 @@ unsafe fn get<T: Copy>(data: usize, at: usize) -> T {
 /// (network order). Read field by field: copies of whole headers took
 /// hundreds of instructions, and on a live path, where the caches are cold
 /// between packets, a run costs what its code's size costs.
+// Aligned: the tables' paths take it by reference from the entry's
+// stack, where the verifier refuses the misaligned 8-byte stores that its
+// 4-byte alignment would let the compiler merge its fields into.
 #[derive(Clone, Copy)]
+#[repr(align(8))]
 struct IpHead {
     /// Total length.
     len: u16,
@@ -413,7 +430,11 @@ impl IpHead {
 }
 
 /// The TCP header's fixed fields, as they sit in the packet.
+// Aligned: the tables' paths take it by reference from the entry's
+// stack, where the verifier refuses the misaligned 8-byte stores that its
+// 4-byte alignment would let the compiler merge its fields into.
 #[derive(Clone, Copy)]
+#[repr(align(8))]
 struct TcpHead {
     sport: u16,
     dport: u16,
@@ -515,19 +536,13 @@ fn flow(ip: &IpHead, tcp: &TcpHead, outgoing: bool) -> FlowKey {
 
 // ---------------------------------------------------------------- egress
 
-/// Rewrites a segment of a connection the programs know (its handshake
-/// done), if that is what the packet is.
+/// Rewrites a segment of an established connection the tables hold, if
+/// they hold it (else the other paths look further: TIME_WAIT).
 #[inline(never)]
-fn established_egress_segment(ctx: &TcContext) -> bool {
-    let Some((ip, tcp)) = established_headers(ctx) else {
-        return false;
-    };
-    if !may_be_tracked(ip.src) {
-        return untracked_egress(ctx, &ip, &tcp);
-    }
+fn tracked_egress_segment(ctx: &TcContext, ip: &IpHead, tcp: &TcpHead) -> bool {
     // One lookup, not two: the connection's copy of the persona's settings
     // stands in for the personality.
-    let key = flow(&ip, &tcp, true);
+    let key = flow(ip, tcp, true);
     let Some(conn) = connection(&key) else {
         return false;
     };
@@ -535,26 +550,25 @@ fn established_egress_segment(ctx: &TcContext) -> bool {
     // directions may race: a lost bit of `closing` leaves the slot taken
     // until it is a day old and its set full).
     let conn = unsafe { &mut (*conn).conn };
-    let _ = established_egress(ctx, conn, &ip, &tcp);
-    set_df(ctx, &ip, conn.tcp_df);
-    set_ip_id(ctx, &ip, conn.slot as u32, conn.ip_id, IPID_TCP);
+    let _ = established_egress(ctx, conn, ip, tcp);
+    set_df(ctx, ip, conn.tcp_df);
+    set_ip_id(ctx, ip, conn.slot as u32, conn.ip_id, IPID_TCP);
     if conn.closing & CLOSED == CLOSED {
         closed(&key, conn);
     }
     true
 }
 
-/// A segment of a connection the tables do not hold, from a decky none of
-/// whose connections they hold: its persona's settings, no lookup there.
+/// A segment of an established connection from a decky none of whose
+/// connections the tables hold: its persona's settings, no lookup there.
 #[inline(always)]
-fn untracked_egress(ctx: &TcContext, ip: &IpHead, tcp: &TcpHead) -> bool {
+fn untracked_egress(ctx: &TcContext, ip: &IpHead, tcp: &TcpHead) {
     let Some(d) = decky_of(ip.src) else {
-        return true;
+        return;
     };
     let _ = stateless_egress(ctx, &d, tcp);
     set_df(ctx, ip, d.tcp_df);
     set_ip_id(ctx, ip, d.slot as u32, d.ip_id, IPID_TCP);
-    true
 }
 
 /// Puts an untracked segment's timestamp on the decky's clock (`F_STATELESS`).
@@ -565,29 +579,85 @@ fn stateless_egress(ctx: &TcContext, d: &Decky, tcp: &TcpHead) -> Option<()> {
     }
     // Linux puts NOP NOP TS first in a segment's options, and after its MSS
     // (and SACK permitted or two NOPs) in a SYN's.
-    if read::<u32>(ctx, AT_TCP_OPTS)? == NOP_NOP_TS {
-        restamp(ctx, &d.clock, AT_TCP_OPTS + 4)
+    let at = if read::<u32>(ctx, AT_TCP_OPTS)? == NOP_NOP_TS {
+        AT_TCP_OPTS + 4
     } else if tcp.flags() & TCP_SYN != 0 && read::<[u8; 4]>(ctx, AT_TCP_OPTS + 4)?[2..] == [8, 10] {
-        restamp(ctx, &d.clock, AT_TCP_OPTS + 8)
+        AT_TCP_OPTS + 8
     } else {
-        Some(())
+        return Some(());
+    };
+    let now = departure(ctx);
+    retime(ctx, &d.clock, at, Way::Out, now)
+}
+
+/// When the kernel lets an outgoing packet leave, on the helper's clock:
+/// TCP stamps each segment with its earliest departure time (now, or a
+/// pacing step on), a field of the packet's where the helper's call cost
+/// a segment a fifth of its run; else now.
+#[inline(always)]
+fn departure(ctx: &TcContext) -> u64 {
+    // SAFETY: the context's sk_buff is valid for the program's run.
+    let (at, clock) = unsafe { ((*ctx.skb.skb).tstamp, (*ctx.skb.skb).tstamp_type) };
+    if at != 0 && clock == BPF_SKB_CLOCK_MONOTONIC {
+        at
+    } else {
+        unsafe { bpf_ktime_get_ns() }
     }
 }
 
-/// Rewrites the kernel's timestamp value at `at` as the decky's clock read then.
+/// `bpf_ktime_get_ns` to within a minute (at HZ 1000; eleven at HZ 100),
+/// for `decky`'s segments: its line's reading while recent, else a new one
+/// kept there (written once a minute, not per segment: other CPUs read the
+/// line). Not for TIME_WAIT, whose close times it could precede.
 #[inline(always)]
-fn restamp(ctx: &TcContext, c: &Clock, at: usize) -> Option<()> {
-    retime(ctx, at, |kernel| {
-        Some(clock_at_kernel(c, kernel, unsafe { bpf_ktime_get_ns() }))
-    })
+fn about_now(decky: u32) -> u64 {
+    // Inlined by the verifier: a load of the kernel's jiffies.
+    let jiffies = unsafe { bpf_jiffies64() };
+    let Some(line) = DECKIES.get_ptr_mut(decky_line(decky)) else {
+        return unsafe { bpf_ktime_get_ns() };
+    };
+    // SAFETY: a map value; racing writers write about the same instant.
+    unsafe {
+        let about = (*line).about_ns;
+        if about != 0 && jiffies.wrapping_sub((*line).at_jiffies) < RECENT_JIFFIES {
+            return about;
+        }
+        let now = bpf_ktime_get_ns();
+        (*line).about_ns = now;
+        (*line).at_jiffies = jiffies;
+        now
+    }
 }
 
-/// Rewrites the timestamp field at `at` as `to` maps it (None: leaves it),
-/// and the checksum.
+/// How long `about_now` keeps a reading: 65 s at HZ 1000.
+const RECENT_JIFFIES: u64 = 1 << 16;
+
+/// `__sk_buff.tstamp_type`: `tstamp` on the monotonic clock.
+const BPF_SKB_CLOCK_MONOTONIC: u8 = 1;
+
+/// Which way a stateless segment's timestamp goes: the kernel's value out
+/// as the decky's clock read then, or an echo of that back in as the
+/// kernel's value it stands for.
+#[derive(Clone, Copy)]
+enum Way {
+    Out,
+    In,
+}
+
+/// Rewrites the timestamp field at `at` as its way maps it at about `now`
+/// (an echo of 0 is none), and the checksum. A constant way, not a
+/// closure: one used at several places becomes a function of its own, a
+/// call on the commonest path.
 #[inline(always)]
-fn retime(ctx: &TcContext, at: usize, to: impl FnOnce(u32) -> Option<u32>) -> Option<()> {
+fn retime(ctx: &TcContext, c: &Clock, at: usize, way: Way, now: u64) -> Option<()> {
     let old: u32 = read(ctx, at)?;
-    let new = to(u32::from_be(old))?.to_be();
+    let value = u32::from_be(old);
+    let new = match way {
+        Way::Out => clock_at_kernel(c, value, now),
+        Way::In if value == 0 => return Some(()),
+        Way::In => kernel_at_clock(c, value, now),
+    }
+    .to_be();
     let mut delta = Delta::default();
     delta.write32(ctx, at, old, new)?;
     delta.apply(ctx);
@@ -867,6 +937,7 @@ fn about_ms(now_ns: u64) -> u64 {
 /// The decky's clock at the kernel's timestamp `kernel`, for a personality
 /// of `F_STATELESS` (the kernel's are milliseconds since boot, truncated:
 /// `tcp_timestamps` 2), whole: it runs on where the kernel's wraps.
+#[inline(always)]
 fn clock_at_kernel(c: &Clock, kernel: u32, now_ns: u64) -> u32 {
     let now = about_ms(now_ns);
     // Stamped a moment ago (or, by the kernel's cached clock, a moment on).
@@ -877,6 +948,7 @@ fn clock_at_kernel(c: &Clock, kernel: u32, now_ns: u64) -> u32 {
 /// The kernel's timestamp that a clock read as `ticks` (the inverse of
 /// `clock_at_kernel`; exact, but where a slow clock repeats a tick and
 /// either millisecond would do).
+#[inline(always)]
 fn kernel_at_clock(c: &Clock, ticks: u32, now_ns: u64) -> u32 {
     let mut ms = about_ms(now_ns) as i64;
     // A tick is a millisecond, give or take the skew (one in 8,000 or
@@ -965,7 +1037,7 @@ fn syn_ack(ctx: &TcContext, p: &Personality, ip: &IpHead, tcp: &TcpHead) -> Opti
 #[inline(always)]
 fn rewrite_syn_ack(ctx: &TcContext, p: &Personality, ip: &IpHead, tcp: &TcpHead, delta: &mut Delta) -> Option<()> {
     let key = flow(ip, tcp, true);
-    let now = unsafe { bpf_ktime_get_ns() };
+    let now = departure(ctx);
     // Most SYN-ACKs answer no probe: the map is searched only for a decky
     // that kept one lately.
     let probed = PROBED_AT
@@ -1394,20 +1466,24 @@ const MAX_ICMP_WORDS: usize = 34;
 
 // --------------------------------------------------------------- ingress
 
-/// Translates an incoming segment of an established connection (ACK
-/// without SYN or RST), if that is what the packet is: one lookup, the
-/// connection's copy of the persona's settings. One the programs do not
-/// know passes as it is.
+/// [`known_ingress`] for an established connection's segment, out of line.
 #[inline(never)]
-fn established_ingress_segment(ctx: &TcContext) -> bool {
-    let Some((ip, tcp)) = established_headers(ctx) else {
+fn tracked_ingress_segment(ctx: &TcContext, ip: &IpHead, tcp: &TcpHead) -> bool {
+    known_ingress(ctx, ip, tcp)
+}
+
+/// Translates an incoming segment with ACK of a connection the tables hold,
+/// if they hold it: one lookup, the connection's copy of the persona's
+/// settings. (Inlined into the other paths too: a call from there would
+/// pass the 512-byte stack.)
+#[inline(always)]
+fn known_ingress(ctx: &TcContext, ip: &IpHead, tcp: &TcpHead) -> bool {
+    let key = flow(ip, tcp, false);
+    let Some(conn) = connection(&key) else {
         return false;
     };
-    if may_be_tracked(ip.dst) {
-        let _ = established_ingress(ctx, flow(&ip, &tcp, false), &ip, &tcp);
-    } else {
-        let _ = untracked_ingress(ctx, &ip, &tcp);
-    }
+    // SAFETY: a map value, only this connection's segments write it.
+    let _ = established_ingress(ctx, &key, unsafe { &mut (*conn).conn }, ip, tcp);
     true
 }
 
@@ -1466,21 +1542,22 @@ fn try_ingress(ctx: &TcContext) -> Option<i32> {
         }
         return None;
     }
-    if flags & TCP_ACK == 0 {
-        return None;
+    if flags & TCP_ACK != 0 && !known_ingress(ctx, &ip, &tcp) {
+        return untracked_ingress(ctx, &ip, &tcp);
     }
-    established_ingress(ctx, key, &ip, &tcp)
+    None
 }
 
 /// Translates an incoming segment of a known connection back to the
 /// kernel's numbers, written straight into the packet, the checksum updated once.
 #[inline(always)]
-fn established_ingress(ctx: &TcContext, key: FlowKey, ip: &IpHead, tcp: &TcpHead) -> Option<i32> {
-    let Some(conn) = connection(&key) else {
-        return untracked_ingress(ctx, ip, tcp);
-    };
-    // SAFETY: a map value, only this connection's segments write it.
-    let conn = unsafe { &mut (*conn).conn };
+fn established_ingress(
+    ctx: &TcContext,
+    key: &FlowKey,
+    conn: &mut Connection,
+    ip: &IpHead,
+    tcp: &TcpHead,
+) -> Option<()> {
     if conn.closing & ANSWERED == 0 {
         // The handshake's last ACK (or a later segment): no longer half-open.
         conn.closing |= ANSWERED;
@@ -1524,9 +1601,9 @@ fn established_ingress(ctx: &TcContext, key: FlowKey, ip: &IpHead, tcp: &TcpHead
     }
     delta.apply(ctx);
     if conn.closing & CLOSED == CLOSED {
-        closed(&key, conn);
+        closed(key, conn);
     }
-    None
+    Some(())
 }
 
 /// Puts the timestamp an untracked segment echoes back on the kernel's
@@ -1543,23 +1620,18 @@ fn untracked_ingress(ctx: &TcContext, ip: &IpHead, tcp: &TcpHead) -> Option<i32>
         return None;
     }
     let head: u32 = read(ctx, AT_TCP_OPTS)?;
-    if head == NOP_NOP_TS {
-        unstamp(ctx, &d.clock, AT_TCP_OPTS + 8);
+    // One rewrite, wherever the echo is: inlined once, not called.
+    let at = if head == NOP_NOP_TS {
+        AT_TCP_OPTS + 8
     } else if head.to_ne_bytes()[..2] == [8, 10] {
-        unstamp(ctx, &d.clock, AT_TCP_OPTS + 6);
+        AT_TCP_OPTS + 6
     } else if tcp.flags() & TCP_SYN != 0 && tcp.words() >= 9 && read::<[u8; 4]>(ctx, AT_TCP_OPTS + 4)?[2..] == [8, 10] {
-        unstamp(ctx, &d.clock, AT_TCP_OPTS + 12);
-    }
+        AT_TCP_OPTS + 12
+    } else {
+        return None;
+    };
+    retime(ctx, &d.clock, at, Way::In, about_now(ip.dst));
     None
-}
-
-/// Rewrites the echoed timestamp at `at` (0: none) as the kernel's value it
-/// stands for.
-#[inline(always)]
-fn unstamp(ctx: &TcContext, c: &Clock, at: usize) -> Option<()> {
-    retime(ctx, at, |echo| {
-        (echo != 0).then(|| kernel_at_clock(c, echo, unsafe { bpf_ktime_get_ns() }))
-    })
 }
 
 /// A connection whose close is complete leaves the map of open ones; if
