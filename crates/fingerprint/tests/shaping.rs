@@ -1068,6 +1068,7 @@ fn an_ordinary_connection_keeps_no_state() {
     let record = decnet_fingerprint::record(&spec);
     assert_ne!(record.flags & F_STATELESS, 0, "windows-10 is stateless");
     let peer = Ipv4Addr::new(10, 213, 0, 100);
+    let mut last_id = None;
     for (round, from_deckies) in [(0u16, false), (1, true)] {
         if from_deckies {
             let key = u32::from_ne_bytes(DECKY.octets());
@@ -1146,9 +1147,14 @@ fn an_ordinary_connection_keeps_no_state() {
         let got = to_decky(0x10, kernel_isn + 6, (peer_ts + 2, v1));
         assert_eq!(timestamps(&got).1, k + 7);
         // Closed by the decky first: nothing kept, not even TIME_WAIT.
-        from_decky(0x11, kernel_isn + 6, (k + 8, peer_ts + 2), &[]);
+        let fin = from_decky(0x11, kernel_isn + 6, (k + 8, peer_ts + 2), &[]);
         to_decky(0x11, kernel_isn + 7, (peer_ts + 3, v1));
-        from_decky(0x10, kernel_isn + 7, (k + 9, peer_ts + 3), &[]);
+        let last = from_decky(0x10, kernel_isn + 7, (k + 9, peer_ts + 3), &[]);
+        // Windows' IP IDs: one sequence per decky, a step a packet.
+        let ids: Vec<u16> = [&syn_ack, &out, &fin, &last].iter().map(|p| p.id).collect();
+        let steps: Vec<u16> = ids.windows(2).map(|w| w[1].wrapping_sub(w[0])).collect();
+        assert_eq!(steps, [1, 1, 1], "IP IDs {ids:?}");
+        last_id = Some(last.id);
         assert_eq!((connections(&programs), time_waits(&programs)), (0, 0));
     }
     // nmap's first SEQ probe (window 1, window scale first) to an open port:
@@ -1179,6 +1185,11 @@ fn an_ordinary_connection_keeps_no_state() {
     );
     let (_, syn_ack) = programs.run("egress", &syn_ack);
     assert_ne!(syn_ack.seq(), 2_000_000, "a probe's connection: the persona's ISN");
+    assert_eq!(
+        Some(syn_ack.id.wrapping_sub(1)),
+        last_id,
+        "a tracked connection's IP IDs run on from the untracked ones'"
+    );
     assert_eq!((connections(&programs), tracked(&programs, DECKY)), (1, 1));
     programs.run("egress", &segment(DECKY, peer, ports, 2_000_001, 9_001, 0x14, &[], &[]));
     assert_eq!(
