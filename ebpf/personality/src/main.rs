@@ -430,9 +430,7 @@ impl IpHead {
 }
 
 /// The TCP header's fixed fields, as they sit in the packet.
-// Aligned: the tables' paths take it by reference from the entry's
-// stack, where the verifier refuses the misaligned 8-byte stores that its
-// 4-byte alignment would let the compiler merge its fields into.
+// Aligned as `IpHead` is, for the same reason.
 #[derive(Clone, Copy)]
 #[repr(align(8))]
 struct TcpHead {
@@ -1543,7 +1541,7 @@ fn try_ingress(ctx: &TcContext) -> Option<i32> {
         return None;
     }
     if flags & TCP_ACK != 0 && !known_ingress(ctx, &ip, &tcp) {
-        return untracked_ingress(ctx, &ip, &tcp);
+        let _ = untracked_ingress(ctx, &ip, &tcp);
     }
     None
 }
@@ -1579,24 +1577,15 @@ fn established_ingress(
         let new = u32::from_be(old).wrapping_sub(conn.isn_delta).to_be();
         delta.write32(ctx, AT_TCP_ACK, old, new)?;
     }
-    // The timestamps option of an incoming segment: first in the options,
-    // alone or after two NOPs, as common stacks send it (RFC 7323, appendix
-    // A), at an even offset as a 16-bit checksum update needs.
-    if conn.timestamps != 0 && tcp.words() >= 8 {
-        let head: u32 = read(ctx, AT_TCP_OPTS)?;
-        let at = if head == NOP_NOP_TS {
-            Some(AT_TCP_OPTS + 8)
-        } else if head.to_ne_bytes()[..2] == [8, 10] {
-            Some(AT_TCP_OPTS + 6)
-        } else {
-            None
-        };
-        if let Some(at) = at {
-            let old: u32 = read(ctx, at)?;
-            if old != 0 {
-                let new = kernel_ts(conn, u32::from_be(old)).to_be();
-                delta.write32(ctx, at, old, new)?;
-            }
+    // The timestamps option of an incoming segment, where `echo_at` finds it.
+    if conn.timestamps != 0
+        && tcp.words() >= 8
+        && let Some(at) = echo_at(read(ctx, AT_TCP_OPTS)?)
+    {
+        let old: u32 = read(ctx, at)?;
+        if old != 0 {
+            let new = kernel_ts(conn, u32::from_be(old)).to_be();
+            delta.write32(ctx, at, old, new)?;
         }
     }
     delta.apply(ctx);
@@ -1606,11 +1595,26 @@ fn established_ingress(
     Some(())
 }
 
-/// Puts the timestamp an untracked segment echoes back on the kernel's
-/// clock (`F_STATELESS`): wherever common stacks put it in a segment (see
-/// `established_ingress`) or a SYN-ACK (after the MSS).
+/// Where the echo of a timestamps option that starts a segment's options
+/// (their first word `head`) is: alone or after two NOPs, as common stacks
+/// send it (RFC 7323, appendix A), at an even offset as a 16-bit checksum
+/// update needs.
 #[inline(always)]
-fn untracked_ingress(ctx: &TcContext, ip: &IpHead, tcp: &TcpHead) -> Option<i32> {
+fn echo_at(head: u32) -> Option<usize> {
+    if head == NOP_NOP_TS {
+        Some(AT_TCP_OPTS + 8)
+    } else if head.to_ne_bytes()[..2] == [8, 10] {
+        Some(AT_TCP_OPTS + 6)
+    } else {
+        None
+    }
+}
+
+/// Puts the timestamp an untracked segment echoes back on the kernel's
+/// clock (`F_STATELESS`): wherever common stacks put it in a segment
+/// (`echo_at`) or a SYN-ACK (after the MSS).
+#[inline(always)]
+fn untracked_ingress(ctx: &TcContext, ip: &IpHead, tcp: &TcpHead) -> Option<()> {
     // No room for timestamps: nothing to look up.
     if tcp.words() < 8 {
         return None;
@@ -1619,19 +1623,18 @@ fn untracked_ingress(ctx: &TcContext, ip: &IpHead, tcp: &TcpHead) -> Option<i32>
     if d.flags & (F_STATELESS | F_TIMESTAMPS) != F_STATELESS | F_TIMESTAMPS {
         return None;
     }
-    let head: u32 = read(ctx, AT_TCP_OPTS)?;
     // One rewrite, wherever the echo is: inlined once, not called.
-    let at = if head == NOP_NOP_TS {
-        AT_TCP_OPTS + 8
-    } else if head.to_ne_bytes()[..2] == [8, 10] {
-        AT_TCP_OPTS + 6
-    } else if tcp.flags() & TCP_SYN != 0 && tcp.words() >= 9 && read::<[u8; 4]>(ctx, AT_TCP_OPTS + 4)?[2..] == [8, 10] {
-        AT_TCP_OPTS + 12
-    } else {
-        return None;
+    let at = match echo_at(read(ctx, AT_TCP_OPTS)?) {
+        Some(at) => at,
+        None if tcp.flags() & TCP_SYN != 0
+            && tcp.words() >= 9
+            && read::<[u8; 4]>(ctx, AT_TCP_OPTS + 4)?[2..] == [8, 10] =>
+        {
+            AT_TCP_OPTS + 12
+        }
+        None => return None,
     };
-    retime(ctx, &d.clock, at, Way::In, about_now(ip.dst));
-    None
+    retime(ctx, &d.clock, at, Way::In, about_now(ip.dst))
 }
 
 /// A connection whose close is complete leaves the map of open ones; if
